@@ -1,0 +1,282 @@
+//! Bearer JWTs: issued by the user service, verified by every service.
+//!
+//! [`AuthLayer`] checks the `authorization: Bearer …` metadata of every call except health,
+//! reflection and the methods a service declares public, and puts the verified [`Caller`]
+//! into the request's extensions.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use tower::{Layer, Service};
+use uuid::Uuid;
+
+use crate::config::AuthArgs;
+use crate::error::{Error, Result};
+
+/// Shortest secret accepted for HS256.
+const MIN_SECRET_LEN: usize = 32;
+
+/// Paths that never need a token: probes and discovery.
+const ALWAYS_PUBLIC: &[&str] = &["/grpc.health.v1.Health/", "/grpc.reflection."];
+
+/// What a token says about its bearer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user id, or a free-form name for service and platform tokens.
+    pub sub: String,
+    /// The tenant the bearer acts in; absent for platform tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<Uuid>,
+    /// admin, member, viewer, or platform.
+    pub role: String,
+    pub iss: String,
+    pub iat: i64,
+    pub exp: i64,
+}
+
+/// Role names carried in tokens.
+pub mod roles {
+    pub const ADMIN: &str = "admin";
+    pub const MEMBER: &str = "member";
+    pub const VIEWER: &str = "viewer";
+    /// Operates the platform itself (creates tenants); belongs to no tenant.
+    pub const PLATFORM: &str = "platform";
+}
+
+/// The verified caller of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub subject: String,
+    pub tenant: Option<Uuid>,
+    pub role: String,
+}
+
+impl Caller {
+    /// The caller's tenant; platform tokens have none.
+    pub fn tenant(&self) -> Result<Uuid> {
+        self.tenant
+            .ok_or(Error::PermissionDenied("this call needs a token scoped to a tenant"))
+    }
+
+    pub fn is_platform(&self) -> bool {
+        self.role == roles::PLATFORM
+    }
+
+    /// Fails unless the caller is a tenant admin.
+    pub fn require_admin(&self) -> Result<()> {
+        if self.role == roles::ADMIN {
+            Ok(())
+        } else {
+            Err(Error::PermissionDenied("this call needs the admin role"))
+        }
+    }
+
+    /// The caller a request carries (put there by [`AuthLayer`]).
+    pub fn of<T>(request: &tonic::Request<T>) -> Result<&Caller> {
+        request
+            .extensions()
+            .get::<Caller>()
+            .ok_or(Error::Unauthenticated("missing bearer token"))
+    }
+}
+
+/// Signs and verifies tokens with one HMAC secret.
+#[derive(Clone)]
+pub struct Tokens {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    issuer: String,
+    ttl: Duration,
+}
+
+impl Tokens {
+    pub fn new(args: &AuthArgs) -> Result<Self> {
+        if args.jwt_secret.len() < MIN_SECRET_LEN {
+            return Err(Error::invalid(
+                "JWT_SECRET",
+                format!("must be at least {MIN_SECRET_LEN} bytes"),
+            ));
+        }
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[&args.jwt_issuer]);
+        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        validation.leeway = 5;
+        Ok(Self {
+            encoding: EncodingKey::from_secret(args.jwt_secret.as_bytes()),
+            decoding: DecodingKey::from_secret(args.jwt_secret.as_bytes()),
+            validation,
+            issuer: args.jwt_issuer.clone(),
+            ttl: Duration::from_secs(args.jwt_ttl),
+        })
+    }
+
+    /// A signed token for `subject`, valid for the configured TTL (or `ttl`).
+    pub fn issue(
+        &self,
+        subject: &str,
+        tenant: Option<Uuid>,
+        role: &str,
+        ttl: Option<Duration>,
+    ) -> Result<(String, DateTime<Utc>)> {
+        let now = Utc::now();
+        let expires = now
+            + chrono::Duration::from_std(ttl.unwrap_or(self.ttl))
+                .map_err(|_| Error::invalid("ttl", "is too long"))?;
+        let claims = Claims {
+            sub: subject.to_owned(),
+            tenant,
+            role: role.to_owned(),
+            iss: self.issuer.clone(),
+            iat: now.timestamp(),
+            exp: expires.timestamp(),
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| Error::internal(format!("cannot sign token: {e}")))?;
+        Ok((token, expires))
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Caller> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                    Error::Unauthenticated("token expired")
+                }
+                _ => Error::Unauthenticated("invalid token"),
+            })?;
+        let claims = data.claims;
+        Ok(Caller {
+            subject: claims.sub,
+            tenant: claims.tenant,
+            role: claims.role,
+        })
+    }
+}
+
+/// Verifies bearer tokens on every call but the public ones.
+#[derive(Clone)]
+pub struct AuthLayer {
+    tokens: Arc<Tokens>,
+    public_methods: Arc<[&'static str]>,
+}
+
+impl AuthLayer {
+    /// `public_methods` are full paths (`/pkg.Service/Method`) callable without a token.
+    pub fn new(tokens: Arc<Tokens>, public_methods: &[&'static str]) -> Self {
+        Self {
+            tokens,
+            public_methods: public_methods.into(),
+        }
+    }
+
+    fn is_public(&self, path: &str) -> bool {
+        ALWAYS_PUBLIC.iter().any(|prefix| path.starts_with(prefix))
+            || self.public_methods.contains(&path)
+    }
+}
+
+impl<S> Layer<S> for AuthLayer {
+    type Service = AuthService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AuthService {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AuthService<S> {
+    inner: S,
+    layer: AuthLayer,
+}
+
+impl<S, B, RB> Service<http::Request<B>> for AuthService<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<RB>>,
+    S::Future: Send + 'static,
+    RB: Default + Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        if !self.layer.is_public(request.uri().path()) {
+            match self.authenticate(&request) {
+                Ok(caller) => {
+                    request.extensions_mut().insert(caller);
+                }
+                Err(error) => {
+                    let response = tonic::Status::from(error).into_http();
+                    return Box::pin(async move { Ok(response) });
+                }
+            }
+        }
+        Box::pin(self.inner.call(request))
+    }
+}
+
+impl<S> AuthService<S> {
+    fn authenticate<B>(&self, request: &http::Request<B>) -> Result<Caller> {
+        let header = request
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .ok_or(Error::Unauthenticated("missing bearer token"))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|value| {
+                value
+                    .strip_prefix("Bearer ")
+                    .or_else(|| value.strip_prefix("bearer "))
+            })
+            .ok_or(Error::Unauthenticated("authorization must be 'Bearer <token>'"))?;
+        self.layer.tokens.verify(token.trim())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(secret: &str) -> AuthArgs {
+        AuthArgs {
+            jwt_secret: secret.into(),
+            jwt_issuer: "agentic".into(),
+            jwt_ttl: 60,
+        }
+    }
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn issued_tokens_verify_and_others_do_not() {
+        let tokens = Tokens::new(&args(SECRET)).unwrap();
+        let tenant = Uuid::now_v7();
+        let (token, _) = tokens.issue("u1", Some(tenant), roles::ADMIN, None).unwrap();
+        let caller = tokens.verify(&token).unwrap();
+        assert_eq!(caller.tenant, Some(tenant));
+        assert_eq!(caller.role, "admin");
+
+        let other = Tokens::new(&args("another-secret-another-secret-xx")).unwrap();
+        assert!(matches!(other.verify(&token), Err(Error::Unauthenticated(_))));
+        assert!(matches!(tokens.verify("garbage"), Err(Error::Unauthenticated(_))));
+    }
+
+    #[test]
+    fn short_secrets_are_refused() {
+        assert!(Tokens::new(&args("short")).is_err());
+    }
+}

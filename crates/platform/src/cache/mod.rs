@@ -1,0 +1,229 @@
+//! Cache-aside in two levels: an in-process L1 (moka) in front of a shared Redis L2.
+//!
+//! Values are protobuf bytes. Reads go L1 → L2 → loader (the database). What this gives:
+//!
+//! - **TTL with jitter** per kind, so entries written together do not expire together;
+//! - **single-flight**: loads of one key are serialised through moka's per-key compute,
+//!   so a herd of concurrent misses makes one database query;
+//! - **negative caching**: "not found" is cached briefly;
+//! - **fail-safe**: an expired value is kept for `CACHE_STALE_TTL` and served if the
+//!   loader fails;
+//! - **fail-open**: Redis errors and timeouts are counted and skipped, never returned;
+//! - **invalidation on write**, serialised behind any in-flight load of the same key so a
+//!   load that read the old row cannot re-insert it afterwards.
+
+mod l2;
+mod slot;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use moka::future::Cache as MokaCache;
+use moka::ops::compute::{CompResult, Op};
+
+pub use l2::RedisL2;
+use slot::{Slot, SlotExpiry};
+
+use crate::config::CacheArgs;
+use crate::error::{Error, Result};
+
+/// One kind of cached value, with its freshness.
+#[derive(Debug, Clone)]
+pub struct CacheKind {
+    name: &'static str,
+    ttl: Duration,
+}
+
+impl CacheKind {
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+#[derive(Clone)]
+pub struct Cache {
+    inner: Option<Arc<Inner>>,
+    args: Arc<CacheArgs>,
+}
+
+struct Inner {
+    l1: MokaCache<String, Arc<Slot>>,
+    l2: Option<RedisL2>,
+    prefix: String,
+    negative_ttl: Duration,
+    stale_ttl: Duration,
+}
+
+impl Cache {
+    /// A cache for one service; `namespace` (the service name) keeps services' keys apart.
+    /// Disabled by `CACHE_ENABLED=false`: every read then goes to the loader.
+    pub fn new(args: &CacheArgs, namespace: &str) -> Self {
+        let inner = args.cache_enabled.then(|| {
+            let l2 = args.redis_url.as_deref().and_then(|url| {
+                RedisL2::new(url, Duration::from_millis(args.redis_timeout))
+                    .inspect_err(|error| tracing::warn!(%error, "invalid REDIS_URL, cache is in-process only"))
+                    .ok()
+            });
+            Arc::new(Inner {
+                l1: MokaCache::builder()
+                    .max_capacity(args.cache_l1_capacity)
+                    .expire_after(SlotExpiry)
+                    .build(),
+                l2,
+                prefix: format!("{}:{namespace}", args.cache_key_prefix),
+                negative_ttl: Duration::from_secs(args.cache_negative_ttl),
+                stale_ttl: Duration::from_secs(args.cache_stale_ttl),
+            })
+        });
+        Self {
+            inner,
+            args: Arc::new(args.clone()),
+        }
+    }
+
+    /// The kind `name` with its TTL from configuration (`CACHE_TTL_<NAME>` or the default).
+    pub fn kind(&self, name: &'static str) -> CacheKind {
+        CacheKind {
+            name,
+            ttl: self.args.ttl_for(name),
+        }
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.inner.is_some()
+    }
+
+    /// Returns the cached value of `key`, or loads, caches and returns it.
+    ///
+    /// `load` returns `Ok(None)` for a missing value (cached briefly as absent). If it
+    /// fails and an expired value is still held, that value is served instead.
+    pub async fn get_or_load<M, F, Fut>(&self, kind: &CacheKind, key: &str, load: F) -> Result<Option<M>>
+    where
+        M: prost::Message + Default,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<M>>>,
+    {
+        let Some(inner) = &self.inner else {
+            return load().await;
+        };
+        let full_key = format!("{}:{}:{key}", inner.prefix, kind.name);
+
+        if let Some(slot) = inner.l1.get(&full_key).await
+            && slot.is_fresh()
+        {
+            record(kind, "l1", "hit");
+            return slot.decode();
+        }
+
+        let entry = inner
+            .l1
+            .entry(full_key.clone())
+            .and_try_compute_with(|held| async {
+                let held = held.map(|entry| entry.into_value());
+                if let Some(slot) = &held
+                    && slot.is_fresh()
+                {
+                    // Another caller loaded it while this one waited for the key.
+                    record(kind, "l1", "hit");
+                    return Ok(Op::Nop);
+                }
+                record(kind, "l1", "miss");
+                inner.fill(kind, &full_key, held.as_deref(), load).await
+            })
+            .await?;
+
+        match entry {
+            CompResult::Inserted(entry)
+            | CompResult::ReplacedWith(entry)
+            | CompResult::Unchanged(entry) => entry.value().decode(),
+            CompResult::StillNone(_) | CompResult::Removed(_) => Ok(None),
+        }
+    }
+
+    /// Drops `key` from both levels. Call after every write that changes it.
+    pub async fn invalidate(&self, kind: &CacheKind, key: &str) {
+        let Some(inner) = &self.inner else { return };
+        let full_key = format!("{}:{}:{key}", inner.prefix, kind.name);
+        inner
+            .l1
+            .entry(full_key.clone())
+            .and_compute_with(|_| async { Op::Remove })
+            .await;
+        if let Some(l2) = &inner.l2 {
+            l2.delete(kind.name, &full_key).await;
+        }
+    }
+}
+
+impl Inner {
+    /// Fills a missing or expired L1 slot from L2, else from the loader.
+    async fn fill<M, F, Fut>(
+        &self,
+        kind: &CacheKind,
+        full_key: &str,
+        stale: Option<&Slot>,
+        load: F,
+    ) -> Result<Op<Arc<Slot>>>
+    where
+        M: prost::Message + Default,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<M>>>,
+    {
+        if let Some(l2) = &self.l2
+            && let Some(encoded) = l2.get(kind.name, full_key).await
+        {
+            if let Some(slot) = Slot::from_l2(&encoded, kind.ttl, self.negative_ttl, self.stale_ttl) {
+                return Ok(Op::Put(Arc::new(slot)));
+            }
+            tracing::warn!(kind = kind.name, "undecodable cache entry in redis, reloading");
+        }
+
+        metrics::counter!("cache_loads_total", "kind" => kind.name).increment(1);
+        let loaded = match load().await {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                // Fail-safe: keep (and return) the expired slot when the store is failing.
+                return if stale.is_some() && is_store_failure(&error) {
+                    tracing::warn!(kind = kind.name, %error, "serving a stale cached value");
+                    metrics::counter!("cache_stale_served_total", "kind" => kind.name)
+                        .increment(1);
+                    Ok(Op::Nop)
+                } else {
+                    Err(error)
+                };
+            }
+        };
+
+        let value: Option<Bytes> = loaded.map(|message| Bytes::from(message.encode_to_vec()));
+        let slot = Slot::new(value, kind.ttl, self.negative_ttl, self.stale_ttl);
+        if let Some(l2) = &self.l2 {
+            l2.set(kind.name, full_key, &slot.to_l2(), slot.fresh_for()).await;
+        }
+        Ok(Op::Put(Arc::new(slot)))
+    }
+}
+
+/// Failures of the store itself, as opposed to answers such as NOT_FOUND.
+fn is_store_failure(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::Unavailable(_) | Error::DeadlineExceeded(_) | Error::Internal(_)
+    )
+}
+
+fn record(kind: &CacheKind, layer: &'static str, result: &'static str) {
+    record_kind(kind.name, layer, result);
+}
+
+/// Counts one cache lookup by kind, layer (l1, l2) and result (hit, miss, error, skipped).
+pub(crate) fn record_kind(kind: &'static str, layer: &'static str, result: &'static str) {
+    metrics::counter!(
+        "cache_requests_total",
+        "kind" => kind,
+        "layer" => layer,
+        "result" => result
+    )
+    .increment(1);
+}

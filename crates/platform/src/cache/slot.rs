@@ -1,0 +1,150 @@
+//! One cached value (or a cached "absent") with its freshness.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use rand::Rng;
+
+use crate::error::{Error, Result};
+
+/// Leading byte of an L2 entry: a value follows, or the key is known to be absent.
+const PRESENT: u8 = 1;
+const ABSENT: u8 = 0;
+
+#[derive(Debug)]
+pub(crate) struct Slot {
+    value: Option<Bytes>,
+    fresh_until: Instant,
+    /// How long L1 keeps the slot: fresh time plus the stale grace.
+    retain_for: Duration,
+}
+
+impl Slot {
+    pub(crate) fn new(
+        value: Option<Bytes>,
+        ttl: Duration,
+        negative_ttl: Duration,
+        stale_ttl: Duration,
+    ) -> Self {
+        let (fresh_for, grace) = match value {
+            Some(_) => (jittered(ttl), stale_ttl),
+            // Serving a stale "absent" would hide a row that now exists.
+            None => (negative_ttl, Duration::ZERO),
+        };
+        Self {
+            value,
+            fresh_until: Instant::now() + fresh_for,
+            retain_for: fresh_for + grace,
+        }
+    }
+
+    pub(crate) fn from_l2(
+        encoded: &[u8],
+        ttl: Duration,
+        negative_ttl: Duration,
+        stale_ttl: Duration,
+    ) -> Option<Self> {
+        let value = match encoded.split_first()? {
+            (&PRESENT, rest) => Some(Bytes::copy_from_slice(rest)),
+            (&ABSENT, []) => None,
+            _ => return None,
+        };
+        Some(Self::new(value, ttl, negative_ttl, stale_ttl))
+    }
+
+    pub(crate) fn to_l2(&self) -> Bytes {
+        match &self.value {
+            Some(value) => {
+                let mut out = BytesMut::with_capacity(1 + value.len());
+                out.put_u8(PRESENT);
+                out.put_slice(value);
+                out.freeze()
+            }
+            None => Bytes::from_static(&[ABSENT]),
+        }
+    }
+
+    pub(crate) fn is_fresh(&self) -> bool {
+        Instant::now() < self.fresh_until
+    }
+
+    pub(crate) fn fresh_for(&self) -> Duration {
+        self.fresh_until.saturating_duration_since(Instant::now())
+    }
+
+    pub(crate) fn decode<M: prost::Message + Default>(&self) -> Result<Option<M>> {
+        self.value
+            .as_ref()
+            .map(|bytes| M::decode(bytes.clone()))
+            .transpose()
+            .map_err(|e| Error::internal(format!("undecodable cached value: {e}")))
+    }
+}
+
+/// ±10% so entries written together do not expire together.
+fn jittered(ttl: Duration) -> Duration {
+    let factor = rand::rng().random_range(0.9..=1.1);
+    ttl.mul_f64(factor)
+}
+
+/// Tells moka how long to keep each slot.
+pub(crate) struct SlotExpiry;
+
+impl moka::Expiry<String, Arc<Slot>> for SlotExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        slot: &Arc<Slot>,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(slot.retain_for)
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &String,
+        slot: &Arc<Slot>,
+        _updated_at: Instant,
+        _duration_until_expiry: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(slot.retain_for)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TTL: Duration = Duration::from_secs(100);
+    const NEG: Duration = Duration::from_secs(5);
+    const STALE: Duration = Duration::from_secs(300);
+
+    #[test]
+    fn l2_encoding_round_trips_values_and_absence() {
+        let present = Slot::new(Some(Bytes::from_static(b"abc")), TTL, NEG, STALE);
+        let decoded = Slot::from_l2(&present.to_l2(), TTL, NEG, STALE).expect("decodes");
+        assert_eq!(decoded.value.as_deref(), Some(&b"abc"[..]));
+
+        let absent = Slot::new(None, TTL, NEG, STALE);
+        let decoded = Slot::from_l2(&absent.to_l2(), TTL, NEG, STALE).expect("decodes");
+        assert_eq!(decoded.value, None);
+
+        assert!(Slot::from_l2(&[], TTL, NEG, STALE).is_none());
+        assert!(Slot::from_l2(&[7, 1], TTL, NEG, STALE).is_none());
+        assert!(Slot::from_l2(&[ABSENT, 1], TTL, NEG, STALE).is_none());
+    }
+
+    #[test]
+    fn ttl_is_jittered_within_ten_percent_and_absence_is_short_lived() {
+        for _ in 0..100 {
+            let slot = Slot::new(Some(Bytes::new()), TTL, NEG, STALE);
+            let fresh = slot.fresh_for();
+            assert!(fresh <= Duration::from_secs(110) && fresh >= Duration::from_secs(89));
+            assert!(slot.retain_for >= fresh + STALE);
+        }
+        let absent = Slot::new(None, TTL, NEG, STALE);
+        assert!(absent.fresh_for() <= NEG);
+        assert!(absent.retain_for <= NEG);
+    }
+}

@@ -1,0 +1,215 @@
+//! Command-line and environment configuration, as clap blocks that binaries flatten.
+//!
+//! Every flag also reads an environment variable; names and defaults follow the seeds
+//! (`DB_POOL_SIZE=20`, `CACHE_DEFAULT_TTL=300`, ...). Integer durations keep the seeds'
+//! units, named in each flag's help.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{ArgAction, Args, ValueEnum};
+
+/// The PostgreSQL pool of one service.
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// PostgreSQL URL of this service's database (never logged).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+
+    /// Connections kept open in the pool.
+    #[arg(long, env = "DB_POOL_SIZE", default_value_t = 20)]
+    pub db_pool_size: u32,
+
+    /// Extra connections opened under load; they close again once idle for a minute.
+    #[arg(long, env = "DB_MAX_OVERFLOW", default_value_t = 10)]
+    pub db_max_overflow: u32,
+
+    /// Seconds to wait for a free connection before failing with DEADLINE_EXCEEDED.
+    #[arg(long, env = "DB_POOL_TIMEOUT", default_value_t = 30)]
+    pub db_pool_timeout: u64,
+
+    /// Seconds after which a connection is closed and replaced.
+    #[arg(long, env = "DB_POOL_RECYCLE", default_value_t = 3600)]
+    pub db_pool_recycle: u64,
+
+    /// Check a connection that sat idle before handing it out.
+    #[arg(long, env = "DB_POOL_PRE_PING", default_value_t = true, action = ArgAction::Set)]
+    pub db_pool_pre_ping: bool,
+
+    /// Milliseconds a statement may run (PostgreSQL statement_timeout); 0 for no limit.
+    /// A request's remaining gRPC deadline lowers it further.
+    #[arg(long, env = "DB_QUERY_TIMEOUT", default_value_t = 30_000)]
+    pub db_query_timeout: u64,
+}
+
+impl DatabaseArgs {
+    /// Settings for a given URL with the seed defaults, for tools and tests.
+    pub fn with_url(database_url: impl Into<String>) -> Self {
+        Self {
+            database_url: database_url.into(),
+            db_pool_size: 20,
+            db_max_overflow: 10,
+            db_pool_timeout: 30,
+            db_pool_recycle: 3600,
+            db_pool_pre_ping: true,
+            db_query_timeout: 30_000,
+        }
+    }
+}
+
+/// The two-level cache and its Redis.
+#[derive(Debug, Clone, Args)]
+pub struct CacheArgs {
+    /// Redis URL for the shared cache level; without it the cache is in-process only.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// Cache single-resource reads. When false every read goes to the database.
+    #[arg(long, env = "CACHE_ENABLED", default_value_t = true, action = ArgAction::Set)]
+    pub cache_enabled: bool,
+
+    /// Seconds a cached value stays fresh, for kinds without their own TTL.
+    #[arg(long, env = "CACHE_DEFAULT_TTL", default_value_t = 300)]
+    pub cache_default_ttl: u64,
+
+    /// Seconds a cached user stays fresh (defaults to CACHE_DEFAULT_TTL).
+    #[arg(long, env = "CACHE_TTL_USER")]
+    pub cache_ttl_user: Option<u64>,
+
+    /// Seconds a cached tenant stays fresh (defaults to CACHE_DEFAULT_TTL).
+    #[arg(long, env = "CACHE_TTL_TENANT")]
+    pub cache_ttl_tenant: Option<u64>,
+
+    /// Seconds a "not found" answer is cached.
+    #[arg(long, env = "CACHE_NEGATIVE_TTL", default_value_t = 5)]
+    pub cache_negative_ttl: u64,
+
+    /// Seconds an expired value is kept to be served when the database fails.
+    #[arg(long, env = "CACHE_STALE_TTL", default_value_t = 300)]
+    pub cache_stale_ttl: u64,
+
+    /// Entries held in the in-process level.
+    #[arg(long, env = "CACHE_L1_CAPACITY", default_value_t = 100_000)]
+    pub cache_l1_capacity: u64,
+
+    /// Milliseconds to wait for Redis before carrying on without it.
+    #[arg(long, env = "REDIS_TIMEOUT", default_value_t = 250)]
+    pub redis_timeout: u64,
+
+    /// Prefix of every Redis key, so environments can share one Redis.
+    #[arg(long, env = "CACHE_KEY_PREFIX", default_value = "agentic")]
+    pub cache_key_prefix: String,
+}
+
+impl CacheArgs {
+    /// The cache settings with seed defaults, for tools and tests.
+    pub fn with_redis(redis_url: Option<String>) -> Self {
+        Self {
+            redis_url,
+            cache_enabled: true,
+            cache_default_ttl: 300,
+            cache_ttl_user: None,
+            cache_ttl_tenant: None,
+            cache_negative_ttl: 5,
+            cache_stale_ttl: 300,
+            cache_l1_capacity: 100_000,
+            redis_timeout: 250,
+            cache_key_prefix: "agentic".into(),
+        }
+    }
+
+    /// The fresh TTL of a cache kind: its own setting, else the default.
+    pub fn ttl_for(&self, kind: &str) -> Duration {
+        let own = match kind {
+            "user" => self.cache_ttl_user,
+            "tenant" => self.cache_ttl_tenant,
+            _ => None,
+        };
+        Duration::from_secs(own.unwrap_or(self.cache_default_ttl))
+    }
+}
+
+/// Bearer tokens.
+#[derive(Debug, Clone, Args)]
+pub struct AuthArgs {
+    /// HMAC secret that signs and verifies access tokens (HS256); at least 32 bytes.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: String,
+
+    /// Issuer written into and required of every token.
+    #[arg(long, env = "JWT_ISSUER", default_value = "agentic")]
+    pub jwt_issuer: String,
+
+    /// Seconds an issued access token stays valid.
+    #[arg(long, env = "JWT_TTL", default_value_t = 3600)]
+    pub jwt_ttl: u64,
+}
+
+/// The gRPC listener, its limits and the admin HTTP port.
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// gRPC listen address (defaults to the service's port on 0.0.0.0).
+    #[arg(long, env = "GRPC_ADDR")]
+    pub grpc_addr: Option<SocketAddr>,
+
+    /// Admin HTTP address for /metrics and /health/* (defaults to the service's admin port).
+    #[arg(long, env = "ADMIN_ADDR")]
+    pub admin_addr: Option<SocketAddr>,
+
+    /// Longest a request may run when the caller sets no shorter deadline (e.g. 30s).
+    #[arg(long, env = "REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+
+    /// Concurrent requests served per client connection.
+    #[arg(long, env = "CONCURRENCY_LIMIT_PER_CONNECTION", default_value_t = 256)]
+    pub concurrency_limit_per_connection: usize,
+
+    /// Longest in-flight requests may take to finish after SIGTERM (e.g. 30s).
+    #[arg(long, env = "SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+
+    /// How often readiness checks the database (e.g. 2s).
+    #[arg(long, env = "READINESS_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub readiness_interval: Duration,
+}
+
+impl Default for ServerArgs {
+    fn default() -> Self {
+        Self {
+            grpc_addr: None,
+            admin_addr: None,
+            request_timeout: Duration::from_secs(30),
+            concurrency_limit_per_connection: 256,
+            shutdown_grace: Duration::from_secs(30),
+            readiness_interval: Duration::from_secs(2),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable, coloured when on a terminal.
+    Pretty,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Logs and traces.
+#[derive(Debug, Clone, Args)]
+pub struct TelemetryArgs {
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+
+    /// Log filter in tracing's EnvFilter syntax.
+    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    pub log_filter: String,
+
+    /// OTLP gRPC endpoint for traces (e.g. http://jaeger:4317); no export when unset.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otel_exporter_otlp_endpoint: Option<String>,
+
+    /// Milliseconds after which a database or cache operation is logged as slow.
+    #[arg(long, env = "SLOW_OPERATION_THRESHOLD", default_value_t = 500)]
+    pub slow_operation_threshold: u64,
+}

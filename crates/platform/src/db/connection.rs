@@ -1,0 +1,184 @@
+//! The pool's connections: diesel-async connections that count their queries and know
+//! their current statement timeout.
+
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use diesel::ConnectionError;
+use diesel::connection::InstrumentationEvent;
+use diesel_async::pooled_connection::PoolableConnection;
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::error::{Error, Result};
+
+/// Connections used within this window skip the pre-ping: they were just proven alive.
+const PRE_PING_SKIP_WINDOW: Duration = Duration::from_millis(500);
+
+pub struct PgConn {
+    conn: AsyncPgConnection,
+    statement_timeout: Option<Duration>,
+    last_checked: Instant,
+    /// Off while the pool runs its own statements (pings, SET), so they are not counted.
+    counting: Arc<AtomicBool>,
+}
+
+impl Deref for PgConn {
+    type Target = AsyncPgConnection;
+    fn deref(&self) -> &Self::Target {
+        &self.conn
+    }
+}
+
+impl DerefMut for PgConn {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.conn
+    }
+}
+
+impl PgConn {
+    /// Runs pool housekeeping SQL without counting it as application queries.
+    pub(crate) async fn execute_uncounted(&mut self, sql: &str) -> diesel::QueryResult<()> {
+        self.counting.store(false, Ordering::Relaxed);
+        let result = self.conn.batch_execute(sql).await;
+        self.counting.store(true, Ordering::Relaxed);
+        result
+    }
+
+    /// Sets `statement_timeout` when it differs from what the connection has.
+    pub(crate) async fn fit_statement_timeout(&mut self, wanted: Option<Duration>) -> Result<()> {
+        // Whole milliseconds: what PostgreSQL stores, and what keeps equal values equal.
+        let wanted = wanted.map(|d| Duration::from_millis(d.as_millis().max(1) as u64));
+        if wanted == self.statement_timeout {
+            return Ok(());
+        }
+        let sql = set_statement_timeout_sql(wanted);
+        self.execute_uncounted(&sql)
+            .await
+            .map_err(Error::from)?;
+        self.statement_timeout = wanted;
+        self.last_checked = Instant::now();
+        Ok(())
+    }
+}
+
+fn set_statement_timeout_sql(timeout: Option<Duration>) -> String {
+    format!(
+        "SET statement_timeout = {}",
+        timeout.map_or(0, |d| d.as_millis())
+    )
+}
+
+/// Opens, validates and recycles [`PgConn`]s for bb8.
+pub struct Manager {
+    pool: &'static str,
+    url: String,
+    connect_timeout: Duration,
+    statement_timeout: Option<Duration>,
+    pre_ping: bool,
+    queries: Arc<AtomicU64>,
+    connect_failed: Arc<Notify>,
+}
+
+impl Manager {
+    pub(crate) fn new(
+        pool: &'static str,
+        url: String,
+        connect_timeout: Duration,
+        statement_timeout: Option<Duration>,
+        pre_ping: bool,
+        queries: Arc<AtomicU64>,
+        connect_failed: Arc<Notify>,
+    ) -> Self {
+        Self {
+            pool,
+            url,
+            connect_timeout,
+            statement_timeout,
+            pre_ping,
+            queries,
+            connect_failed,
+        }
+    }
+
+    async fn open(&self) -> Result<PgConn, ConnectionError> {
+        let mut conn =
+            tokio::time::timeout(self.connect_timeout, AsyncPgConnection::establish(&self.url))
+                .await
+                .map_err(|_| {
+                    ConnectionError::BadConnection("timed out connecting to the database".into())
+                })??;
+        conn.batch_execute(&set_statement_timeout_sql(self.statement_timeout))
+            .await
+            .map_err(ConnectionError::CouldntSetupConfiguration)?;
+
+        let counting = Arc::new(AtomicBool::new(true));
+        let (queries, flag, pool) = (self.queries.clone(), counting.clone(), self.pool);
+        conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
+            if matches!(event, InstrumentationEvent::StartQuery { .. })
+                && flag.load(Ordering::Relaxed)
+            {
+                queries.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("db_queries_total", "pool" => pool).increment(1);
+            }
+        });
+        Ok(PgConn {
+            conn,
+            statement_timeout: self.statement_timeout,
+            last_checked: Instant::now(),
+            counting,
+        })
+    }
+}
+
+impl bb8::ManageConnection for Manager {
+    type Connection = PgConn;
+    type Error = ConnectionError;
+
+    async fn connect(&self) -> Result<PgConn, ConnectionError> {
+        let opened = self.open().await;
+        match &opened {
+            Ok(_) => metrics::counter!("db_connections_opened_total", "pool" => self.pool)
+                .increment(1),
+            Err(_) => {
+                metrics::counter!("db_connect_errors_total", "pool" => self.pool).increment(1);
+                self.connect_failed.notify_waiters();
+            }
+        }
+        opened
+    }
+
+    async fn is_valid(&self, conn: &mut PgConn) -> Result<(), ConnectionError> {
+        if !self.pre_ping || conn.last_checked.elapsed() < PRE_PING_SKIP_WINDOW {
+            return Ok(());
+        }
+        conn.execute_uncounted("SELECT 1")
+            .await
+            .map_err(|e| ConnectionError::BadConnection(e.to_string()))?;
+        conn.last_checked = Instant::now();
+        Ok(())
+    }
+
+    fn has_broken(&self, conn: &mut PgConn) -> bool {
+        conn.conn.is_broken()
+    }
+}
+
+/// Sends the pool's background connection errors to the log instead of dropping them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LogErrors {
+    pub(crate) pool: &'static str,
+}
+
+impl bb8::ErrorSink<ConnectionError> for LogErrors {
+    fn sink(&self, error: ConnectionError) {
+        tracing::warn!(pool = self.pool, %error, "database connection error");
+    }
+
+    fn boxed_clone(&self) -> Box<dyn bb8::ErrorSink<ConnectionError>> {
+        Box::new(*self)
+    }
+}

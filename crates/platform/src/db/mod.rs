@@ -1,0 +1,197 @@
+//! PostgreSQL through a tuned bb8 pool of diesel-async connections.
+//!
+//! - base size plus overflow: `min_idle` connections stay open, up to `max_overflow` more
+//!   open under load and close again once idle;
+//! - checkout waits are capped by `DB_POOL_TIMEOUT` and by the request's gRPC deadline;
+//! - a failed connect fails waiting callers at once with `UNAVAILABLE`;
+//! - every connection has a `statement_timeout`, lowered to the request's remaining
+//!   deadline when that is shorter;
+//! - application queries are counted (tests assert query counts; `/metrics` exports them),
+//!   the pool's own pings are not.
+
+mod connection;
+mod migrate;
+mod status;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+pub use connection::{Manager, PgConn};
+pub use migrate::run_migrations;
+pub use status::PoolStatus;
+
+use crate::config::DatabaseArgs;
+use crate::deadline;
+use crate::error::{Error, Result};
+
+/// A checked-out connection; it goes back to the pool when dropped.
+pub type Conn<'a> = bb8::PooledConnection<'a, Manager>;
+
+/// How long to wait for PostgreSQL to accept a new connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Overflow connections close after sitting idle this long.
+const OVERFLOW_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Clone)]
+pub struct Pool {
+    inner: bb8::Pool<Manager>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    name: &'static str,
+    base_size: u32,
+    checkout_timeout: Duration,
+    statement_timeout: Option<Duration>,
+    waiting: AtomicU64,
+    queries: Arc<AtomicU64>,
+    connect_failed: Arc<Notify>,
+}
+
+impl Pool {
+    /// Builds the pool without connecting: the service starts, and reports not ready,
+    /// while the database is down. `name` labels the pool's metrics.
+    pub fn new(name: &'static str, args: &DatabaseArgs) -> Self {
+        let queries = Arc::new(AtomicU64::new(0));
+        let connect_failed = Arc::new(Notify::new());
+        let statement_timeout =
+            (args.db_query_timeout > 0).then(|| Duration::from_millis(args.db_query_timeout));
+        let manager = Manager::new(
+            name,
+            args.database_url.clone(),
+            CONNECT_TIMEOUT,
+            statement_timeout,
+            args.db_pool_pre_ping,
+            queries.clone(),
+            connect_failed.clone(),
+        );
+        let checkout_timeout = Duration::from_secs(args.db_pool_timeout.max(1));
+        let inner = bb8::Pool::builder()
+            .max_size((args.db_pool_size + args.db_max_overflow).max(1))
+            .min_idle(Some(args.db_pool_size))
+            .idle_timeout(Some(OVERFLOW_IDLE_TIMEOUT))
+            .max_lifetime(Some(Duration::from_secs(args.db_pool_recycle.max(1))))
+            .connection_timeout(checkout_timeout)
+            .test_on_check_out(args.db_pool_pre_ping)
+            .retry_connection(false)
+            .error_sink(Box::new(connection::LogErrors { pool: name }))
+            .build_unchecked(manager);
+        Self {
+            inner,
+            shared: Arc::new(Shared {
+                name,
+                base_size: args.db_pool_size,
+                checkout_timeout,
+                statement_timeout,
+                waiting: AtomicU64::new(0),
+                queries,
+                connect_failed,
+            }),
+        }
+    }
+
+    /// Checks out a connection whose statement timeout fits the current request.
+    ///
+    /// `DEADLINE_EXCEEDED` when no connection frees up in time, `UNAVAILABLE` when
+    /// PostgreSQL refuses new connections.
+    pub async fn get(&self) -> Result<Conn<'_>> {
+        let remaining = deadline::remaining();
+        if remaining.is_some_and(|left| left.is_zero()) {
+            return Err(Error::DeadlineExceeded("request deadline exceeded"));
+        }
+        let wait = remaining.map_or(self.shared.checkout_timeout, |left| {
+            left.min(self.shared.checkout_timeout)
+        });
+
+        let connect_failed = self.shared.connect_failed.notified();
+        tokio::pin!(connect_failed);
+        connect_failed.as_mut().enable();
+
+        let started = tokio::time::Instant::now();
+        self.shared.waiting.fetch_add(1, Ordering::Relaxed);
+        let checkout = tokio::select! {
+            checkout = tokio::time::timeout(wait, self.inner.get()) => Some(checkout),
+            () = &mut connect_failed => None,
+        };
+        self.shared.waiting.fetch_sub(1, Ordering::Relaxed);
+        metrics::histogram!("db_pool_checkout_seconds", "pool" => self.shared.name)
+            .record(started.elapsed().as_secs_f64());
+
+        let mut conn = match checkout {
+            Some(Ok(Ok(conn))) => conn,
+            Some(Ok(Err(bb8::RunError::User(error)))) => {
+                return Err(Error::Unavailable(format!("database connection failed: {error}")));
+            }
+            None => return Err(Error::Unavailable("database refused a new connection".into())),
+            Some(Err(_)) | Some(Ok(Err(bb8::RunError::TimedOut))) => {
+                metrics::counter!("db_pool_timeouts_total", "pool" => self.shared.name)
+                    .increment(1);
+                return Err(Error::DeadlineExceeded(
+                    "timed out waiting for a database connection",
+                ));
+            }
+        };
+        conn.fit_statement_timeout(self.statement_timeout_now())
+            .await?;
+        Ok(conn)
+    }
+
+    /// The statement timeout a query started now may have.
+    fn statement_timeout_now(&self) -> Option<Duration> {
+        match (self.shared.statement_timeout, deadline::remaining()) {
+            (Some(configured), Some(left)) => Some(configured.min(left)),
+            (None, Some(left)) => Some(left),
+            (configured, None) => configured,
+        }
+    }
+
+    /// Whether PostgreSQL answers; not counted as an application query.
+    pub async fn ping(&self) -> bool {
+        let check = async {
+            let mut conn = self.get().await.ok()?;
+            conn.execute_uncounted("SELECT 1")
+                .await
+                .ok()
+        };
+        matches!(
+            tokio::time::timeout(CONNECT_TIMEOUT, check).await,
+            Ok(Some(()))
+        )
+    }
+
+    /// Application queries run through this pool since it was built.
+    pub fn queries(&self) -> u64 {
+        self.shared.queries.load(Ordering::Relaxed)
+    }
+
+    pub fn status(&self) -> PoolStatus {
+        let state = self.inner.state();
+        PoolStatus::new(
+            state.connections,
+            state.idle_connections,
+            self.shared.base_size,
+            self.shared.waiting.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Publishes the pool status as gauges every `period`, until the pool is dropped.
+    pub fn spawn_status_reporter(&self, period: Duration) {
+        let weak_pool = self.inner.clone();
+        let shared = Arc::downgrade(&self.shared);
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(period);
+            loop {
+                ticker.tick().await;
+                let Some(shared) = shared.upgrade() else { break };
+                let pool = Pool {
+                    inner: weak_pool.clone(),
+                    shared,
+                };
+                pool.status().publish(pool.shared.name);
+            }
+        });
+    }
+}

@@ -1,0 +1,128 @@
+//! The caller's gRPC deadline, visible to everything a request does.
+//!
+//! [`DeadlineLayer`] reads the `grpc-timeout` header (capped by the server's own request
+//! timeout) and runs the request inside a task-local scope, so the pool can cap checkout
+//! waits and statement timeouts by [`remaining`] without threading a value through
+//! every call.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tower::{Layer, Service};
+
+tokio::task_local! {
+    static DEADLINE: Instant;
+}
+
+/// Time left before the current request's deadline; `None` outside a request.
+pub fn remaining() -> Option<Duration> {
+    DEADLINE
+        .try_with(|deadline| deadline.saturating_duration_since(Instant::now()))
+        .ok()
+}
+
+/// Runs `fut` with a deadline `timeout` from now.
+pub async fn scope<F: Future>(timeout: Duration, fut: F) -> F::Output {
+    DEADLINE.scope(Instant::now() + timeout, fut).await
+}
+
+/// Parses a `grpc-timeout` header value: digits then a unit (H, M, S, m, u, n).
+pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    if value.len() < 2 || value.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = value.split_at(value.len() - 1);
+    let amount: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(amount * 3600),
+        "M" => Duration::from_secs(amount * 60),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}
+
+#[derive(Debug, Clone)]
+pub struct DeadlineLayer {
+    max: Duration,
+}
+
+impl DeadlineLayer {
+    /// `max` applies when the caller sets no deadline or a longer one.
+    pub fn new(max: Duration) -> Self {
+        Self { max }
+    }
+}
+
+impl<S> Layer<S> for DeadlineLayer {
+    type Service = DeadlineService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        DeadlineService {
+            inner,
+            max: self.max,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DeadlineService<S> {
+    inner: S,
+    max: Duration,
+}
+
+impl<S, B> Service<http::Request<B>> for DeadlineService<S>
+where
+    S: Service<http::Request<B>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let timeout = request
+            .headers()
+            .get("grpc-timeout")
+            .and_then(|value| value.to_str().ok())
+            .and_then(parse_grpc_timeout)
+            .map_or(self.max, |asked| asked.min(self.max));
+        let fut = self.inner.call(request);
+        Box::pin(scope(timeout, fut))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_grpc_timeout_unit() {
+        assert_eq!(parse_grpc_timeout("2H"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_grpc_timeout("3M"), Some(Duration::from_secs(180)));
+        assert_eq!(parse_grpc_timeout("5S"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_grpc_timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_grpc_timeout("7u"), Some(Duration::from_micros(7)));
+        assert_eq!(parse_grpc_timeout("9n"), Some(Duration::from_nanos(9)));
+        assert_eq!(parse_grpc_timeout("5"), None);
+        assert_eq!(parse_grpc_timeout("x5S"), None);
+        assert_eq!(parse_grpc_timeout("5X"), None);
+    }
+
+    #[tokio::test]
+    async fn remaining_is_visible_inside_the_scope_only() {
+        assert_eq!(remaining(), None);
+        let left = scope(Duration::from_secs(10), async { remaining() }).await;
+        let left = left.expect("deadline inside scope");
+        assert!(left > Duration::from_secs(9) && left <= Duration::from_secs(10));
+    }
+}

@@ -1,0 +1,22 @@
+//! `agentic-platform`: the plumbing every Agentic service shares.
+//!
+//! One module per concern, each usable on its own: configuration blocks, the PostgreSQL
+//! pool, the two-level cache, JWT auth, paging, errors, telemetry, the admin HTTP port and
+//! the gRPC server builder.
+
+pub mod admin;
+pub mod auth;
+pub mod cache;
+pub mod config;
+pub mod db;
+pub mod deadline;
+pub mod error;
+pub mod paging;
+pub mod server;
+pub mod telemetry;
+pub mod time;
+
+#[cfg(feature = "testsuite")]
+pub mod testsuite;
+
+pub use error::{Error, Result};

@@ -1,0 +1,203 @@
+//! Logs, traces and RPC metrics.
+//!
+//! Logs go to stdout (pretty or JSON). With `OTEL_EXPORTER_OTLP_ENDPOINT` set, spans are
+//! exported over OTLP/gRPC (Jaeger ingests OTLP). [`RpcLayer`] opens one span per call,
+//! following the OpenTelemetry RPC conventions and continuing the caller's W3C trace
+//! context, and counts calls and latencies by method and status code.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use opentelemetry::propagation::Extractor;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tower::{Layer, Service};
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+use crate::config::{LogFormat, TelemetryArgs};
+use crate::error::{Error, Result};
+
+/// Flushes and shuts down trace export when dropped: keep it alive until exit.
+#[must_use = "dropping the guard stops trace export"]
+pub struct TelemetryGuard {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Some(provider) = self.provider.take()
+            && let Err(error) = provider.shutdown()
+        {
+            eprintln!("trace export shutdown failed: {error}");
+        }
+    }
+}
+
+/// Installs the global log subscriber, the W3C propagator and, if configured, OTLP export.
+pub fn init(args: &TelemetryArgs, service: &'static str) -> Result<TelemetryGuard> {
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    let filter = EnvFilter::try_new(&args.log_filter)
+        .map_err(|e| Error::invalid("RUST_LOG", e.to_string()))?;
+
+    let provider = match &args.otel_exporter_otlp_endpoint {
+        Some(endpoint) => Some(otlp_provider(endpoint, service)?),
+        None => None,
+    };
+    let otel_layer = provider
+        .as_ref()
+        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer(service)));
+
+    let registry = tracing_subscriber::registry().with(filter).with(otel_layer);
+    let installed = match args.log_format {
+        LogFormat::Json => registry
+            .with(tracing_subscriber::fmt::layer().json().flatten_event(true))
+            .try_init(),
+        LogFormat::Pretty => registry.with(tracing_subscriber::fmt::layer()).try_init(),
+    };
+    // A second init in one process (tests) keeps the first subscriber.
+    if installed.is_err() {
+        tracing::debug!("log subscriber already installed");
+    }
+    Ok(TelemetryGuard { provider })
+}
+
+fn otlp_provider(endpoint: &str, service: &'static str) -> Result<SdkTracerProvider> {
+    use opentelemetry_otlp::WithExportConfig;
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(endpoint)
+        .build()
+        .map_err(|e| Error::invalid("OTEL_EXPORTER_OTLP_ENDPOINT", e.to_string()))?;
+    let provider = SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(
+            opentelemetry_sdk::Resource::builder()
+                .with_service_name(format!("agentic-{service}"))
+                .build(),
+        )
+        .build();
+    opentelemetry::global::set_tracer_provider(provider.clone());
+    Ok(provider)
+}
+
+/// Reads W3C trace context from HTTP/2 headers (gRPC metadata).
+struct HeaderExtractor<'a>(&'a http::HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|value| value.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(http::HeaderName::as_str).collect()
+    }
+}
+
+/// One span and one set of metrics per RPC.
+#[derive(Debug, Clone, Default)]
+pub struct RpcLayer;
+
+impl<S> Layer<S> for RpcLayer {
+    type Service = RpcService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RpcService { inner }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RpcService<S> {
+    inner: S,
+}
+
+impl<S, B, RB> Service<http::Request<B>> for RpcService<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<RB>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let (service, method) = split_path(request.uri().path());
+        let span = tracing::info_span!(
+            "rpc",
+            otel.name = %format_args!("{service}/{method}"),
+            otel.kind = "server",
+            rpc.system = "grpc",
+            rpc.service = %service,
+            rpc.method = %method,
+            rpc.grpc.status_code = tracing::field::Empty,
+        );
+        let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
+            propagator.extract(&HeaderExtractor(request.headers()))
+        });
+        let _ = span.set_parent(parent);
+
+        let started = Instant::now();
+        let fut = self.inner.call(request);
+        let record_span = span.clone();
+        Box::pin(
+            async move {
+                let result = fut.await;
+                // Errors come as trailers-only responses, with grpc-status in the headers;
+                // successful responses carry it in trailers, after this layer sees them.
+                let code = match &result {
+                    Ok(response) => response
+                        .headers()
+                        .get("grpc-status")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<i32>().ok())
+                        .unwrap_or(0),
+                    Err(_) => tonic::Code::Unknown as i32,
+                };
+                record_span.record("rpc.grpc.status_code", code);
+                let code_name = format!("{:?}", tonic::Code::from_i32(code));
+                metrics::counter!("grpc_server_handled_total", "grpc_service" => service.clone(), "grpc_method" => method.clone(), "grpc_code" => code_name.clone()).increment(1);
+                metrics::histogram!("grpc_server_handling_seconds", "grpc_service" => service, "grpc_method" => method)
+                    .record(started.elapsed().as_secs_f64());
+                if code == tonic::Code::Internal as i32 || code == tonic::Code::Unavailable as i32 {
+                    tracing::warn!(grpc_code = %code_name, "rpc failed");
+                }
+                result
+            }
+            .instrument(span),
+        )
+    }
+}
+
+/// `/pkg.Service/Method` → (`pkg.Service`, `Method`).
+fn split_path(path: &str) -> (String, String) {
+    let trimmed = path.trim_start_matches('/');
+    match trimmed.split_once('/') {
+        Some((service, method)) => (service.to_owned(), method.to_owned()),
+        None => (trimmed.to_owned(), String::new()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_grpc_paths() {
+        assert_eq!(
+            split_path("/agentic.user.v1.UserService/GetUser"),
+            ("agentic.user.v1.UserService".into(), "GetUser".into())
+        );
+        assert_eq!(split_path("/odd"), ("odd".into(), String::new()));
+    }
+}

@@ -1,0 +1,11 @@
+//! Generated protobuf types and gRPC stubs for every Agentic service.
+
+/// The descriptor set of every proto in the workspace, with imports, for server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/agentic_descriptor.bin"));
+
+pub mod user {
+    pub mod v1 {
+        tonic::include_proto!("agentic.user.v1");
+    }
+}
