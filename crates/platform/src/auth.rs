@@ -60,8 +60,9 @@ pub struct Caller {
 impl Caller {
     /// The caller's tenant; platform tokens have none.
     pub fn tenant(&self) -> Result<Uuid> {
-        self.tenant
-            .ok_or(Error::PermissionDenied("this call needs a token scoped to a tenant"))
+        self.tenant.ok_or(Error::PermissionDenied(
+            "this call needs a token scoped to a tenant",
+        ))
     }
 
     pub fn is_platform(&self) -> bool {
@@ -242,7 +243,9 @@ impl<S> AuthService<S> {
                     .strip_prefix("Bearer ")
                     .or_else(|| value.strip_prefix("bearer "))
             })
-            .ok_or(Error::Unauthenticated("authorization must be 'Bearer <token>'"))?;
+            .ok_or(Error::Unauthenticated(
+                "authorization must be 'Bearer <token>'",
+            ))?;
         self.layer.tokens.verify(token.trim())
     }
 }
@@ -265,14 +268,22 @@ mod tests {
     fn issued_tokens_verify_and_others_do_not() {
         let tokens = Tokens::new(&args(SECRET)).unwrap();
         let tenant = Uuid::now_v7();
-        let (token, _) = tokens.issue("u1", Some(tenant), roles::ADMIN, None).unwrap();
+        let (token, _) = tokens
+            .issue("u1", Some(tenant), roles::ADMIN, None)
+            .unwrap();
         let caller = tokens.verify(&token).unwrap();
         assert_eq!(caller.tenant, Some(tenant));
         assert_eq!(caller.role, "admin");
 
         let other = Tokens::new(&args("another-secret-another-secret-xx")).unwrap();
-        assert!(matches!(other.verify(&token), Err(Error::Unauthenticated(_))));
-        assert!(matches!(tokens.verify("garbage"), Err(Error::Unauthenticated(_))));
+        assert!(matches!(
+            other.verify(&token),
+            Err(Error::Unauthenticated(_))
+        ));
+        assert!(matches!(
+            tokens.verify("garbage"),
+            Err(Error::Unauthenticated(_))
+        ));
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod paging;
 pub mod server;
 pub mod telemetry;
 pub mod time;
+pub mod validate;
 
 #[cfg(feature = "testsuite")]
 pub mod testsuite;

@@ -85,8 +85,9 @@ impl PageTokens {
     pub fn decode_uuid(&self, token: &str, filters: &str) -> Result<Option<Uuid>> {
         self.decode(token, filters)?
             .map(|bytes| {
-                Uuid::from_slice(&bytes)
-                    .map_err(|_| Error::invalid("page_token", "is not a token from this list query"))
+                Uuid::from_slice(&bytes).map_err(|_| {
+                    Error::invalid("page_token", "is not a token from this list query")
+                })
             })
             .transpose()
     }
@@ -117,7 +118,10 @@ impl FieldPaths {
             if !allowed.contains(&path.as_str()) {
                 return Err(Error::invalid(
                     field,
-                    format!("unknown field path {path:?}; allowed: {}", allowed.join(", ")),
+                    format!(
+                        "unknown field path {path:?}; allowed: {}",
+                        allowed.join(", ")
+                    ),
                 ));
             }
             paths.insert(path.clone());
@@ -161,10 +165,18 @@ mod tests {
 
         // Another filter, another secret, a flipped bit, garbage: all rejected.
         assert!(tokens.decode_uuid(&token, "status=2").is_err());
-        assert!(PageTokens::new(b"other").decode_uuid(&token, "status=1").is_err());
+        assert!(
+            PageTokens::new(b"other")
+                .decode_uuid(&token, "status=1")
+                .is_err()
+        );
         let mut raw = URL_SAFE_NO_PAD.decode(&token).unwrap();
         raw[3] ^= 1;
-        assert!(tokens.decode_uuid(&URL_SAFE_NO_PAD.encode(&raw), "status=1").is_err());
+        assert!(
+            tokens
+                .decode_uuid(&URL_SAFE_NO_PAD.encode(&raw), "status=1")
+                .is_err()
+        );
         assert!(tokens.decode_uuid("not a token!", "status=1").is_err());
         assert!(tokens.decode_uuid("AQ", "status=1").is_err());
     }
@@ -175,11 +187,15 @@ mod tests {
         let all = FieldPaths::parse(None, &allowed, "read_mask").unwrap();
         assert!(all.is_empty() && all.includes("email") && all.includes("role"));
 
-        let mask = FieldMask { paths: vec!["email".into()] };
+        let mask = FieldMask {
+            paths: vec!["email".into()],
+        };
         let some = FieldPaths::parse(Some(&mask), &allowed, "read_mask").unwrap();
         assert!(some.includes("email") && !some.includes("role"));
 
-        let bad = FieldMask { paths: vec!["password".into()] };
+        let bad = FieldMask {
+            paths: vec!["password".into()],
+        };
         let error = FieldPaths::parse(Some(&bad), &allowed, "read_mask").unwrap_err();
         assert!(matches!(&error, Error::InvalidArgument(v) if v[0].field == "read_mask"));
     }

@@ -179,7 +179,8 @@ impl Server {
 
         let signalled = CancellationToken::new();
         let drain = {
-            let (signalled, shutdown, health) = (signalled.clone(), shutdown.clone(), health.clone());
+            let (signalled, shutdown, health) =
+                (signalled.clone(), shutdown.clone(), health.clone());
             async move {
                 wait_for_signal(&shutdown).await;
                 tracing::info!("shutting down: draining in-flight requests");
@@ -327,4 +328,18 @@ fn panic_response<RB: Default>(path: &str) -> http::Response<RB> {
     tracing::error!(rpc = path, "handler panicked");
     metrics::counter!("grpc_server_panics_total").increment(1);
     tonic::Status::internal("internal error").into_http()
+}
+
+/// Binds a service's gRPC and admin listeners at their configured or default addresses.
+pub async fn bind(spec: ServiceSpec, args: &ServerArgs) -> Result<(TcpListener, TcpListener)> {
+    let grpc_addr = spec.grpc_addr(args);
+    let admin_addr = spec.admin_addr(args);
+    let grpc = TcpListener::bind(grpc_addr)
+        .await
+        .map_err(|e| Error::Unavailable(format!("cannot listen on {grpc_addr}: {e}")))?;
+    let admin = TcpListener::bind(admin_addr)
+        .await
+        .map_err(|e| Error::Unavailable(format!("cannot listen on {admin_addr}: {e}")))?;
+    tracing::info!(service = spec.name, grpc = %grpc_addr, admin = %admin_addr, "listening");
+    Ok((grpc, admin))
 }

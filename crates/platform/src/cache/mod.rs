@@ -99,7 +99,12 @@ impl Cache {
     ///
     /// `load` returns `Ok(None)` for a missing value (cached briefly as absent). If it
     /// fails and an expired value is still held, that value is served instead.
-    pub async fn get_or_load<M, F, Fut>(&self, kind: &CacheKind, key: &str, load: F) -> Result<Option<M>>
+    pub async fn get_or_load<M, F, Fut>(
+        &self,
+        kind: &CacheKind,
+        key: &str,
+        load: F,
+    ) -> Result<Option<M>>
     where
         M: prost::Message + Default,
         F: FnOnce() -> Fut,
@@ -174,10 +179,14 @@ impl Inner {
         if let Some(l2) = &self.l2
             && let Some(encoded) = l2.get(kind.name, full_key).await
         {
-            if let Some(slot) = Slot::from_l2(&encoded, kind.ttl, self.negative_ttl, self.stale_ttl) {
+            if let Some(slot) = Slot::from_l2(&encoded, kind.ttl, self.negative_ttl, self.stale_ttl)
+            {
                 return Ok(Op::Put(Arc::new(slot)));
             }
-            tracing::warn!(kind = kind.name, "undecodable cache entry in redis, reloading");
+            tracing::warn!(
+                kind = kind.name,
+                "undecodable cache entry in redis, reloading"
+            );
         }
 
         metrics::counter!("cache_loads_total", "kind" => kind.name).increment(1);
@@ -187,8 +196,7 @@ impl Inner {
                 // Fail-safe: keep (and return) the expired slot when the store is failing.
                 return if stale.is_some() && is_store_failure(&error) {
                     tracing::warn!(kind = kind.name, %error, "serving a stale cached value");
-                    metrics::counter!("cache_stale_served_total", "kind" => kind.name)
-                        .increment(1);
+                    metrics::counter!("cache_stale_served_total", "kind" => kind.name).increment(1);
                     Ok(Op::Nop)
                 } else {
                     Err(error)
@@ -199,7 +207,8 @@ impl Inner {
         let value: Option<Bytes> = loaded.map(|message| Bytes::from(message.encode_to_vec()));
         let slot = Slot::new(value, kind.ttl, self.negative_ttl, self.stale_ttl);
         if let Some(l2) = &self.l2 {
-            l2.set(kind.name, full_key, &slot.to_l2(), slot.fresh_for()).await;
+            l2.set(kind.name, full_key, &slot.to_l2(), slot.fresh_for())
+                .await;
         }
         Ok(Op::Put(Arc::new(slot)))
     }

@@ -56,9 +56,7 @@ impl PgConn {
             return Ok(());
         }
         let sql = set_statement_timeout_sql(wanted);
-        self.execute_uncounted(&sql)
-            .await
-            .map_err(Error::from)?;
+        self.execute_uncounted(&sql).await.map_err(Error::from)?;
         self.statement_timeout = wanted;
         self.last_checked = Instant::now();
         Ok(())
@@ -105,12 +103,14 @@ impl Manager {
     }
 
     async fn open(&self) -> Result<PgConn, ConnectionError> {
-        let mut conn =
-            tokio::time::timeout(self.connect_timeout, AsyncPgConnection::establish(&self.url))
-                .await
-                .map_err(|_| {
-                    ConnectionError::BadConnection("timed out connecting to the database".into())
-                })??;
+        let mut conn = tokio::time::timeout(
+            self.connect_timeout,
+            AsyncPgConnection::establish(&self.url),
+        )
+        .await
+        .map_err(|_| {
+            ConnectionError::BadConnection("timed out connecting to the database".into())
+        })??;
         conn.batch_execute(&set_statement_timeout_sql(self.statement_timeout))
             .await
             .map_err(ConnectionError::CouldntSetupConfiguration)?;
@@ -141,8 +141,9 @@ impl bb8::ManageConnection for Manager {
     async fn connect(&self) -> Result<PgConn, ConnectionError> {
         let opened = self.open().await;
         match &opened {
-            Ok(_) => metrics::counter!("db_connections_opened_total", "pool" => self.pool)
-                .increment(1),
+            Ok(_) => {
+                metrics::counter!("db_connections_opened_total", "pool" => self.pool).increment(1)
+            }
             Err(_) => {
                 metrics::counter!("db_connect_errors_total", "pool" => self.pool).increment(1);
                 self.connect_failed.notify_waiters();

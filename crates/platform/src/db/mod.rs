@@ -123,9 +123,15 @@ impl Pool {
         let mut conn = match checkout {
             Some(Ok(Ok(conn))) => conn,
             Some(Ok(Err(bb8::RunError::User(error)))) => {
-                return Err(Error::Unavailable(format!("database connection failed: {error}")));
+                return Err(Error::Unavailable(format!(
+                    "database connection failed: {error}"
+                )));
             }
-            None => return Err(Error::Unavailable("database refused a new connection".into())),
+            None => {
+                return Err(Error::Unavailable(
+                    "database refused a new connection".into(),
+                ));
+            }
             Some(Err(_)) | Some(Ok(Err(bb8::RunError::TimedOut))) => {
                 metrics::counter!("db_pool_timeouts_total", "pool" => self.shared.name)
                     .increment(1);
@@ -152,9 +158,7 @@ impl Pool {
     pub async fn ping(&self) -> bool {
         let check = async {
             let mut conn = self.get().await.ok()?;
-            conn.execute_uncounted("SELECT 1")
-                .await
-                .ok()
+            conn.execute_uncounted("SELECT 1").await.ok()
         };
         matches!(
             tokio::time::timeout(CONNECT_TIMEOUT, check).await,
@@ -185,7 +189,9 @@ impl Pool {
             let mut ticker = tokio::time::interval(period);
             loop {
                 ticker.tick().await;
-                let Some(shared) = shared.upgrade() else { break };
+                let Some(shared) = shared.upgrade() else {
+                    break;
+                };
                 let pool = Pool {
                     inner: weak_pool.clone(),
                     shared,

@@ -1,0 +1,258 @@
+//! A small gRPC load generator: N concurrent clients call one RPC for a fixed time, and
+//! the run reports requests/s and latency percentiles as one JSON line.
+//!
+//! It sets up its own data (a tenant and users) through the public API, so it needs the
+//! JWT secret the service verifies tokens with.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agentic_platform::auth::{Tokens, roles};
+use agentic_platform::config::AuthArgs;
+use agentic_proto::user::v1 as pb;
+use agentic_proto::user::v1::user_service_client::UserServiceClient;
+use anyhow::Context;
+use clap::ValueEnum;
+use hdrhistogram::Histogram;
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Scenario {
+    /// grpc.health.v1.Health/Check: the server's floor.
+    Health,
+    /// GetUser of the same few users (cache-backed when the service caches).
+    GetUser,
+    /// ListUsers, 20 per page.
+    ListUsers,
+    /// CreateUser with a fresh email each call.
+    CreateUser,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct LoadArgs {
+    /// The service's gRPC address.
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    addr: String,
+    #[arg(long, value_enum)]
+    scenario: Scenario,
+    /// Concurrent in-flight requests.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// HTTP/2 connections the requests spread over.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// How long to measure (after a warm-up of a tenth of it).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    #[command(flatten)]
+    auth: AuthArgs,
+}
+
+type UserClient =
+    UserServiceClient<tonic::service::interceptor::InterceptedService<Channel, Bearer>>;
+
+#[derive(Clone)]
+struct Bearer(MetadataValue<tonic::metadata::Ascii>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+fn bearer(token: &str) -> anyhow::Result<Bearer> {
+    Ok(Bearer(format!("Bearer {token}").parse()?))
+}
+
+pub(crate) async fn run(args: LoadArgs) -> anyhow::Result<()> {
+    let tokens = Tokens::new(&args.auth)?;
+    let mut channels = Vec::with_capacity(args.connections.max(1));
+    for _ in 0..args.connections.max(1) {
+        channels.push(
+            Endpoint::from_shared(args.addr.clone())?
+                .tcp_nodelay(true)
+                .connect()
+                .await
+                .with_context(|| format!("cannot connect to {}", args.addr))?,
+        );
+    }
+
+    let fixture = Arc::new(Fixture::create(&tokens, channels[0].clone()).await?);
+    let deadline_warmup = args.duration / 10;
+    let started = Instant::now();
+    let measure_from = started + deadline_warmup;
+    let stop_at = measure_from + args.duration;
+
+    let mut workers = Vec::with_capacity(args.concurrency);
+    for worker in 0..args.concurrency {
+        let channel = channels[worker % channels.len()].clone();
+        let fixture = fixture.clone();
+        let scenario = args.scenario;
+        workers.push(tokio::spawn(async move {
+            let mut histogram =
+                Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+            let mut errors = 0u64;
+            let mut caller = Caller::new(channel, &fixture, worker);
+            while Instant::now() < stop_at {
+                let began = Instant::now();
+                let ok = caller.call(scenario, &fixture).await;
+                if began >= measure_from {
+                    if ok {
+                        histogram
+                            .record(began.elapsed().as_micros().max(1) as u64)
+                            .ok();
+                    } else {
+                        errors += 1;
+                    }
+                }
+            }
+            (histogram, errors)
+        }));
+    }
+    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut errors = 0;
+    for worker in workers {
+        let (worker_histogram, worker_errors) = worker.await?;
+        histogram.add(worker_histogram)?;
+        errors += worker_errors;
+    }
+
+    let seconds = args.duration.as_secs_f64();
+    let report = serde_json::json!({
+        "scenario": format!("{:?}", args.scenario),
+        "concurrency": args.concurrency,
+        "seconds": seconds,
+        "requests": histogram.len(),
+        "errors": errors,
+        "rps": (histogram.len() as f64 / seconds).round(),
+        "p50_ms": histogram.value_at_quantile(0.50) as f64 / 1000.0,
+        "p95_ms": histogram.value_at_quantile(0.95) as f64 / 1000.0,
+        "p99_ms": histogram.value_at_quantile(0.99) as f64 / 1000.0,
+    });
+    println!("{report}");
+    if histogram.is_empty() {
+        anyhow::bail!("no request succeeded ({errors} errors)");
+    }
+    Ok(())
+}
+
+/// A tenant with an admin token and a few users to read.
+struct Fixture {
+    admin: Bearer,
+    user_ids: Vec<String>,
+    run_id: String,
+}
+
+impl Fixture {
+    async fn create(tokens: &Tokens, channel: Channel) -> anyhow::Result<Self> {
+        let run_id = Uuid::now_v7().simple().to_string();
+        let (platform_token, _) = tokens.issue("agentic-load", None, roles::PLATFORM, None)?;
+        let mut platform =
+            UserServiceClient::with_interceptor(channel.clone(), bearer(&platform_token)?);
+        let tenant = platform
+            .create_tenant(pb::CreateTenantRequest {
+                name: "load test".into(),
+                slug: format!("load-{}", &run_id[..20]),
+            })
+            .await
+            .context("create the load-test tenant")?
+            .into_inner()
+            .tenant
+            .context("tenant in response")?;
+        let tenant_id: Uuid = tenant.id.parse()?;
+        let (admin_token, _) = tokens.issue("agentic-load", Some(tenant_id), roles::ADMIN, None)?;
+        let admin = bearer(&admin_token)?;
+        let mut client = UserServiceClient::with_interceptor(channel, admin.clone());
+        let requests = (0..200)
+            .map(|i| pb::CreateUserRequest {
+                email: format!("seed{i}@load.example"),
+                display_name: format!("Seed {i}"),
+                ..Default::default()
+            })
+            .collect();
+        let users = client
+            .batch_create_users(pb::BatchCreateUsersRequest { requests })
+            .await
+            .context("seed users")?
+            .into_inner()
+            .users;
+        Ok(Self {
+            admin,
+            user_ids: users.into_iter().map(|u| u.id).collect(),
+            run_id,
+        })
+    }
+}
+
+/// One worker's clients and counters.
+struct Caller {
+    users: UserClient,
+    health: HealthClient<Channel>,
+    worker: usize,
+    sequence: usize,
+}
+
+impl Caller {
+    fn new(channel: Channel, fixture: &Fixture, worker: usize) -> Self {
+        Self {
+            users: UserServiceClient::with_interceptor(channel.clone(), fixture.admin.clone()),
+            health: HealthClient::new(channel),
+            worker,
+            sequence: 0,
+        }
+    }
+
+    async fn call(&mut self, scenario: Scenario, fixture: &Fixture) -> bool {
+        self.sequence += 1;
+        match scenario {
+            Scenario::Health => self
+                .health
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+                .is_ok(),
+            Scenario::GetUser => {
+                let id =
+                    &fixture.user_ids[(self.worker * 7 + self.sequence) % fixture.user_ids.len()];
+                self.users
+                    .get_user(pb::GetUserRequest {
+                        id: id.clone(),
+                        read_mask: None,
+                    })
+                    .await
+                    .is_ok()
+            }
+            Scenario::ListUsers => self
+                .users
+                .list_users(pb::ListUsersRequest {
+                    page_size: 20,
+                    ..Default::default()
+                })
+                .await
+                .is_ok(),
+            Scenario::CreateUser => self
+                .users
+                .create_user(pb::CreateUserRequest {
+                    email: format!(
+                        "w{}-{}-{}@load.example",
+                        self.worker, self.sequence, fixture.run_id
+                    ),
+                    display_name: "Load".into(),
+                    ..Default::default()
+                })
+                .await
+                .is_ok(),
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! `agentic`: one command for operators and developers.
+//!
+//! - `agentic serve user`  run a service
+//! - `agentic migrate`     apply the embedded migrations
+//! - `agentic token`       mint an access token for local use
+//! - `agentic load`        drive a running service with gRPC load and report latencies
+
+mod load;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use agentic_platform::auth::{Tokens, roles};
+use agentic_platform::config::AuthArgs;
+use clap::{Parser, Subcommand, ValueEnum};
+use uuid::Uuid;
+
+#[derive(Parser)]
+#[command(
+    name = "agentic",
+    version,
+    about = "The Agentic Platform: services, migrations, tokens and load"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one service in the foreground until SIGTERM or Ctrl-C.
+    Serve {
+        #[command(subcommand)]
+        service: Service,
+    },
+    /// Apply pending migrations of the chosen services to DATABASE_URL.
+    Migrate {
+        /// PostgreSQL URL to migrate.
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        /// Which service's schema to migrate.
+        #[arg(long, value_enum, default_value_t = Schema::All)]
+        service: Schema,
+    },
+    /// Mint a signed access token (for grpcurl and local tools).
+    Token(TokenArgs),
+    /// Drive a running service with gRPC load and print requests/s and latency percentiles.
+    Load(load::LoadArgs),
+}
+
+#[derive(Subcommand)]
+enum Service {
+    /// The user service (tenants, users, sign-in).
+    User(Box<agentic_user::UserArgs>),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Schema {
+    All,
+    User,
+}
+
+#[derive(clap::Args)]
+struct TokenArgs {
+    #[command(flatten)]
+    auth: AuthArgs,
+    /// Tenant the token acts in (a tenant id).
+    #[arg(
+        long,
+        required_unless_present = "platform",
+        conflicts_with = "platform"
+    )]
+    tenant: Option<Uuid>,
+    /// Role within the tenant: admin, member or viewer.
+    #[arg(long, default_value = "admin", value_parser = [roles::ADMIN, roles::MEMBER, roles::VIEWER])]
+    role: String,
+    /// A platform token instead: creates tenants, belongs to none.
+    #[arg(long)]
+    platform: bool,
+    /// Subject (`sub`) written into the token.
+    #[arg(long, default_value = "agentic-cli")]
+    subject: String,
+    /// How long the token stays valid (e.g. 1h, 30m).
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    ttl: Duration,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Command::Serve {
+            service: Service::User(args),
+        } => agentic_user::run(*args).await.map_err(anyhow::Error::from),
+        Command::Migrate {
+            database_url,
+            service,
+        } => migrate(&database_url, service).await,
+        Command::Token(args) => token(&args),
+        Command::Load(args) => load::run(args).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("agentic: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn migrate(database_url: &str, schema: Schema) -> anyhow::Result<()> {
+    let plan = match schema {
+        Schema::All | Schema::User => [("user", agentic_user::MIGRATIONS)],
+    };
+    for (service, migrations) in plan {
+        let applied = agentic_platform::db::run_migrations(database_url, migrations).await?;
+        if applied.is_empty() {
+            println!("{service}: up to date");
+        } else {
+            println!("{service}: applied {}", applied.join(", "));
+        }
+    }
+    Ok(())
+}
+
+fn token(args: &TokenArgs) -> anyhow::Result<()> {
+    let tokens = Tokens::new(&args.auth)?;
+    let (tenant, role) = if args.platform {
+        (None, roles::PLATFORM)
+    } else {
+        (args.tenant, args.role.as_str())
+    };
+    let (token, _) = tokens.issue(&args.subject, tenant, role, Some(args.ttl))?;
+    println!("{token}");
+    Ok(())
+}

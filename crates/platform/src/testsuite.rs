@@ -1,0 +1,293 @@
+//! Fixtures for tests against real infrastructure (feature `testsuite`).
+//!
+//! - [`TestDatabase`]: a fresh PostgreSQL database per test, cloned from a template that
+//!   was migrated once, dropped again when the fixture is dropped;
+//! - [`RedisServer`]: a private `redis-server` a test may stop;
+//! - [`TcpProxy`]: a TCP hop that a test can sever, to cut a service off its database.
+//!
+//! `TEST_DATABASE_URL` points at an admin database (default: the local cluster that
+//! `scripts/infra.sh` starts); `TEST_REDIS_URL` at the shared Redis.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use diesel::QueryableByName;
+use diesel::sql_types::Text;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationSource};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:55432/postgres";
+/// Serialises template creation across the test processes that nextest runs in parallel.
+const TEMPLATE_LOCK: i64 = 0x7465_6d70_6c61_7465; // "template"
+
+/// The admin database URL tests create their databases through.
+pub fn admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_owned())
+}
+
+/// The shared Redis for tests, if the environment has one.
+pub fn redis_url() -> Option<String> {
+    std::env::var("TEST_REDIS_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+}
+
+/// `admin_url` with its database replaced by `database`.
+fn url_for(admin_url: &str, database: &str) -> String {
+    let (base, _) = admin_url.rsplit_once('/').expect("database URL has a path");
+    format!("{base}/{database}")
+}
+
+#[derive(QueryableByName)]
+struct DatabaseName {
+    #[diesel(sql_type = Text)]
+    #[allow(dead_code)]
+    datname: String,
+}
+
+/// A database of its own for one test, migrated and empty.
+pub struct TestDatabase {
+    pub url: String,
+    pub name: String,
+    admin_url: String,
+}
+
+impl TestDatabase {
+    /// Clones a fresh database from the template for `migrations` (creating that once).
+    pub async fn create(service: &str, migrations: EmbeddedMigrations) -> Self {
+        let admin_url = admin_url();
+        let template = ensure_template(&admin_url, service, migrations).await;
+        let name = format!("test_{service}_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = connect(&admin_url).await;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
+            .await
+            .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));
+        Self {
+            url: url_for(&admin_url, &name),
+            name,
+            admin_url,
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        // Drop runs outside any runtime guarantee, so clean up on a thread of its own.
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime for cleanup");
+            runtime.block_on(async {
+                if let Ok(mut admin) = AsyncPgConnection::establish(&admin_url).await {
+                    let _ = admin
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
+
+async fn connect(url: &str) -> AsyncPgConnection {
+    AsyncPgConnection::establish(url).await.unwrap_or_else(|e| {
+        panic!("cannot reach PostgreSQL for tests ({e}); run `scripts/infra.sh up` or `make test`")
+    })
+}
+
+/// The template's name changes with the migrations and with every rebuild of the test
+/// binary, so edited migrations never meet a stale template.
+fn template_name(service: &str, migrations: &EmbeddedMigrations) -> String {
+    let mut hasher = DefaultHasher::new();
+    let names = MigrationSource::<diesel::pg::Pg>::migrations(migrations)
+        .expect("embedded migrations")
+        .iter()
+        .map(|m| m.name().to_string())
+        .collect::<Vec<_>>();
+    names.hash(&mut hasher);
+    if let Ok(modified) = std::env::current_exe().and_then(|exe| exe.metadata()?.modified()) {
+        modified.hash(&mut hasher);
+    }
+    format!("tmpl_{service}_{:016x}", hasher.finish())
+}
+
+async fn ensure_template(admin_url: &str, service: &str, migrations: EmbeddedMigrations) -> String {
+    let template = template_name(service, &migrations);
+    let mut admin = connect(admin_url).await;
+    admin
+        .batch_execute(&format!("SELECT pg_advisory_lock({TEMPLATE_LOCK})"))
+        .await
+        .expect("template lock");
+    let existing: Vec<DatabaseName> =
+        diesel::sql_query("SELECT datname FROM pg_database WHERE datname = $1")
+            .bind::<Text, _>(&template)
+            .load(&mut admin)
+            .await
+            .expect("look up template");
+    if existing.is_empty() {
+        // Older templates of this service are leftovers of earlier builds.
+        let stale: Vec<DatabaseName> =
+            diesel::sql_query("SELECT datname FROM pg_database WHERE datname LIKE $1")
+                .bind::<Text, _>(format!("tmpl\\_{service}\\_%"))
+                .load(&mut admin)
+                .await
+                .expect("list templates");
+        for old in stale {
+            let _ = admin
+                .batch_execute(&format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    old.datname
+                ))
+                .await;
+        }
+        let building = format!("{template}_building");
+        admin
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {building} WITH (FORCE); CREATE DATABASE {building}"
+            ))
+            .await
+            .expect("create template");
+        crate::db::run_migrations(&url_for(admin_url, &building), migrations)
+            .await
+            .expect("migrate template");
+        admin
+            .batch_execute(&format!("ALTER DATABASE {building} RENAME TO {template}"))
+            .await
+            .expect("publish template");
+    }
+    admin
+        .batch_execute(&format!("SELECT pg_advisory_unlock({TEMPLATE_LOCK})"))
+        .await
+        .expect("template unlock");
+    template
+}
+
+/// A private redis-server on a free port, stopped when dropped.
+pub struct RedisServer {
+    pub url: String,
+    child: Option<tokio::process::Child>,
+}
+
+impl RedisServer {
+    pub async fn start() -> Self {
+        let port = free_port().await;
+        let child = tokio::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server is installed (make test installs it)");
+        let url = format!("redis://127.0.0.1:{port}");
+        let client = redis::Client::open(url.as_str()).expect("redis url");
+        for _ in 0..100 {
+            if let Ok(mut conn) = client.get_multiplexed_async_connection().await
+                && redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .is_ok()
+            {
+                return Self {
+                    url,
+                    child: Some(child),
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("redis-server on port {port} did not start");
+    }
+
+    /// Stops the server; what it held is gone.
+    pub async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill().await;
+        }
+    }
+}
+
+async fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a free port");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// A TCP proxy in front of `upstream` that a test can cut and restore.
+pub struct TcpProxy {
+    pub addr: SocketAddr,
+    severed: Arc<AtomicBool>,
+    connections: Arc<std::sync::Mutex<CancellationToken>>,
+    stop: CancellationToken,
+}
+
+impl TcpProxy {
+    pub async fn start(upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy addr");
+        let severed = Arc::new(AtomicBool::new(false));
+        let connections = Arc::new(std::sync::Mutex::new(CancellationToken::new()));
+        let stop = CancellationToken::new();
+        let (flag, current, stopped) = (severed.clone(), connections.clone(), stop.clone());
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    () = stopped.cancelled() => return,
+                    accepted = listener.accept() => accepted,
+                };
+                let Ok((mut client, _)) = accepted else {
+                    continue;
+                };
+                if flag.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let cut = current.lock().expect("proxy lock").clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        () = cut.cancelled() => {}
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                    }
+                });
+            }
+        });
+        Self {
+            addr,
+            severed,
+            connections,
+            stop,
+        }
+    }
+
+    /// Drops every open connection and refuses new ones.
+    pub fn sever(&self) {
+        self.severed.store(true, Ordering::SeqCst);
+        self.connections.lock().expect("proxy lock").cancel();
+    }
+
+    /// Accepts connections again.
+    pub fn restore(&self) {
+        *self.connections.lock().expect("proxy lock") = CancellationToken::new();
+        self.severed.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        self.connections.lock().expect("proxy lock").cancel();
+    }
+}

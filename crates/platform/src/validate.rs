@@ -1,0 +1,169 @@
+//! Request validation that names the offending field, collecting every violation so a
+//! client fixes its request in one round.
+
+use uuid::Uuid;
+
+use crate::error::{Error, FieldViolation, Result};
+
+#[derive(Debug, Default)]
+pub struct Violations(Vec<FieldViolation>);
+
+impl Violations {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
+        self.0.push(FieldViolation {
+            field: field.into(),
+            description: description.into(),
+        });
+    }
+
+    /// Records `result`'s violations, if any, and passes its value on.
+    pub fn check<T>(&mut self, result: Result<T>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(Error::InvalidArgument(violations)) => {
+                self.0.extend(violations);
+                None
+            }
+            Err(other) => {
+                self.add("request", other.to_string());
+                None
+            }
+        }
+    }
+
+    /// Prefixes every field recorded so far, e.g. "requests[3].".
+    pub fn nest(mut self, prefix: &str) -> Self {
+        for violation in &mut self.0 {
+            violation.field = format!("{prefix}{}", violation.field);
+        }
+        self
+    }
+
+    pub fn extend(&mut self, other: Violations) {
+        self.0.extend(other.0);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn into_result(self) -> Result<()> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument(self.0))
+        }
+    }
+}
+
+impl From<Violations> for Error {
+    fn from(violations: Violations) -> Self {
+        Error::InvalidArgument(violations.0)
+    }
+}
+
+/// A resource id: a UUID in its usual text form.
+pub fn id(field: &str, value: &str) -> Result<Uuid> {
+    if value.is_empty() {
+        return Err(Error::invalid(field, "is required"));
+    }
+    Uuid::try_parse(value).map_err(|_| Error::invalid(field, "is not a valid UUID"))
+}
+
+/// Text of `min..=max` characters (after trimming), returned trimmed.
+pub fn text(field: &str, value: &str, min: usize, max: usize) -> Result<String> {
+    let trimmed = value.trim();
+    let chars = trimmed.chars().count();
+    if chars == 0 && min > 0 {
+        return Err(Error::invalid(field, "is required"));
+    }
+    if chars < min {
+        return Err(Error::invalid(
+            field,
+            format!("must be at least {min} characters"),
+        ));
+    }
+    if chars > max {
+        return Err(Error::invalid(
+            field,
+            format!("must be at most {max} characters"),
+        ));
+    }
+    if trimmed.chars().any(char::is_control) {
+        return Err(Error::invalid(field, "must not contain control characters"));
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// A lowercase identifier: letters, digits and `allowed_punctuation`, starting with a
+/// letter or digit.
+pub fn identifier(
+    field: &str,
+    value: &str,
+    min: usize,
+    max: usize,
+    allowed_punctuation: &[char],
+) -> Result<String> {
+    let value = text(field, value, min, max)?;
+    let valid_char =
+        |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || allowed_punctuation.contains(&c);
+    let starts_well = value.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if !value.chars().all(valid_char) || !starts_well {
+        let punctuation: String = allowed_punctuation.iter().collect();
+        return Err(Error::invalid(
+            field,
+            format!(
+                "must be lowercase letters, digits or {punctuation:?}, starting with a letter or digit"
+            ),
+        ));
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_must_be_uuids() {
+        assert!(id("id", &Uuid::now_v7().to_string()).is_ok());
+        for bad in ["", "42", "not-a-uuid"] {
+            let error = id("user.id", bad).unwrap_err();
+            assert!(matches!(&error, Error::InvalidArgument(v) if v[0].field == "user.id"));
+        }
+    }
+
+    #[test]
+    fn text_is_trimmed_and_bounded() {
+        assert_eq!(text("name", "  Ada  ", 1, 10).unwrap(), "Ada");
+        assert!(text("name", "   ", 1, 10).is_err());
+        assert!(text("name", &"x".repeat(11), 1, 10).is_err());
+        assert!(text("name", "a\u{0}b", 1, 10).is_err());
+        assert_eq!(text("name", "", 0, 10).unwrap(), "");
+    }
+
+    #[test]
+    fn identifiers_are_lowercase() {
+        assert_eq!(
+            identifier("slug", "acme-1", 3, 63, &['-']).unwrap(),
+            "acme-1"
+        );
+        assert!(identifier("slug", "Acme", 3, 63, &['-']).is_err());
+        assert!(identifier("slug", "-acme", 3, 63, &['-']).is_err());
+        assert!(identifier("slug", "ac me", 3, 63, &['-']).is_err());
+    }
+
+    #[test]
+    fn violations_collect_and_nest() {
+        let mut all = Violations::new();
+        let mut one = Violations::new();
+        one.check(id("id", "x"));
+        all.extend(one.nest("requests[2]."));
+        let error = all.into_result().unwrap_err();
+        assert!(matches!(&error, Error::InvalidArgument(v) if v[0].field == "requests[2].id"));
+    }
+}

@@ -1,0 +1,489 @@
+//! The `agentic.user.v1.UserService` implementation: validation, tenant scoping, caching,
+//! and mapping between protobuf and the store.
+
+use std::sync::Arc;
+
+use agentic_platform::auth::{Caller, Tokens};
+use agentic_platform::cache::{Cache, CacheKind};
+use agentic_platform::db::Pool;
+use agentic_platform::error::{Error, Result};
+use agentic_platform::paging::{self, FieldPaths, PageTokens};
+use agentic_platform::time::to_timestamp;
+use agentic_platform::validate::{self, Violations};
+use agentic_proto::user::v1 as pb;
+use agentic_proto::user::v1::user_service_server::UserService as UserServiceApi;
+use chrono::Utc;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use crate::input::{self, MAX_BATCH};
+use crate::model::{self, NewTenant, NewUser, USER_FIELDS, UserChanges, UserFilter, UserRow};
+use crate::password;
+use crate::store::{self, UserKey};
+
+/// Paths an `update_mask` may name.
+const UPDATABLE_FIELDS: &[&str] = &["email", "username", "display_name", "role", "status"];
+
+pub struct UserService {
+    pool: Pool,
+    cache: Cache,
+    tokens: Arc<Tokens>,
+    pages: PageTokens,
+    kinds: Kinds,
+}
+
+/// Cached kinds: users by id, by email and by username, and tenants by id.
+struct Kinds {
+    user: CacheKind,
+    user_by_email: CacheKind,
+    user_by_username: CacheKind,
+    tenant: CacheKind,
+}
+
+impl UserService {
+    pub fn new(pool: Pool, cache: Cache, tokens: Arc<Tokens>, pages: PageTokens) -> Self {
+        let kinds = Kinds {
+            user: cache.kind("user"),
+            user_by_email: cache.kind("user_by_email"),
+            user_by_username: cache.kind("user_by_username"),
+            tenant: cache.kind("tenant"),
+        };
+        Self {
+            pool,
+            cache,
+            tokens,
+            pages,
+            kinds,
+        }
+    }
+
+    async fn cached_user(&self, tenant: Uuid, id: Uuid) -> Result<Option<pb::User>> {
+        self.cache
+            .get_or_load(&self.kinds.user, &format!("{tenant}:{id}"), || async {
+                let mut conn = self.pool.get().await?;
+                Ok(store::find_user(&mut conn, tenant, id)
+                    .await?
+                    .map(pb::User::from))
+            })
+            .await
+    }
+
+    async fn cached_lookup(&self, tenant: Uuid, key: UserKey<'_>) -> Result<Option<pb::User>> {
+        let (kind, value) = match key {
+            UserKey::Email(email) => (&self.kinds.user_by_email, email),
+            UserKey::Username(username) => (&self.kinds.user_by_username, username),
+        };
+        self.cache
+            .get_or_load(kind, &format!("{tenant}:{value}"), || async {
+                let mut conn = self.pool.get().await?;
+                Ok(store::find_user_by(&mut conn, tenant, key)
+                    .await?
+                    .map(pb::User::from))
+            })
+            .await
+    }
+
+    /// Drops every cache entry a changed user can be read through.
+    async fn invalidate_user(&self, user: &UserRow) {
+        let tenant = user.tenant_id;
+        self.cache
+            .invalidate(&self.kinds.user, &format!("{tenant}:{}", user.id))
+            .await;
+        self.invalidate_lookups(user).await;
+    }
+
+    /// Lookups may hold a cached "absent" for a user that now exists, or the user itself.
+    async fn invalidate_lookups(&self, user: &UserRow) {
+        let tenant = user.tenant_id;
+        self.cache
+            .invalidate(
+                &self.kinds.user_by_email,
+                &format!("{tenant}:{}", user.email),
+            )
+            .await;
+        if let Some(username) = &user.username {
+            self.cache
+                .invalidate(
+                    &self.kinds.user_by_username,
+                    &format!("{tenant}:{username}"),
+                )
+                .await;
+        }
+    }
+
+    async fn hash_optional(password: Option<String>) -> Result<Option<String>> {
+        match password {
+            Some(password) => password::hash(password).await.map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+fn new_user_row(
+    tenant: Uuid,
+    input: input::NewUserInput,
+    password_hash: Option<String>,
+) -> NewUser {
+    NewUser {
+        id: Uuid::now_v7(),
+        tenant_id: tenant,
+        email: input.email,
+        username: input.username,
+        display_name: input.display_name,
+        role: input.role.to_owned(),
+        status: "active".to_owned(),
+        password_hash,
+    }
+}
+
+/// The tenant a request acts in, for reads.
+fn reader_tenant<T>(request: &Request<T>) -> Result<Uuid> {
+    Caller::of(request)?.tenant()
+}
+
+/// The tenant a request acts in, for writes: tenant admins only.
+fn admin_tenant<T>(request: &Request<T>) -> Result<Uuid> {
+    let caller = Caller::of(request)?;
+    let tenant = caller.tenant()?;
+    caller.require_admin()?;
+    Ok(tenant)
+}
+
+#[tonic::async_trait]
+impl UserServiceApi for UserService {
+    async fn create_tenant(
+        &self,
+        request: Request<pb::CreateTenantRequest>,
+    ) -> Result<Response<pb::CreateTenantResponse>, Status> {
+        if !Caller::of(&request)?.is_platform() {
+            return Err(Error::PermissionDenied("creating tenants needs a platform token").into());
+        }
+        let message = request.get_ref();
+        let mut violations = Violations::new();
+        let name = violations.check(validate::text(
+            "name",
+            &message.name,
+            1,
+            input::MAX_NAME_LEN,
+        ));
+        let slug = violations.check(validate::identifier("slug", &message.slug, 3, 63, &['-']));
+        violations.into_result()?;
+        let (Some(name), Some(slug)) = (name, slug) else {
+            unreachable!("validated above");
+        };
+
+        let mut conn = self.pool.get().await?;
+        let row = store::insert_tenant(
+            &mut conn,
+            &NewTenant {
+                id: Uuid::now_v7(),
+                name,
+                slug,
+            },
+        )
+        .await?;
+        Ok(Response::new(pb::CreateTenantResponse {
+            tenant: Some(row.into()),
+        }))
+    }
+
+    async fn get_tenant(
+        &self,
+        request: Request<pb::GetTenantRequest>,
+    ) -> Result<Response<pb::GetTenantResponse>, Status> {
+        let caller = Caller::of(&request)?;
+        let id = validate::id("id", &request.get_ref().id)?;
+        // A tenant sees only itself; anything else is as good as absent.
+        if !caller.is_platform() && caller.tenant != Some(id) {
+            return Err(Error::NotFound("tenant").into());
+        }
+        let tenant = self
+            .cache
+            .get_or_load(&self.kinds.tenant, &id.to_string(), || async {
+                let mut conn = self.pool.get().await?;
+                Ok(store::find_tenant(&mut conn, id)
+                    .await?
+                    .map(pb::Tenant::from))
+            })
+            .await?
+            .ok_or(Error::NotFound("tenant"))?;
+        Ok(Response::new(pb::GetTenantResponse {
+            tenant: Some(tenant),
+        }))
+    }
+
+    async fn create_user(
+        &self,
+        request: Request<pb::CreateUserRequest>,
+    ) -> Result<Response<pb::CreateUserResponse>, Status> {
+        let tenant = admin_tenant(&request)?;
+        let user_input = input::new_user(request.get_ref()).map_err(Error::from)?;
+        let password_hash = Self::hash_optional(user_input.password.clone()).await?;
+        let new_user = new_user_row(tenant, user_input, password_hash);
+
+        let mut conn = self.pool.get().await?;
+        let row = store::insert_user(&mut conn, &new_user).await?;
+        drop(conn);
+        self.invalidate_lookups(&row).await;
+        Ok(Response::new(pb::CreateUserResponse {
+            user: Some(row.into()),
+        }))
+    }
+
+    async fn get_user(
+        &self,
+        request: Request<pb::GetUserRequest>,
+    ) -> Result<Response<pb::GetUserResponse>, Status> {
+        let tenant = reader_tenant(&request)?;
+        let message = request.get_ref();
+        let id = validate::id("id", &message.id)?;
+        let mask = FieldPaths::parse(message.read_mask.as_ref(), USER_FIELDS, "read_mask")?;
+        let mut user = self
+            .cached_user(tenant, id)
+            .await?
+            .ok_or(Error::NotFound("user"))?;
+        model::apply_read_mask(&mut user, &mask);
+        Ok(Response::new(pb::GetUserResponse { user: Some(user) }))
+    }
+
+    async fn lookup_user(
+        &self,
+        request: Request<pb::LookupUserRequest>,
+    ) -> Result<Response<pb::LookupUserResponse>, Status> {
+        let tenant = reader_tenant(&request)?;
+        let user = match &request.get_ref().key {
+            Some(pb::lookup_user_request::Key::Email(email)) => {
+                let email = input::email("email", email)?;
+                self.cached_lookup(tenant, UserKey::Email(&email)).await?
+            }
+            Some(pb::lookup_user_request::Key::Username(username)) => {
+                let username = input::username("username", username)?
+                    .ok_or_else(|| Error::invalid("username", "is required"))?;
+                self.cached_lookup(tenant, UserKey::Username(&username))
+                    .await?
+            }
+            None => return Err(Error::invalid("key", "set email or username").into()),
+        };
+        let user = user.ok_or(Error::NotFound("user"))?;
+        Ok(Response::new(pb::LookupUserResponse { user: Some(user) }))
+    }
+
+    async fn update_user(
+        &self,
+        request: Request<pb::UpdateUserRequest>,
+    ) -> Result<Response<pb::UpdateUserResponse>, Status> {
+        let tenant = admin_tenant(&request)?;
+        let message = request.get_ref();
+        let user = message
+            .user
+            .as_ref()
+            .ok_or_else(|| Error::invalid("user", "is required"))?;
+        let id = validate::id("user.id", &user.id)?;
+        let mask = FieldPaths::parse(
+            message.update_mask.as_ref(),
+            UPDATABLE_FIELDS,
+            "update_mask",
+        )?;
+        if mask.is_empty() {
+            return Err(Error::invalid("update_mask", "must name at least one field").into());
+        }
+
+        let mut violations = Violations::new();
+        let mut changes = UserChanges {
+            updated_at: Some(Utc::now()),
+            ..UserChanges::default()
+        };
+        if mask.includes("email") {
+            changes.email = violations.check(input::email("user.email", &user.email));
+        }
+        if mask.includes("username") {
+            changes.username = violations.check(input::username("user.username", &user.username));
+        }
+        if mask.includes("display_name") {
+            changes.display_name =
+                violations.check(input::display_name("user.display_name", &user.display_name));
+        }
+        if mask.includes("role") {
+            changes.role = violations
+                .check(input::role("user.role", user.role, None))
+                .map(str::to_owned);
+        }
+        if mask.includes("status") {
+            changes.status = violations
+                .check(input::status("user.status", user.status, None))
+                .map(str::to_owned);
+        }
+        violations.into_result()?;
+
+        let mut conn = self.pool.get().await?;
+        let (before, after) = store::update_user(&mut conn, tenant, id, &changes)
+            .await?
+            .ok_or(Error::NotFound("user"))?;
+        drop(conn);
+        self.invalidate_user(&before).await;
+        self.invalidate_lookups(&after).await;
+        Ok(Response::new(pb::UpdateUserResponse {
+            user: Some(after.into()),
+        }))
+    }
+
+    async fn delete_user(
+        &self,
+        request: Request<pb::DeleteUserRequest>,
+    ) -> Result<Response<pb::DeleteUserResponse>, Status> {
+        let tenant = admin_tenant(&request)?;
+        let id = validate::id("id", &request.get_ref().id)?;
+        let mut conn = self.pool.get().await?;
+        let deleted = store::delete_user(&mut conn, tenant, id)
+            .await?
+            .ok_or(Error::NotFound("user"))?;
+        drop(conn);
+        self.invalidate_user(&deleted).await;
+        Ok(Response::new(pb::DeleteUserResponse {}))
+    }
+
+    async fn list_users(
+        &self,
+        request: Request<pb::ListUsersRequest>,
+    ) -> Result<Response<pb::ListUsersResponse>, Status> {
+        let tenant = reader_tenant(&request)?;
+        let message = request.get_ref();
+        let mut violations = Violations::new();
+        let page_size = violations.check(paging::page_size(message.page_size));
+        let status = violations.check(input::status("status", message.status, Some("")));
+        let role = violations.check(input::role("role", message.role, Some("")));
+        let mask = violations.check(FieldPaths::parse(
+            message.read_mask.as_ref(),
+            USER_FIELDS,
+            "read_mask",
+        ));
+        violations.into_result()?;
+        let (Some(page_size), Some(status), Some(role), Some(mask)) =
+            (page_size, status, role, mask)
+        else {
+            unreachable!("validated above");
+        };
+
+        let filter = UserFilter {
+            status: (!status.is_empty()).then_some(status),
+            role: (!role.is_empty()).then_some(role),
+        };
+        let fingerprint = filter.fingerprint(tenant);
+        let after = self.pages.decode_uuid(&message.page_token, &fingerprint)?;
+
+        // One row more than the page tells whether another page follows, without COUNT(*).
+        let mut conn = self.pool.get().await?;
+        let mut rows = store::list_users(&mut conn, tenant, &filter, after, page_size + 1).await?;
+        drop(conn);
+        let more = rows.len() as i64 > page_size;
+        rows.truncate(page_size as usize);
+        let next_page_token = match (more, rows.last()) {
+            (true, Some(last)) => self.pages.encode_uuid(last.id, &fingerprint),
+            _ => String::new(),
+        };
+        let users = rows
+            .into_iter()
+            .map(|row| {
+                let mut user = pb::User::from(row);
+                model::apply_read_mask(&mut user, &mask);
+                user
+            })
+            .collect();
+        Ok(Response::new(pb::ListUsersResponse {
+            users,
+            next_page_token,
+        }))
+    }
+
+    async fn batch_create_users(
+        &self,
+        request: Request<pb::BatchCreateUsersRequest>,
+    ) -> Result<Response<pb::BatchCreateUsersResponse>, Status> {
+        let tenant = admin_tenant(&request)?;
+        let requests = &request.get_ref().requests;
+        if requests.is_empty() || requests.len() > MAX_BATCH {
+            return Err(
+                Error::invalid("requests", format!("must hold 1 to {MAX_BATCH} users")).into(),
+            );
+        }
+        let mut violations = Violations::new();
+        let mut inputs = Vec::with_capacity(requests.len());
+        for (index, item) in requests.iter().enumerate() {
+            match input::new_user(item) {
+                Ok(valid) => inputs.push(valid),
+                Err(bad) => violations.extend(bad.nest(&format!("requests[{index}]."))),
+            }
+        }
+        violations.into_result()?;
+
+        // Hash on the blocking pool in parallel; most imports carry no passwords at all.
+        let hashes = futures::future::try_join_all(
+            inputs
+                .iter_mut()
+                .map(|item| Self::hash_optional(item.password.take())),
+        )
+        .await?;
+        let new_users: Vec<NewUser> = inputs
+            .into_iter()
+            .zip(hashes)
+            .map(|(item, hash)| new_user_row(tenant, item, hash))
+            .collect();
+
+        let mut conn = self.pool.get().await?;
+        let rows = store::insert_users(&mut conn, &new_users).await?;
+        drop(conn);
+        for row in &rows {
+            self.invalidate_lookups(row).await;
+        }
+        Ok(Response::new(pb::BatchCreateUsersResponse {
+            users: rows.into_iter().map(pb::User::from).collect(),
+        }))
+    }
+
+    async fn authenticate(
+        &self,
+        request: Request<pb::AuthenticateRequest>,
+    ) -> Result<Response<pb::AuthenticateResponse>, Status> {
+        let message = request.into_inner();
+        let mut violations = Violations::new();
+        if message.tenant_slug.is_empty() {
+            violations.add("tenant_slug", "is required");
+        }
+        if message.email.is_empty() {
+            violations.add("email", "is required");
+        }
+        if message.password.is_empty() {
+            violations.add("password", "is required");
+        }
+        violations.into_result()?;
+        // One answer for every failure, so callers cannot probe which part was wrong.
+        let denied = || Status::from(Error::Unauthenticated("invalid credentials"));
+
+        let email = message.email.trim().to_lowercase();
+        let mut conn = self.pool.get().await?;
+        let found = match store::find_tenant_by_slug(&mut conn, message.tenant_slug.trim()).await? {
+            Some(tenant) => store::find_credentials(&mut conn, tenant.id, &email).await?,
+            None => None,
+        };
+        drop(conn);
+
+        let (user, stored_hash) = match found {
+            Some((user, hash)) => (Some(user), hash),
+            None => (None, None),
+        };
+        let matches = password::verify(message.password, stored_hash).await;
+        let user = match user {
+            Some(user) if matches && user.status == "active" => user,
+            _ => return Err(denied()),
+        };
+        let (token, expires) =
+            self.tokens
+                .issue(&user.id.to_string(), Some(user.tenant_id), &user.role, None)?;
+        Ok(Response::new(pb::AuthenticateResponse {
+            access_token: token,
+            token_type: "Bearer".into(),
+            expire_time: Some(to_timestamp(expires)),
+            user: Some(user.into()),
+        }))
+    }
+}

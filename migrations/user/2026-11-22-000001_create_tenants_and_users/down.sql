@@ -1,0 +1,3 @@
+DROP TABLE users.users;
+DROP TABLE users.tenants;
+DROP SCHEMA users;

