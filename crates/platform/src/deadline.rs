@@ -1,9 +1,10 @@
 //! The caller's gRPC deadline, visible to everything a request does.
 //!
-//! [`DeadlineLayer`] reads the `grpc-timeout` header (capped by the server's own request
-//! timeout) and runs the request inside a task-local scope, so the pool can cap checkout
-//! waits and statement timeouts by [`remaining`] without threading a value through
-//! every call.
+//! [`DeadlineLayer`] reads the caller's `grpc-timeout` header (capped by the server's own
+//! request timeout) and runs the request inside a task-local scope, so the pool can cap
+//! checkout waits and statement timeouts by [`remaining`] without threading a value
+//! through every call. Requests without a deadline run unscoped: tonic's own timeout
+//! still bounds them, and their queries keep the configured statement timeout.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -90,14 +91,16 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let timeout = request
+        let asked = request
             .headers()
             .get("grpc-timeout")
             .and_then(|value| value.to_str().ok())
-            .and_then(parse_grpc_timeout)
-            .map_or(self.max, |asked| asked.min(self.max));
+            .and_then(parse_grpc_timeout);
         let fut = self.inner.call(request);
-        Box::pin(scope(timeout, fut))
+        match asked {
+            Some(asked) => Box::pin(scope(asked.min(self.max), fut)),
+            None => Box::pin(fut),
+        }
     }
 }
 

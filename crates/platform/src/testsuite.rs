@@ -18,8 +18,9 @@ use std::time::Duration;
 
 use diesel::QueryableByName;
 use diesel::sql_types::Text;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
-use diesel_migrations::{EmbeddedMigrations, MigrationSource};
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use diesel::migration::MigrationSource;
+use diesel_migrations::EmbeddedMigrations;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
@@ -122,6 +123,7 @@ fn template_name(service: &str, migrations: &EmbeddedMigrations) -> String {
 }
 
 async fn ensure_template(admin_url: &str, service: &str, migrations: EmbeddedMigrations) -> String {
+    use diesel_async::RunQueryDsl;
     let template = template_name(service, &migrations);
     let mut admin = connect(admin_url).await;
     admin
@@ -151,10 +153,14 @@ async fn ensure_template(admin_url: &str, service: &str, migrations: EmbeddedMig
                 .await;
         }
         let building = format!("{template}_building");
+        // Two statements: several in one string would run as one transaction, which
+        // DROP and CREATE DATABASE refuse.
         admin
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {building} WITH (FORCE); CREATE DATABASE {building}"
-            ))
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)"))
+            .await
+            .expect("drop a half-built template");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {building}"))
             .await
             .expect("create template");
         crate::db::run_migrations(&url_for(admin_url, &building), migrations)

@@ -27,6 +27,20 @@ use crate::config::DatabaseArgs;
 use crate::deadline;
 use crate::error::{Error, Result};
 
+/// Rounds a deadline-derived timeout down to a coarse step, so requests with similar
+/// deadlines share one value and connections are not re-`SET` on every checkout.
+fn round_down(left: Duration) -> Duration {
+    let step = if left >= Duration::from_secs(2) {
+        Duration::from_secs(1)
+    } else if left >= Duration::from_millis(200) {
+        Duration::from_millis(100)
+    } else {
+        Duration::from_millis(1)
+    };
+    let steps = (left.as_nanos() / step.as_nanos()).max(1);
+    step * steps as u32
+}
+
 /// A checked-out connection; it goes back to the pool when dropped.
 pub type Conn<'a> = bb8::PooledConnection<'a, Manager>;
 
@@ -145,12 +159,13 @@ impl Pool {
         Ok(conn)
     }
 
-    /// The statement timeout a query started now may have.
+    /// The statement timeout a query started now may have: the configured one, lowered
+    /// to the caller's remaining deadline.
     fn statement_timeout_now(&self) -> Option<Duration> {
-        match (self.shared.statement_timeout, deadline::remaining()) {
-            (Some(configured), Some(left)) => Some(configured.min(left)),
-            (None, Some(left)) => Some(left),
-            (configured, None) => configured,
+        let configured = self.shared.statement_timeout;
+        match deadline::remaining() {
+            Some(left) if configured.is_none_or(|c| left < c) => Some(round_down(left)),
+            _ => configured,
         }
     }
 
@@ -199,5 +214,20 @@ impl Pool {
                 pool.status().publish(pool.shared.name);
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadline_timeouts_round_down_to_shared_steps() {
+        assert_eq!(round_down(Duration::from_millis(29_990)), Duration::from_secs(29));
+        assert_eq!(round_down(Duration::from_millis(29_010)), Duration::from_secs(29));
+        assert_eq!(round_down(Duration::from_millis(1_234)), Duration::from_millis(1_200));
+        assert_eq!(round_down(Duration::from_micros(150_700)), Duration::from_millis(150));
+        // Never zero: PostgreSQL reads 0 as "no limit".
+        assert_eq!(round_down(Duration::from_micros(10)), Duration::from_millis(1));
     }
 }
