@@ -265,3 +265,20 @@ pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
 pub fn slug(prefix: &str) -> String {
     format!("{prefix}-{}", &Uuid::new_v4().simple().to_string()[..12])
 }
+
+/// The host and port of a `postgres://` URL.
+pub fn database_addr(url: &str) -> SocketAddr {
+    let rest = url.split_once("://").expect("scheme").1;
+    let host_port = rest.split_once('@').map_or(rest, |(_, h)| h);
+    let host_port = host_port.split('/').next().expect("host");
+    let host_port = host_port.replace("localhost", "127.0.0.1");
+    host_port.parse().expect("host:port")
+}
+
+/// `url` pointed at `addr` instead of its own host and port.
+pub fn url_via(url: &str, addr: SocketAddr) -> String {
+    let (scheme, rest) = url.split_once("://").expect("scheme");
+    let (user, host_and_path) = rest.split_once('@').expect("user@host");
+    let path = host_and_path.split_once('/').map_or("", |(_, p)| p);
+    format!("{scheme}://{user}@{addr}/{path}")
+}

@@ -95,6 +95,8 @@ impl From<Error> for Status {
 
 /// SQLSTATE 57014: statement_timeout fired (or the query was cancelled).
 const QUERY_CANCELED: &str = "canceling statement";
+/// SQLSTATE 57P01..57P03: the server is shutting down or restarting.
+const SERVER_GOING_AWAY: &str = "terminating connection";
 
 impl From<DieselError> for Error {
     fn from(error: DieselError) -> Self {
@@ -106,7 +108,14 @@ impl From<DieselError> for Error {
                     info.constraint_name().unwrap_or("unique constraint")
                 ))
             }
-            DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => {
+            // The connection died or the server is going away: the database is unavailable.
+            DieselError::DatabaseError(
+                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+                _,
+            ) => Error::Unavailable(error.to_string()),
+            DieselError::DatabaseError(_, info)
+                if info.message().starts_with(SERVER_GOING_AWAY) =>
+            {
                 Error::Unavailable(error.to_string())
             }
             DieselError::DatabaseError(_, info) if info.message().starts_with(QUERY_CANCELED) => {
