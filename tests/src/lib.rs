@@ -33,9 +33,14 @@ pub type UserClient = UserServiceClient<InterceptedService<Channel, Bearer>>;
 pub struct Bearer(Option<MetadataValue<Ascii>>);
 
 impl tonic::service::Interceptor for Bearer {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
         if let Some(value) = &self.0 {
-            request.metadata_mut().insert("authorization", value.clone());
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
         }
         Ok(request)
     }
@@ -154,11 +159,17 @@ impl UserService {
     }
 
     pub fn token(&self, tenant: Uuid, role: &str) -> String {
-        self.tokens.issue("e2e", Some(tenant), role, None).expect("token").0
+        self.tokens
+            .issue("e2e", Some(tenant), role, None)
+            .expect("token")
+            .0
     }
 
     pub fn platform_token(&self) -> String {
-        self.tokens.issue("e2e", None, roles::PLATFORM, None).expect("token").0
+        self.tokens
+            .issue("e2e", None, roles::PLATFORM, None)
+            .expect("token")
+            .0
     }
 
     /// Creates a tenant and returns its id with an admin client for it.
@@ -212,7 +223,9 @@ impl UserService {
     pub async fn stop(mut self) {
         self.shutdown.cancel();
         if let Some(task) = self.task.take() {
-            task.await.expect("server task").expect("server stopped cleanly");
+            task.await
+                .expect("server task")
+                .expect("server stopped cleanly");
         }
     }
 }
@@ -236,7 +249,10 @@ impl Harness {
 
     pub async fn start_with(options: Options) -> Self {
         let db = TestDatabase::create("user", MIGRATIONS).await;
-        let url = options.database_url.clone().unwrap_or_else(|| db.url.clone());
+        let url = options
+            .database_url
+            .clone()
+            .unwrap_or_else(|| db.url.clone());
         let service = UserService::start_on(&url, &db.name, &options).await;
         Self { db, service }
     }

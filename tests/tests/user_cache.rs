@@ -10,7 +10,10 @@ use prost_types::FieldMask;
 use tonic::Code;
 
 fn get(id: &str) -> pb::GetUserRequest {
-    pb::GetUserRequest { id: id.to_owned(), read_mask: None }
+    pb::GetUserRequest {
+        id: id.to_owned(),
+        read_mask: None,
+    }
 }
 
 async fn create(client: &mut agentic_e2e::UserClient, email: &str) -> pb::User {
@@ -31,17 +34,33 @@ async fn a_second_get_makes_no_query_and_another_replica_reads_redis() {
 
     let before = harness.service.queries();
     admin.get_user(get(&user.id)).await.expect("cold get");
-    assert_eq!(harness.service.queries() - before, 1, "a cold get queries once");
+    assert_eq!(
+        harness.service.queries() - before,
+        1,
+        "a cold get queries once"
+    );
     for _ in 0..5 {
-        let again = admin.get_user(get(&user.id)).await.expect("warm get").into_inner();
+        let again = admin
+            .get_user(get(&user.id))
+            .await
+            .expect("warm get")
+            .into_inner();
         assert_eq!(again.user.as_ref(), Some(&user));
     }
-    assert_eq!(harness.service.queries() - before, 1, "warm gets make no query");
+    assert_eq!(
+        harness.service.queries() - before,
+        1,
+        "warm gets make no query"
+    );
 
     // A second replica on the same database and Redis finds the user in Redis (L2).
-    let replica = UserService::start_on(&harness.db.url, &harness.db.name, &Options::default()).await;
+    let replica =
+        UserService::start_on(&harness.db.url, &harness.db.name, &Options::default()).await;
     let mut replica_client = replica.client(Some(&replica.token(tenant, "admin"))).await;
-    let from_replica = replica_client.get_user(get(&user.id)).await.expect("replica get");
+    let from_replica = replica_client
+        .get_user(get(&user.id))
+        .await
+        .expect("replica get");
     assert_eq!(from_replica.into_inner().user.as_ref(), Some(&user));
     assert_eq!(replica.queries(), 0, "the replica was served by redis");
 }
@@ -57,16 +76,33 @@ async fn updates_and_deletes_are_visible_to_the_next_get() {
         let name = format!("Renamed {round}");
         admin
             .update_user(pb::UpdateUserRequest {
-                user: Some(pb::User { id: user.id.clone(), display_name: name.clone(), ..Default::default() }),
-                update_mask: Some(FieldMask { paths: vec!["display_name".into()] }),
+                user: Some(pb::User {
+                    id: user.id.clone(),
+                    display_name: name.clone(),
+                    ..Default::default()
+                }),
+                update_mask: Some(FieldMask {
+                    paths: vec!["display_name".into()],
+                }),
             })
             .await
             .expect("update");
-        let read = admin.get_user(get(&user.id)).await.expect("get").into_inner().user.expect("user");
+        let read = admin
+            .get_user(get(&user.id))
+            .await
+            .expect("get")
+            .into_inner()
+            .user
+            .expect("user");
         assert_eq!(read.display_name, name, "no stale read after update");
     }
 
-    admin.delete_user(pb::DeleteUserRequest { id: user.id.clone() }).await.expect("delete");
+    admin
+        .delete_user(pb::DeleteUserRequest {
+            id: user.id.clone(),
+        })
+        .await
+        .expect("delete");
     let error = admin.get_user(get(&user.id)).await.unwrap_err();
     assert_eq!(error.code(), Code::NotFound, "no stale read after delete");
 }
@@ -84,8 +120,15 @@ async fn fifty_concurrent_gets_of_a_cold_user_make_one_query() {
         async move { client.get_user(get(&id)).await }
     });
     let results = join_all(herd).await;
-    assert!(results.iter().all(|r| r.as_ref().is_ok_and(|r| r.get_ref().user.as_ref() == Some(&user))));
-    assert_eq!(harness.service.queries() - before, 1, "single-flight: one query for the herd");
+    assert!(results.iter().all(|r| {
+        r.as_ref()
+            .is_ok_and(|r| r.get_ref().user.as_ref() == Some(&user))
+    }));
+    assert_eq!(
+        harness.service.queries() - before,
+        1,
+        "single-flight: one query for the herd"
+    );
 
     // A herd asking for a user that does not exist is also one query (negative cache).
     let missing = uuid::Uuid::now_v7().to_string();
@@ -96,14 +139,22 @@ async fn fifty_concurrent_gets_of_a_cold_user_make_one_query() {
         async move { client.get_user(get(&id)).await }
     });
     let results = join_all(herd).await;
-    assert!(results.iter().all(|r| r.as_ref().is_err_and(|e| e.code() == Code::NotFound)));
+    assert!(
+        results
+            .iter()
+            .all(|r| r.as_ref().is_err_and(|e| e.code() == Code::NotFound))
+    );
     assert_eq!(harness.service.queries() - before, 1);
 }
 
 #[tokio::test]
 async fn gets_and_writes_succeed_with_redis_stopped() {
     let mut redis = RedisServer::start().await;
-    let harness = Harness::start_with(Options { redis_url: Some(redis.url.clone()), ..Options::default() }).await;
+    let harness = Harness::start_with(Options {
+        redis_url: Some(redis.url.clone()),
+        ..Options::default()
+    })
+    .await;
     let (_, mut admin) = harness.service.tenant(&slug("no-redis")).await;
     let warm = create(&mut admin, "warm@example.com").await;
     let cold = create(&mut admin, "cold@example.com").await;
@@ -112,33 +163,59 @@ async fn gets_and_writes_succeed_with_redis_stopped() {
     redis.stop().await;
 
     let before = harness.service.queries();
-    let read = admin.get_user(get(&warm.id)).await.expect("warm get without redis");
+    let read = admin
+        .get_user(get(&warm.id))
+        .await
+        .expect("warm get without redis");
     assert_eq!(read.into_inner().user.as_ref(), Some(&warm));
-    assert_eq!(harness.service.queries() - before, 0, "served from the in-process level");
+    assert_eq!(
+        harness.service.queries() - before,
+        0,
+        "served from the in-process level"
+    );
 
-    let read = admin.get_user(get(&cold.id)).await.expect("cold get without redis");
+    let read = admin
+        .get_user(get(&cold.id))
+        .await
+        .expect("cold get without redis");
     assert_eq!(read.into_inner().user.as_ref(), Some(&cold));
 
     admin
         .update_user(pb::UpdateUserRequest {
-            user: Some(pb::User { id: warm.id.clone(), display_name: "Still works".into(), ..Default::default() }),
-            update_mask: Some(FieldMask { paths: vec!["display_name".into()] }),
+            user: Some(pb::User {
+                id: warm.id.clone(),
+                display_name: "Still works".into(),
+                ..Default::default()
+            }),
+            update_mask: Some(FieldMask {
+                paths: vec!["display_name".into()],
+            }),
         })
         .await
         .expect("update without redis");
-    let read = admin.get_user(get(&warm.id)).await.expect("get after update").into_inner();
+    let read = admin
+        .get_user(get(&warm.id))
+        .await
+        .expect("get after update")
+        .into_inner();
     assert_eq!(read.user.expect("user").display_name, "Still works");
 
     // A service that starts while Redis is down serves too.
     let late = UserService::start_on(
         &harness.db.url,
         &harness.db.name,
-        &Options { redis_url: Some(redis.url.clone()), ..Options::default() },
+        &Options {
+            redis_url: Some(redis.url.clone()),
+            ..Options::default()
+        },
     )
     .await;
     let (tenant, _) = (warm.tenant_id.parse().unwrap(), ());
     let mut late_client = late.client(Some(&late.token(tenant, "admin"))).await;
-    late_client.get_user(get(&cold.id)).await.expect("get on a service started without redis");
+    late_client
+        .get_user(get(&cold.id))
+        .await
+        .expect("get on a service started without redis");
 }
 
 #[tokio::test]
@@ -151,7 +228,8 @@ async fn an_expired_value_is_served_while_the_database_is_unreachable() {
         cache_ttl: Duration::from_secs(1),
         ..Options::default()
     };
-    let service = UserService::start_on(options.database_url.as_deref().unwrap(), &db.name, &options).await;
+    let service =
+        UserService::start_on(options.database_url.as_deref().unwrap(), &db.name, &options).await;
     let (_, mut admin) = service.tenant(&slug("stale")).await;
     let user = create(&mut admin, "stale@example.com").await;
     let never_read = create(&mut admin, "never@example.com").await;
@@ -161,7 +239,10 @@ async fn an_expired_value_is_served_while_the_database_is_unreachable() {
     tokio::time::sleep(Duration::from_millis(1300)).await;
     proxy.sever();
 
-    let read = admin.get_user(get(&user.id)).await.expect("stale value served");
+    let read = admin
+        .get_user(get(&user.id))
+        .await
+        .expect("stale value served");
     assert_eq!(read.into_inner().user.as_ref(), Some(&user));
 
     let error = admin.get_user(get(&never_read.id)).await.unwrap_err();

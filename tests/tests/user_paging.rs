@@ -12,7 +12,9 @@ use tonic::Code;
 async fn paging_returns_every_user_once_in_order_while_others_are_inserted() {
     let harness = Harness::start().await;
     let (_, mut admin) = harness.service.tenant(&slug("paging")).await;
-    let requests = (0..300).map(|i| new_user(&format!("p{i}@example.com"))).collect();
+    let requests = (0..300)
+        .map(|i| new_user(&format!("p{i}@example.com")))
+        .collect();
     let existing: Vec<String> = admin
         .batch_create_users(pb::BatchCreateUsersRequest { requests })
         .await
@@ -61,9 +63,15 @@ async fn paging_returns_every_user_once_in_order_while_others_are_inserted() {
     let unique: HashSet<&String> = seen.iter().collect();
     assert_eq!(unique.len(), seen.len(), "no user is returned twice");
     let parsed: Vec<uuid::Uuid> = seen.iter().map(|id| id.parse().unwrap()).collect();
-    assert!(parsed.windows(2).all(|w| w[0] < w[1]), "ids ascend across pages");
+    assert!(
+        parsed.windows(2).all(|w| w[0] < w[1]),
+        "ids ascend across pages"
+    );
     for id in &existing {
-        assert!(unique.contains(id), "user {id} that existed before paging was returned");
+        assert!(
+            unique.contains(id),
+            "user {id} that existed before paging was returned"
+        );
     }
     assert!(pages >= 300 / 17, "paged in pages of 17");
 }
@@ -74,7 +82,11 @@ async fn filters_by_status_and_role_page_through_their_own_results() {
     let (_, mut admin) = harness.service.tenant(&slug("filter")).await;
     let requests = (0..45)
         .map(|i| pb::CreateUserRequest {
-            role: if i % 3 == 0 { pb::Role::Admin } else { pb::Role::Member } as i32,
+            role: if i % 3 == 0 {
+                pb::Role::Admin
+            } else {
+                pb::Role::Member
+            } as i32,
             ..new_user(&format!("f{i}@example.com"))
         })
         .collect();
@@ -87,8 +99,14 @@ async fn filters_by_status_and_role_page_through_their_own_results() {
     for user in users.iter().take(10) {
         admin
             .update_user(pb::UpdateUserRequest {
-                user: Some(pb::User { id: user.id.clone(), status: pb::UserStatus::Inactive as i32, ..Default::default() }),
-                update_mask: Some(prost_types::FieldMask { paths: vec!["status".into()] }),
+                user: Some(pb::User {
+                    id: user.id.clone(),
+                    status: pb::UserStatus::Inactive as i32,
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["status".into()],
+                }),
             })
             .await
             .expect("deactivate");
@@ -138,13 +156,18 @@ async fn filters_by_status_and_role_page_through_their_own_results() {
 async fn tampered_or_foreign_page_tokens_are_invalid_arguments() {
     let harness = Harness::start().await;
     let (_, mut admin) = harness.service.tenant(&slug("tamper")).await;
-    let requests = (0..5).map(|i| new_user(&format!("t{i}@example.com"))).collect();
+    let requests = (0..5)
+        .map(|i| new_user(&format!("t{i}@example.com")))
+        .collect();
     admin
         .batch_create_users(pb::BatchCreateUsersRequest { requests })
         .await
         .expect("seed");
     let token = admin
-        .list_users(pb::ListUsersRequest { page_size: 2, ..Default::default() })
+        .list_users(pb::ListUsersRequest {
+            page_size: 2,
+            ..Default::default()
+        })
         .await
         .expect("first page")
         .into_inner()
@@ -158,7 +181,11 @@ async fn tampered_or_foreign_page_tokens_are_invalid_arguments() {
 
     for bad in [tampered, "garbage!".to_owned(), format!("{token}x")] {
         let error = admin
-            .list_users(pb::ListUsersRequest { page_size: 2, page_token: bad, ..Default::default() })
+            .list_users(pb::ListUsersRequest {
+                page_size: 2,
+                page_token: bad,
+                ..Default::default()
+            })
             .await
             .unwrap_err();
         assert_eq!(error.code(), Code::InvalidArgument);
@@ -178,7 +205,11 @@ async fn tampered_or_foreign_page_tokens_are_invalid_arguments() {
     assert_eq!(violated_fields(&error), ["page_token"]);
 
     let resumed = admin
-        .list_users(pb::ListUsersRequest { page_size: 2, page_token: token, ..Default::default() })
+        .list_users(pb::ListUsersRequest {
+            page_size: 2,
+            page_token: token,
+            ..Default::default()
+        })
         .await
         .expect("the genuine token still works")
         .into_inner();

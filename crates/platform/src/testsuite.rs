@@ -17,9 +17,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use diesel::QueryableByName;
+use diesel::migration::MigrationSource;
 use diesel::sql_types::Text;
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
-use diesel::migration::MigrationSource;
 use diesel_migrations::EmbeddedMigrations;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -106,20 +106,44 @@ async fn connect(url: &str) -> AsyncPgConnection {
     })
 }
 
-/// The template's name changes with the migrations and with every rebuild of the test
-/// binary, so edited migrations never meet a stale template.
+/// The template's name is a hash of the migrations' files, so every test binary of a run
+/// shares one template and an edited migration never meets a stale one.
 fn template_name(service: &str, migrations: &EmbeddedMigrations) -> String {
     let mut hasher = DefaultHasher::new();
-    let names = MigrationSource::<diesel::pg::Pg>::migrations(migrations)
+    MigrationSource::<diesel::pg::Pg>::migrations(migrations)
         .expect("embedded migrations")
         .iter()
         .map(|m| m.name().to_string())
-        .collect::<Vec<_>>();
-    names.hash(&mut hasher);
-    if let Ok(modified) = std::env::current_exe().and_then(|exe| exe.metadata()?.modified()) {
-        modified.hash(&mut hasher);
+        .collect::<Vec<_>>()
+        .hash(&mut hasher);
+    if let Some(dir) = migrations_dir(service) {
+        hash_files(&dir, &mut hasher);
     }
     format!("tmpl_{service}_{:016x}", hasher.finish())
+}
+
+/// `migrations/<service>` of the workspace the test was built in.
+fn migrations_dir(service: &str) -> Option<std::path::PathBuf> {
+    let start = std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR")?);
+    start
+        .ancestors()
+        .map(|dir| dir.join("migrations").join(service))
+        .find(|dir| dir.is_dir())
+}
+
+fn hash_files(dir: &std::path::Path, hasher: &mut DefaultHasher) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map(|read| read.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            hash_files(&path, hasher);
+        } else if let Ok(content) = std::fs::read(&path) {
+            path.file_name().hash(hasher);
+            content.hash(hasher);
+        }
+    }
 }
 
 async fn ensure_template(admin_url: &str, service: &str, migrations: EmbeddedMigrations) -> String {

@@ -9,7 +9,7 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
 use crate::error::{Error, Result};
 
 /// Advisory lock key that serialises replicas migrating the same database at once.
-const MIGRATION_LOCK: i64 = 0x6167_656e_7469_63; // "agentic"
+const MIGRATION_LOCK: i64 = 0x0061_6765_6e74_6963; // "agentic"
 
 /// Applies pending migrations and returns the versions it ran.
 pub async fn run_migrations(

@@ -223,11 +223,26 @@ mod tests {
 
     #[test]
     fn deadline_timeouts_round_down_to_shared_steps() {
-        assert_eq!(round_down(Duration::from_millis(29_990)), Duration::from_secs(29));
-        assert_eq!(round_down(Duration::from_millis(29_010)), Duration::from_secs(29));
-        assert_eq!(round_down(Duration::from_millis(1_234)), Duration::from_millis(1_200));
-        assert_eq!(round_down(Duration::from_micros(150_700)), Duration::from_millis(150));
+        assert_eq!(
+            round_down(Duration::from_millis(29_990)),
+            Duration::from_secs(29)
+        );
+        assert_eq!(
+            round_down(Duration::from_millis(29_010)),
+            Duration::from_secs(29)
+        );
+        assert_eq!(
+            round_down(Duration::from_millis(1_234)),
+            Duration::from_millis(1_200)
+        );
+        assert_eq!(
+            round_down(Duration::from_micros(150_700)),
+            Duration::from_millis(150)
+        );
         // Never zero: PostgreSQL reads 0 as "no limit".
-        assert_eq!(round_down(Duration::from_micros(10)), Duration::from_millis(1));
+        assert_eq!(
+            round_down(Duration::from_micros(10)),
+            Duration::from_millis(1)
+        );
     }
 }

@@ -1,0 +1,61 @@
+# The commands a person types. `make help` lists them.
+SHELL := /usr/bin/env bash
+.DEFAULT_GOAL := help
+
+CARGO ?= cargo
+# Tests and `run` use the debug profile; `bench` builds release into the same target dir.
+ENV := . .local/env &&
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+.PHONY: infra
+infra: ## start local PostgreSQL (55432) and Redis (56379), if not running
+	@scripts/infra.sh up
+
+.PHONY: stop
+stop: ## stop the local PostgreSQL and Redis that infra started
+	@scripts/infra.sh down
+
+.PHONY: tools
+tools: ## install grpcurl into .local/bin
+	@scripts/tools.sh
+
+.PHONY: build
+build: ## build every crate (debug)
+	$(CARGO) build --workspace
+
+.PHONY: run
+run: infra tools ## run the suite on this machine, in the foreground, until Ctrl-C
+	@scripts/run.sh
+
+.PHONY: migrate
+migrate: infra ## apply migrations to the local database
+	@$(ENV) $(CARGO) run --quiet --bin agentic -- migrate
+
+.PHONY: test
+test: infra tools ## run every test against real PostgreSQL and Redis
+	@$(ENV) if $(CARGO) nextest --version >/dev/null 2>&1; then \
+	  $(CARGO) nextest run --workspace --profile $${NEXTEST_PROFILE:-default}; \
+	else \
+	  $(CARGO) test --workspace; \
+	fi
+
+.PHONY: lint
+lint: ## rustfmt check and clippy with warnings as errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+.PHONY: fmt
+fmt: ## format the code
+	$(CARGO) fmt --all
+
+.PHONY: bench
+bench: infra ## measure throughput and latency over gRPC; writes bench/out/report.md
+	@scripts/bench.sh
+
+.PHONY: clean
+clean: stop ## stop infrastructure and remove build output and local data
+	$(CARGO) clean
+	rm -rf .local bench/out

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# `make run`: migrations, then the services in the foreground with their logs, until
+# Ctrl-C. PostgreSQL and Redis keep running (`make stop` stops them).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+# shellcheck disable=SC1091
+. .local/env
+
+# A development secret, made once and kept, so tokens survive restarts.
+if [ -z "${JWT_SECRET:-}" ]; then
+  [ -s .local/jwt_secret ] || head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >.local/jwt_secret
+  JWT_SECRET="$(cat .local/jwt_secret)"
+fi
+export JWT_SECRET
+export RUST_LOG="${RUST_LOG:-info}"
+
+cargo build --quiet --bin agentic
+AGENTIC="$ROOT/target/debug/agentic"
+"$AGENTIC" migrate
+
+pids=()
+stop() {
+  trap - INT TERM
+  echo
+  echo "stopping services (PostgreSQL and Redis keep running: make stop)"
+  kill -TERM "${pids[@]}" 2>/dev/null || true
+  wait "${pids[@]}" 2>/dev/null || true
+  exit 0
+}
+trap stop INT TERM
+
+"$AGENTIC" serve user &
+pids+=($!)
+
+for _ in $(seq 1 100); do
+  "$ROOT/.local/bin/grpcurl" -plaintext 127.0.0.1:50051 grpc.health.v1.Health/Check >/dev/null 2>&1 && break
+  sleep 0.2
+done
+
+cat <<INFO
+
+  Agentic Platform is running.
+
+  user service   grpc 127.0.0.1:50051   admin http://127.0.0.1:9151/metrics
+  PostgreSQL     ${DATABASE_URL}
+  Redis          ${REDIS_URL:-none (in-process cache only)}
+
+  Try it (in another terminal):
+    export JWT_SECRET=${JWT_SECRET}
+    alias grpcurl=$ROOT/.local/bin/grpcurl
+    grpcurl -plaintext 127.0.0.1:50051 list
+    TOKEN=\$($AGENTIC token --platform)
+    grpcurl -plaintext -H "authorization: Bearer \$TOKEN" \\
+      -d '{"name": "Acme", "slug": "acme"}' 127.0.0.1:50051 agentic.user.v1.UserService/CreateTenant
+
+  Ctrl-C stops the services.
+
+INFO
+wait "${pids[@]}"

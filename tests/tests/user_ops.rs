@@ -1,0 +1,291 @@
+//! What operators and probes see: reflection through the real grpcurl, health and
+//! readiness that follow the database, and statement timeouts capped by the caller's
+//! deadline.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use agentic_e2e::{Harness, Options, UserService, new_user, slug, url_via};
+use agentic_platform::testsuite::{TcpProxy, TestDatabase};
+use agentic_proto::user::v1 as pb;
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
+
+/// The grpcurl that `scripts/tools.sh` installs (or `$GRPCURL`).
+fn grpcurl() -> PathBuf {
+    let path = std::env::var_os("GRPCURL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.local/bin/grpcurl"));
+    assert!(
+        path.exists(),
+        "grpcurl not found at {}: run scripts/tools.sh (make test does)",
+        path.display()
+    );
+    path
+}
+
+fn run_grpcurl(args: &[&str]) -> String {
+    let output = Command::new(grpcurl())
+        .args(args)
+        .output()
+        .expect("run grpcurl");
+    assert!(
+        output.status.success(),
+        "grpcurl {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("utf-8")
+}
+
+#[tokio::test]
+async fn grpcurl_lists_the_service_through_reflection_and_calls_it() {
+    let harness = Harness::start().await;
+    let (tenant, mut admin) = harness.service.tenant(&slug("grpcurl")).await;
+    let user = admin
+        .create_user(new_user("curl@example.com"))
+        .await
+        .expect("create")
+        .into_inner()
+        .user
+        .expect("user");
+    let addr = harness.service.addr.to_string();
+    let token = harness.service.token(tenant, "admin");
+    let auth = format!("authorization: Bearer {token}");
+
+    let blocking = tokio::task::spawn_blocking(move || {
+        let services = run_grpcurl(&["-plaintext", &addr, "list"]);
+        assert!(
+            services.lines().any(|l| l == "agentic.user.v1.UserService"),
+            "{services}"
+        );
+        assert!(
+            services.lines().any(|l| l == "grpc.health.v1.Health"),
+            "{services}"
+        );
+
+        let methods = run_grpcurl(&[
+            "-plaintext",
+            &addr,
+            "describe",
+            "agentic.user.v1.UserService",
+        ]);
+        assert!(methods.contains("rpc GetUser"), "{methods}");
+
+        let health = run_grpcurl(&["-plaintext", &addr, "grpc.health.v1.Health/Check"]);
+        assert!(health.contains("\"SERVING\""), "{health}");
+
+        let body = format!("{{\"id\": \"{}\"}}", user.id);
+        let got = run_grpcurl(&[
+            "-plaintext",
+            "-H",
+            &auth,
+            "-d",
+            &body,
+            &addr,
+            "agentic.user.v1.UserService/GetUser",
+        ]);
+        assert!(got.contains("curl@example.com"), "{got}");
+
+        // Errors come back with their code and field.
+        let output = Command::new(grpcurl())
+            .args(["-plaintext", "-H", &auth, "-d", "{\"id\": \"nope\"}", &addr])
+            .arg("agentic.user.v1.UserService/GetUser")
+            .output()
+            .expect("run grpcurl");
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("InvalidArgument") && stderr.contains("id"),
+            "{stderr}"
+        );
+    });
+    blocking.await.expect("grpcurl checks");
+}
+
+/// GET `path` on the admin port; returns the HTTP status code.
+async fn admin_status(service: &UserService, path: &str) -> u16 {
+    let mut stream = tokio::net::TcpStream::connect(service.admin_addr)
+        .await
+        .expect("admin port");
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .expect("status line")
+}
+
+#[tokio::test]
+async fn readiness_follows_the_database_and_requests_fail_fast_without_it() {
+    let db = TestDatabase::create("user", agentic_e2e::MIGRATIONS).await;
+    let proxy = TcpProxy::start(agentic_e2e::database_addr(&db.url)).await;
+    let via_proxy = url_via(&db.url, proxy.addr);
+
+    // Readiness starts NOT_SERVING and flips once the database answers.
+    proxy.sever();
+    let service = UserService::start_unready(&via_proxy, &db.name, &Options::default()).await;
+    assert_eq!(service.health("").await, ServingStatus::NotServing);
+    assert_eq!(admin_status(&service, "/health/ready").await, 503);
+    assert_eq!(admin_status(&service, "/health/live").await, 200);
+    proxy.restore();
+    service.wait_for(ServingStatus::Serving).await;
+    assert_eq!(
+        service.health("agentic.user.v1.UserService").await,
+        ServingStatus::Serving
+    );
+    assert_eq!(admin_status(&service, "/health/ready").await, 200);
+
+    let (_, mut admin) = service.tenant(&slug("ready")).await;
+    let user = admin
+        .create_user(new_user("ready@example.com"))
+        .await
+        .expect("create")
+        .into_inner()
+        .user
+        .expect("user");
+
+    proxy.sever();
+    service.wait_for(ServingStatus::NotServing).await;
+    assert_eq!(
+        service.health("agentic.user.v1.UserService").await,
+        ServingStatus::NotServing
+    );
+    assert_eq!(admin_status(&service, "/health/ready").await, 503);
+
+    let started = Instant::now();
+    let error = admin
+        .get_user(pb::GetUserRequest {
+            id: user.id.clone(),
+            read_mask: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Code::Unavailable);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "fails fast instead of waiting out the pool timeout"
+    );
+
+    proxy.restore();
+    service.wait_for(ServingStatus::Serving).await;
+    admin
+        .get_user(pb::GetUserRequest {
+            id: user.id,
+            read_mask: None,
+        })
+        .await
+        .expect("serves again once the database is back");
+
+    let metrics = {
+        let mut stream = tokio::net::TcpStream::connect(service.admin_addr)
+            .await
+            .unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut body = String::new();
+        stream.read_to_string(&mut body).await.unwrap();
+        body
+    };
+    assert!(metrics.contains("grpc_server_handled_total"), "{metrics}");
+    assert!(metrics.contains("db_queries_total"), "{metrics}");
+}
+
+#[tokio::test]
+async fn a_callers_deadline_caps_the_statement_timeout() {
+    let harness = Harness::start().await;
+    let (_, mut admin) = harness.service.tenant(&slug("deadline")).await;
+    let user = admin
+        .create_user(new_user("locked@example.com"))
+        .await
+        .expect("create")
+        .into_inner()
+        .user
+        .expect("user");
+
+    // Hold the user's row lock so the update has to wait in PostgreSQL.
+    let mut locker = AsyncPgConnection::establish(&harness.db.url)
+        .await
+        .expect("connect");
+    locker
+        .batch_execute(&format!(
+            "BEGIN; SELECT 1 FROM users.users WHERE id = '{}' FOR UPDATE;",
+            user.id
+        ))
+        .await
+        .expect("lock the row");
+
+    let mut request = tonic::Request::new(pb::UpdateUserRequest {
+        user: Some(pb::User {
+            id: user.id.clone(),
+            display_name: "Blocked".into(),
+            ..Default::default()
+        }),
+        update_mask: Some(prost_types::FieldMask {
+            paths: vec!["display_name".into()],
+        }),
+    });
+    request.set_timeout(Duration::from_millis(400));
+    let error = admin.update_user(request).await.unwrap_err();
+    assert_eq!(error.code(), Code::DeadlineExceeded);
+
+    // The server cancelled its statement: nothing of ours is still waiting on the lock,
+    // long before the configured 30 s statement timeout.
+    let mut waiting = i64::MAX;
+    for _ in 0..40 {
+        waiting = count_lock_waiters(&mut locker, &harness.db.name).await;
+        if waiting == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        waiting, 0,
+        "the blocked statement was cancelled by its deadline"
+    );
+    locker.batch_execute("ROLLBACK").await.expect("release");
+
+    let read = admin
+        .get_user(pb::GetUserRequest {
+            id: user.id,
+            read_mask: None,
+        })
+        .await
+        .expect("get")
+        .into_inner()
+        .user
+        .expect("user");
+    assert_ne!(
+        read.display_name, "Blocked",
+        "the cancelled update left nothing behind"
+    );
+}
+
+async fn count_lock_waiters(conn: &mut AsyncPgConnection, database: &str) -> i64 {
+    use diesel::sql_types::BigInt;
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let rows: Vec<Count> = diesel::sql_query(format!(
+        "SELECT count(*) AS n FROM pg_stat_activity \
+         WHERE datname = '{database}' AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+    ))
+    .load(conn)
+    .await
+    .expect("pg_stat_activity");
+    rows[0].n
+}
