@@ -21,6 +21,10 @@ use crate::error::{Error, Result};
 
 /// Shortest secret accepted for HS256.
 const MIN_SECRET_LEN: usize = 32;
+/// Verified tokens remembered, so a client's repeated token is checked once.
+const VERIFIED_CAPACITY: u64 = 10_000;
+/// Seconds of clock skew tolerated on `exp`.
+const LEEWAY_SECS: i64 = 5;
 
 /// Paths that never need a token: probes and discovery.
 const ALWAYS_PUBLIC: &[&str] = &["/grpc.health.v1.Health/", "/grpc.reflection."];
@@ -88,6 +92,9 @@ impl Caller {
 }
 
 /// Signs and verifies tokens with one HMAC secret.
+///
+/// Verification results are cached by token until the token's expiry: a token is
+/// immutable, so a signature checked once stays checked. Failures are never cached.
 #[derive(Clone)]
 pub struct Tokens {
     encoding: EncodingKey,
@@ -95,6 +102,7 @@ pub struct Tokens {
     validation: Validation,
     issuer: String,
     ttl: Duration,
+    verified: moka::sync::Cache<Box<str>, (Caller, i64)>,
 }
 
 impl Tokens {
@@ -108,8 +116,12 @@ impl Tokens {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[&args.jwt_issuer]);
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
-        validation.leeway = 5;
+        validation.leeway = LEEWAY_SECS as u64;
         Ok(Self {
+            verified: moka::sync::Cache::builder()
+                .max_capacity(VERIFIED_CAPACITY)
+                .time_to_live(Duration::from_secs(300))
+                .build(),
             encoding: EncodingKey::from_secret(args.jwt_secret.as_bytes()),
             decoding: DecodingKey::from_secret(args.jwt_secret.as_bytes()),
             validation,
@@ -144,6 +156,13 @@ impl Tokens {
     }
 
     pub fn verify(&self, token: &str) -> Result<Caller> {
+        if let Some((caller, expires)) = self.verified.get(token) {
+            if Utc::now().timestamp() < expires + LEEWAY_SECS {
+                return Ok(caller);
+            }
+            self.verified.invalidate(token);
+            return Err(Error::Unauthenticated("token expired"));
+        }
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
@@ -152,11 +171,14 @@ impl Tokens {
                 _ => Error::Unauthenticated("invalid token"),
             })?;
         let claims = data.claims;
-        Ok(Caller {
+        let caller = Caller {
             subject: claims.sub,
             tenant: claims.tenant,
             role: claims.role,
-        })
+        };
+        self.verified
+            .insert(token.into(), (caller.clone(), claims.exp));
+        Ok(caller)
     }
 }
 

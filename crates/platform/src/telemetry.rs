@@ -5,11 +5,14 @@
 //! following the OpenTelemetry RPC conventions and continuing the caller's W3C trace
 //! context, and counts calls and latencies by method and status code.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use metrics::SharedString;
 use opentelemetry::propagation::Extractor;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -102,19 +105,72 @@ impl Extractor for HeaderExtractor<'_> {
 
 /// One span and one set of metrics per RPC.
 #[derive(Debug, Clone, Default)]
-pub struct RpcLayer;
+pub struct RpcLayer {
+    methods: Arc<RwLock<HashMap<String, Arc<MethodMetrics>>>>,
+}
 
 impl<S> Layer<S> for RpcLayer {
     type Service = RpcService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RpcService { inner }
+        RpcService {
+            inner,
+            methods: self.methods.clone(),
+        }
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct RpcService<S> {
     inner: S,
+    methods: Arc<RwLock<HashMap<String, Arc<MethodMetrics>>>>,
+}
+
+/// A method's metric handles, registered once instead of looked up on every call.
+#[derive(Debug)]
+struct MethodMetrics {
+    service: SharedString,
+    method: SharedString,
+    duration: metrics::Histogram,
+    ok: metrics::Counter,
+}
+
+impl MethodMetrics {
+    fn new(service: &str, method: &str) -> Self {
+        let (service, method) = (
+            SharedString::from(service.to_owned()),
+            SharedString::from(method.to_owned()),
+        );
+        Self {
+            duration: metrics::histogram!("grpc_server_handling_seconds", "grpc_service" => service.clone(), "grpc_method" => method.clone()),
+            ok: metrics::counter!("grpc_server_handled_total", "grpc_service" => service.clone(), "grpc_method" => method.clone(), "grpc_code" => "Ok"),
+            service,
+            method,
+        }
+    }
+
+    fn handled(&self, code: tonic::Code) {
+        if code == tonic::Code::Ok {
+            self.ok.increment(1);
+        } else {
+            metrics::counter!("grpc_server_handled_total", "grpc_service" => self.service.clone(), "grpc_method" => self.method.clone(), "grpc_code" => format!("{code:?}")).increment(1);
+        }
+    }
+}
+
+impl<S> RpcService<S> {
+    fn metrics_for(&self, path: &str) -> Arc<MethodMetrics> {
+        if let Some(found) = self.methods.read().expect("metrics lock").get(path) {
+            return found.clone();
+        }
+        let (service, method) = split_path(path);
+        self.methods
+            .write()
+            .expect("metrics lock")
+            .entry(path.to_owned())
+            .or_insert_with(|| Arc::new(MethodMetrics::new(service, method)))
+            .clone()
+    }
 }
 
 impl<S, B, RB> Service<http::Request<B>> for RpcService<S>
@@ -132,7 +188,9 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let (service, method) = split_path(request.uri().path());
+        let path = request.uri().path();
+        let (service, method) = split_path(path);
+        let metrics = self.metrics_for(path);
         let span = tracing::info_span!(
             "rpc",
             otel.name = %format_args!("{service}/{method}"),
@@ -165,12 +223,11 @@ where
                     Err(_) => tonic::Code::Unknown as i32,
                 };
                 record_span.record("rpc.grpc.status_code", code);
-                let code_name = format!("{:?}", tonic::Code::from_i32(code));
-                metrics::counter!("grpc_server_handled_total", "grpc_service" => service.clone(), "grpc_method" => method.clone(), "grpc_code" => code_name.clone()).increment(1);
-                metrics::histogram!("grpc_server_handling_seconds", "grpc_service" => service, "grpc_method" => method)
-                    .record(started.elapsed().as_secs_f64());
-                if code == tonic::Code::Internal as i32 || code == tonic::Code::Unavailable as i32 {
-                    tracing::warn!(grpc_code = %code_name, "rpc failed");
+                let code = tonic::Code::from_i32(code);
+                metrics.handled(code);
+                metrics.duration.record(started.elapsed().as_secs_f64());
+                if matches!(code, tonic::Code::Internal | tonic::Code::Unavailable) {
+                    tracing::warn!(grpc_code = ?code, "rpc failed");
                 }
                 result
             }
@@ -180,12 +237,9 @@ where
 }
 
 /// `/pkg.Service/Method` → (`pkg.Service`, `Method`).
-fn split_path(path: &str) -> (String, String) {
+fn split_path(path: &str) -> (&str, &str) {
     let trimmed = path.trim_start_matches('/');
-    match trimmed.split_once('/') {
-        Some((service, method)) => (service.to_owned(), method.to_owned()),
-        None => (trimmed.to_owned(), String::new()),
-    }
+    trimmed.split_once('/').unwrap_or((trimmed, ""))
 }
 
 #[cfg(test)]
@@ -196,8 +250,8 @@ mod tests {
     fn splits_grpc_paths() {
         assert_eq!(
             split_path("/agentic.user.v1.UserService/GetUser"),
-            ("agentic.user.v1.UserService".into(), "GetUser".into())
+            ("agentic.user.v1.UserService", "GetUser")
         );
-        assert_eq!(split_path("/odd"), ("odd".into(), String::new()));
+        assert_eq!(split_path("/odd"), ("odd", ""));
     }
 }
