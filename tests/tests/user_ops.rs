@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use agentic_e2e::{Harness, Options, UserService, new_user, slug, url_via};
-use agentic_platform::testsuite::{TcpProxy, TestDatabase};
+use agentic_platform::testsuite::{TcpProxy, TestDatabase, lock_waiters};
 use agentic_proto::user::v1 as pb;
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -244,7 +244,7 @@ async fn a_callers_deadline_caps_the_statement_timeout() {
     // long before the configured 30 s statement timeout.
     let mut waiting = i64::MAX;
     for _ in 0..40 {
-        waiting = count_lock_waiters(&mut locker, &harness.db.name).await;
+        waiting = lock_waiters(&mut locker, &harness.db.name).await;
         if waiting == 0 {
             break;
         }
@@ -270,22 +270,4 @@ async fn a_callers_deadline_caps_the_statement_timeout() {
         read.display_name, "Blocked",
         "the cancelled update left nothing behind"
     );
-}
-
-async fn count_lock_waiters(conn: &mut AsyncPgConnection, database: &str) -> i64 {
-    use diesel::sql_types::BigInt;
-    use diesel_async::RunQueryDsl;
-    #[derive(diesel::QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = BigInt)]
-        n: i64,
-    }
-    let rows: Vec<Count> = diesel::sql_query(format!(
-        "SELECT count(*) AS n FROM pg_stat_activity \
-         WHERE datname = '{database}' AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
-    ))
-    .load(conn)
-    .await
-    .expect("pg_stat_activity");
-    rows[0].n
 }

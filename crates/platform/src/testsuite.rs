@@ -202,6 +202,28 @@ async fn ensure_template(admin_url: &str, service: &str, migrations: EmbeddedMig
     template
 }
 
+/// How many sessions of `database`, other than `conn`'s own, wait on a lock: lets a test
+/// see that requests are blocked inside PostgreSQL (or no longer are).
+pub async fn lock_waiters(conn: &mut AsyncPgConnection, database: &str) -> i64 {
+    use diesel::sql_types::BigInt;
+    use diesel_async::RunQueryDsl;
+
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let rows: Vec<Count> = diesel::sql_query(
+        "SELECT count(*) AS n FROM pg_stat_activity \
+         WHERE datname = $1 AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()",
+    )
+    .bind::<Text, _>(database)
+    .load(conn)
+    .await
+    .expect("read pg_stat_activity");
+    rows[0].n
+}
+
 /// A private redis-server on a free port, stopped when dropped.
 pub struct RedisServer {
     pub url: String,

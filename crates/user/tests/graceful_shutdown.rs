@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use agentic_platform::auth::{Tokens, roles};
 use agentic_platform::config::AuthArgs;
-use agentic_platform::testsuite::TestDatabase;
+use agentic_platform::testsuite::{TestDatabase, lock_waiters};
 use agentic_proto::user::v1 as pb;
 use agentic_proto::user::v1::user_service_client::UserServiceClient;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
@@ -39,22 +39,6 @@ fn authorized<T>(message: T, token: &str) -> tonic::Request<T> {
         .metadata_mut()
         .insert("authorization", format!("Bearer {token}").parse().unwrap());
     request
-}
-
-async fn lock_waiters(conn: &mut AsyncPgConnection, database: &str) -> i64 {
-    #[derive(diesel::QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
-    let rows: Vec<Count> = diesel::sql_query(format!(
-        "SELECT count(*) AS n FROM pg_stat_activity \
-         WHERE datname = '{database}' AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
-    ))
-    .load(conn)
-    .await
-    .unwrap();
-    rows[0].n
 }
 
 #[tokio::test]
