@@ -250,3 +250,55 @@ async fn an_expired_value_is_served_while_the_database_is_unreachable() {
 
     proxy.restore();
 }
+
+#[tokio::test]
+async fn a_write_on_one_replica_clears_the_other_replicas_in_process_cache() {
+    let harness = Harness::start().await;
+    let (tenant, mut admin) = harness.service.tenant(&slug("replicas")).await;
+    let user = create(&mut admin, "replica@example.com").await;
+
+    let replica =
+        UserService::start_on(&harness.db.url, &harness.db.name, &Options::default()).await;
+    let mut on_replica = replica.client(Some(&replica.token(tenant, "admin"))).await;
+    admin.get_user(get(&user.id)).await.expect("warm replica A");
+    on_replica
+        .get_user(get(&user.id))
+        .await
+        .expect("warm replica B");
+    on_replica
+        .get_user(get(&user.id))
+        .await
+        .expect("B now serves from its own L1");
+
+    admin
+        .update_user(pb::UpdateUserRequest {
+            user: Some(pb::User {
+                id: user.id.clone(),
+                display_name: "Changed on A".into(),
+                ..Default::default()
+            }),
+            update_mask: Some(FieldMask {
+                paths: vec!["display_name".into()],
+            }),
+        })
+        .await
+        .expect("update through A");
+
+    // B learns of the write through Redis pub/sub, well before its 300 s TTL.
+    let mut seen = String::new();
+    for _ in 0..40 {
+        seen = on_replica
+            .get_user(get(&user.id))
+            .await
+            .expect("get on B")
+            .into_inner()
+            .user
+            .expect("user")
+            .display_name;
+        if seen == "Changed on A" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen, "Changed on A", "replica B dropped its stale copy");
+}

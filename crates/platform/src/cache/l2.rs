@@ -62,6 +62,21 @@ impl RedisL2 {
         let _: Option<()> = self.bounded(kind, conn.del(key)).await.flatten();
     }
 
+    /// Tells the other replicas that `message`'s key changed.
+    pub(crate) async fn publish(&self, kind: &'static str, channel: &str, message: &str) {
+        let Some(mut conn) = self.connection(kind).await else {
+            return;
+        };
+        let _: Option<()> = self
+            .bounded(kind, conn.publish(channel, message))
+            .await
+            .flatten();
+    }
+
+    pub(crate) fn client(&self) -> redis::Client {
+        self.client.clone()
+    }
+
     /// A connection, unless Redis failed within the backoff window.
     async fn connection(&self, kind: &'static str) -> Option<ConnectionManager> {
         if now_millis() < self.down_until.load(Ordering::Relaxed) {

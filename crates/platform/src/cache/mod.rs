@@ -10,8 +10,10 @@
 //!   loader fails;
 //! - **fail-open**: Redis errors and timeouts are counted and skipped, never returned;
 //! - **invalidation on write**, serialised behind any in-flight load of the same key so a
-//!   load that read the old row cannot re-insert it afterwards.
+//!   load that read the old row cannot re-insert it afterwards, and broadcast to the other
+//!   replicas' L1 through Redis pub/sub.
 
+mod broadcast;
 mod l2;
 mod slot;
 
@@ -22,6 +24,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use moka::future::Cache as MokaCache;
 use moka::ops::compute::{CompResult, Op};
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 pub use l2::RedisL2;
 use slot::{Slot, SlotExpiry};
@@ -50,12 +53,20 @@ pub struct Cache {
     args: Arc<CacheArgs>,
 }
 
+/// The in-process level: full key → slot.
+type L1 = MokaCache<String, Arc<Slot>>;
+
 struct Inner {
-    l1: MokaCache<String, Arc<Slot>>,
+    l1: L1,
     l2: Option<RedisL2>,
     prefix: String,
     negative_ttl: Duration,
     stale_ttl: Duration,
+    /// This replica's id in invalidation messages, and the channel they travel on.
+    origin: String,
+    channel: String,
+    /// Stops the invalidation listener when the cache goes away.
+    _listener: DropGuard,
 }
 
 impl Cache {
@@ -68,15 +79,32 @@ impl Cache {
                     .inspect_err(|error| tracing::warn!(%error, "invalid REDIS_URL, cache is in-process only"))
                     .ok()
             });
+            let l1: L1 = MokaCache::builder()
+                .max_capacity(args.cache_l1_capacity)
+                .expire_after(SlotExpiry)
+                .build();
+            let prefix = format!("{}:{namespace}", args.cache_key_prefix);
+            let origin = uuid::Uuid::new_v4().simple().to_string();
+            let channel = broadcast::channel(&prefix);
+            let listener = CancellationToken::new();
+            if let Some(l2) = &l2 {
+                broadcast::spawn_listener(
+                    l2.client(),
+                    channel.clone(),
+                    origin.clone(),
+                    l1.clone(),
+                    listener.clone(),
+                );
+            }
             Arc::new(Inner {
-                l1: MokaCache::builder()
-                    .max_capacity(args.cache_l1_capacity)
-                    .expire_after(SlotExpiry)
-                    .build(),
+                l1,
                 l2,
-                prefix: format!("{}:{namespace}", args.cache_key_prefix),
+                prefix,
                 negative_ttl: Duration::from_secs(args.cache_negative_ttl),
                 stale_ttl: Duration::from_secs(args.cache_stale_ttl),
+                origin,
+                channel,
+                _listener: listener.drop_guard(),
             })
         });
         Self {
@@ -150,17 +178,20 @@ impl Cache {
         }
     }
 
-    /// Drops `key` from both levels. Call after every write that changes it.
+    /// Drops `key` from both levels and from the other replicas' L1. Call after every
+    /// write that changes it.
     pub async fn invalidate(&self, kind: &CacheKind, key: &str) {
         let Some(inner) = &self.inner else { return };
         let full_key = format!("{}:{}:{key}", inner.prefix, kind.name);
-        inner
-            .l1
-            .entry(full_key.clone())
-            .and_compute_with(|_| async { Op::Remove })
-            .await;
+        remove_from_l1(&inner.l1, &full_key).await;
         if let Some(l2) = &inner.l2 {
             l2.delete(kind.name, &full_key).await;
+            l2.publish(
+                kind.name,
+                &inner.channel,
+                &broadcast::message(&inner.origin, &full_key),
+            )
+            .await;
         }
     }
 }
@@ -215,6 +246,13 @@ impl Inner {
         }
         Ok(Op::Put(Arc::new(slot)))
     }
+}
+
+/// Removes `key` from L1 after any in-flight load of it, which may have read the old row.
+async fn remove_from_l1(l1: &L1, key: &str) {
+    l1.entry(key.to_owned())
+        .and_compute_with(|_| async { Op::Remove })
+        .await;
 }
 
 /// Failures of the store itself, as opposed to answers such as NOT_FOUND.
