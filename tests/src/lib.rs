@@ -267,6 +267,20 @@ pub fn new_user(email: &str) -> pb::CreateUserRequest {
     }
 }
 
+/// An update of `id`'s display name alone.
+pub fn rename(id: &str, display_name: impl Into<String>) -> pb::UpdateUserRequest {
+    pb::UpdateUserRequest {
+        user: Some(pb::User {
+            id: id.to_owned(),
+            display_name: display_name.into(),
+            ..Default::default()
+        }),
+        update_mask: Some(prost_types::FieldMask {
+            paths: vec!["display_name".into()],
+        }),
+    }
+}
+
 /// The field names of a status's `google.rpc.BadRequest` details.
 pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
     use tonic_types::StatusExt;

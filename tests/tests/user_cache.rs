@@ -2,11 +2,10 @@
 
 use std::time::Duration;
 
-use agentic_e2e::{Harness, Options, UserService, new_user, slug};
+use agentic_e2e::{Harness, Options, UserService, new_user, rename, slug};
 use agentic_platform::testsuite::{RedisServer, TcpProxy, TestDatabase};
 use agentic_proto::user::v1 as pb;
 use futures::future::join_all;
-use prost_types::FieldMask;
 use tonic::Code;
 
 fn get(id: &str) -> pb::GetUserRequest {
@@ -75,16 +74,7 @@ async fn updates_and_deletes_are_visible_to_the_next_get() {
     for round in 0..3 {
         let name = format!("Renamed {round}");
         admin
-            .update_user(pb::UpdateUserRequest {
-                user: Some(pb::User {
-                    id: user.id.clone(),
-                    display_name: name.clone(),
-                    ..Default::default()
-                }),
-                update_mask: Some(FieldMask {
-                    paths: vec!["display_name".into()],
-                }),
-            })
+            .update_user(rename(&user.id, &name))
             .await
             .expect("update");
         let read = admin
@@ -181,16 +171,7 @@ async fn gets_and_writes_succeed_with_redis_stopped() {
     assert_eq!(read.into_inner().user.as_ref(), Some(&cold));
 
     admin
-        .update_user(pb::UpdateUserRequest {
-            user: Some(pb::User {
-                id: warm.id.clone(),
-                display_name: "Still works".into(),
-                ..Default::default()
-            }),
-            update_mask: Some(FieldMask {
-                paths: vec!["display_name".into()],
-            }),
-        })
+        .update_user(rename(&warm.id, "Still works"))
         .await
         .expect("update without redis");
     let read = admin
@@ -271,16 +252,7 @@ async fn a_write_on_one_replica_clears_the_other_replicas_in_process_cache() {
         .expect("B now serves from its own L1");
 
     admin
-        .update_user(pb::UpdateUserRequest {
-            user: Some(pb::User {
-                id: user.id.clone(),
-                display_name: "Changed on A".into(),
-                ..Default::default()
-            }),
-            update_mask: Some(FieldMask {
-                paths: vec!["display_name".into()],
-            }),
-        })
+        .update_user(rename(&user.id, "Changed on A"))
         .await
         .expect("update through A");
 

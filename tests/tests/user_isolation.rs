@@ -3,11 +3,10 @@
 
 use std::time::Duration;
 
-use agentic_e2e::{Harness, JWT_SECRET, new_user, slug};
+use agentic_e2e::{Harness, JWT_SECRET, new_user, rename, slug};
 use agentic_platform::auth::{Tokens, roles};
 use agentic_platform::config::AuthArgs;
 use agentic_proto::user::v1 as pb;
-use prost_types::FieldMask;
 use tonic::Code;
 
 #[tokio::test]
@@ -56,16 +55,7 @@ async fn another_tenants_token_cannot_get_list_update_or_delete_its_users() {
     );
 
     let update = admin_b
-        .update_user(pb::UpdateUserRequest {
-            user: Some(pb::User {
-                id: victim.id.clone(),
-                display_name: "pwned".into(),
-                ..Default::default()
-            }),
-            update_mask: Some(FieldMask {
-                paths: vec!["display_name".into()],
-            }),
-        })
+        .update_user(rename(&victim.id, "pwned"))
         .await
         .unwrap_err();
     assert_eq!(update.code(), Code::NotFound);

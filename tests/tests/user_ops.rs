@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use agentic_e2e::{Harness, Options, UserService, new_user, slug, url_via};
+use agentic_e2e::{Harness, Options, UserService, new_user, rename, slug, url_via};
 use agentic_platform::testsuite::{TcpProxy, TestDatabase, lock_waiters};
 use agentic_proto::user::v1 as pb;
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
@@ -226,16 +226,7 @@ async fn a_callers_deadline_caps_the_statement_timeout() {
         .await
         .expect("lock the row");
 
-    let mut request = tonic::Request::new(pb::UpdateUserRequest {
-        user: Some(pb::User {
-            id: user.id.clone(),
-            display_name: "Blocked".into(),
-            ..Default::default()
-        }),
-        update_mask: Some(prost_types::FieldMask {
-            paths: vec!["display_name".into()],
-        }),
-    });
+    let mut request = tonic::Request::new(rename(&user.id, "Blocked"));
     request.set_timeout(Duration::from_millis(400));
     let error = admin.update_user(request).await.unwrap_err();
     assert_eq!(error.code(), Code::DeadlineExceeded);
