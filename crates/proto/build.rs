@@ -5,7 +5,11 @@ use std::path::PathBuf;
 
 use prost::Message;
 
-const PROTOS: &[&str] = &["agentic/user/v1/user.proto"];
+const PROTOS: &[&str] = &[
+    "agentic/user/v1/user.proto",
+    // For reflection only: lets clients decode the error details the services send.
+    "google/rpc/error_details.proto",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");

@@ -343,3 +343,61 @@ pub async fn bind(spec: ServiceSpec, args: &ServerArgs) -> Result<(TcpListener, 
     tracing::info!(service = spec.name, grpc = %grpc_addr, admin = %admin_addr, "listening");
     Ok((grpc, admin))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    fn request() -> http::Request<()> {
+        http::Request::builder()
+            .uri("/agentic.test.v1.Test/Boom")
+            .body(())
+            .expect("request")
+    }
+
+    fn code_of(response: &http::Response<Body>) -> tonic::Code {
+        tonic::Status::from_header_map(response.headers())
+            .expect("grpc-status header")
+            .code()
+    }
+
+    #[tokio::test]
+    async fn a_handler_that_panics_answers_internal() {
+        let panics_later = tower::service_fn(|_: http::Request<()>| async {
+            if true {
+                panic!("handler bug");
+            }
+            Ok::<_, Infallible>(http::Response::new(Body::default()))
+        });
+        let response = CatchPanicLayer
+            .layer(panics_later)
+            .oneshot(request())
+            .await
+            .expect("a response, not a dropped stream");
+        assert_eq!(code_of(&response), tonic::Code::Internal);
+    }
+
+    #[tokio::test]
+    async fn a_service_that_panics_when_called_answers_internal() {
+        #[derive(Clone)]
+        struct PanicsOnCall;
+        impl Service<http::Request<()>> for PanicsOnCall {
+            type Response = http::Response<Body>;
+            type Error = Infallible;
+            type Future = std::future::Ready<Result<Self::Response, Infallible>>;
+            fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+                Poll::Ready(Ok(()))
+            }
+            fn call(&mut self, _: http::Request<()>) -> Self::Future {
+                panic!("bug before the future")
+            }
+        }
+        let response = CatchPanicLayer
+            .layer(PanicsOnCall)
+            .oneshot(request())
+            .await
+            .expect("a response");
+        assert_eq!(code_of(&response), tonic::Code::Internal);
+    }
+}
