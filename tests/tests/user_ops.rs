@@ -97,8 +97,12 @@ async fn grpcurl_lists_the_service_through_reflection_and_calls_it() {
             .expect("run grpcurl");
         assert!(!output.status.success());
         let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("InvalidArgument"), "{stderr}");
+        // Reflection describes google.rpc.BadRequest, so grpcurl decodes the violations.
         assert!(
-            stderr.contains("InvalidArgument") && stderr.contains("id"),
+            stderr.contains(
+                r#""fieldViolations":[{"field":"id","description":"is not a valid UUID"}]"#
+            ),
             "{stderr}"
         );
     });
