@@ -4,6 +4,7 @@
 //! - `agentic migrate`     apply the embedded migrations
 //! - `agentic token`       mint an access token for local use
 //! - `agentic load`        drive a running service with gRPC load and report latencies
+//! - `agentic health`      check a service's health (container health checks)
 
 mod load;
 
@@ -51,6 +52,19 @@ enum Command {
     Token(TokenArgs),
     /// Drive a running service with gRPC load and print requests/s and latency percentiles.
     Load(load::LoadArgs),
+    /// Ask a service's grpc.health.v1 Check; exit 0 only when it is SERVING
+    /// (for container health checks, where images have no shell).
+    Health {
+        /// The service's gRPC address.
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        addr: String,
+        /// Service name to check; empty for the whole server.
+        #[arg(long, default_value = "")]
+        service: String,
+        /// Give up after this long (e.g. 2s).
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
 }
 
 #[derive(Subcommand)]
@@ -102,6 +116,11 @@ async fn main() -> ExitCode {
         } => migrate(&database_url, service).await,
         Command::Token(args) => token(&args),
         Command::Load(args) => load::run(args).await,
+        Command::Health {
+            addr,
+            service,
+            timeout,
+        } => health(addr, service, timeout).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -124,6 +143,25 @@ async fn migrate(database_url: &str, schema: Schema) -> anyhow::Result<()> {
             println!("{service}: applied {}", applied.join(", "));
         }
     }
+    Ok(())
+}
+
+async fn health(addr: String, service: String, timeout: Duration) -> anyhow::Result<()> {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let check = async {
+        let channel = tonic::transport::Endpoint::from_shared(addr)?
+            .connect()
+            .await?;
+        let reply = tonic_health::pb::health_client::HealthClient::new(channel)
+            .check(tonic_health::pb::HealthCheckRequest { service })
+            .await?;
+        anyhow::Ok(reply.into_inner().status())
+    };
+    let status = tokio::time::timeout(timeout, check)
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer within {timeout:?}"))??;
+    println!("{}", status.as_str_name());
+    anyhow::ensure!(status == ServingStatus::Serving, "not serving");
     Ok(())
 }
 

@@ -49,7 +49,12 @@ pub fn init(args: &TelemetryArgs, service: &'static str) -> Result<TelemetryGuar
     let filter = EnvFilter::try_new(&args.log_filter)
         .map_err(|e| Error::invalid("RUST_LOG", e.to_string()))?;
 
-    let provider = match &args.otel_exporter_otlp_endpoint {
+    // An empty endpoint (as compose files pass for "unset") means no export.
+    let endpoint = args
+        .otel_exporter_otlp_endpoint
+        .as_deref()
+        .filter(|e| !e.is_empty());
+    let provider = match endpoint {
         Some(endpoint) => Some(otlp_provider(endpoint, service)?),
         None => None,
     };

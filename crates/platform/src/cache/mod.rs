@@ -74,7 +74,8 @@ impl Cache {
     /// Disabled by `CACHE_ENABLED=false`: every read then goes to the loader.
     pub fn new(args: &CacheArgs, namespace: &str) -> Self {
         let inner = args.cache_enabled.then(|| {
-            let l2 = args.redis_url.as_deref().and_then(|url| {
+            let redis_url = args.redis_url.as_deref().filter(|url| !url.is_empty());
+            let l2 = redis_url.and_then(|url| {
                 RedisL2::new(url, Duration::from_millis(args.redis_timeout))
                     .inspect_err(|error| tracing::warn!(%error, "invalid REDIS_URL, cache is in-process only"))
                     .ok()
