@@ -101,7 +101,6 @@ pub fn user_args(database_url: &str, cache_prefix: &str, options: &Options) -> U
             log_format: agentic_platform::config::LogFormat::Pretty,
             log_filter: "warn".into(),
             otel_exporter_otlp_endpoint: None,
-            slow_operation_threshold: 500,
         },
         migrate_on_start: false,
     }

@@ -172,6 +172,10 @@ pub struct ServerArgs {
     /// How often readiness checks the database (e.g. 2s).
     #[arg(long, env = "READINESS_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
     pub readiness_interval: Duration,
+
+    /// Requests slower than this are logged as warnings, with method and code (e.g. 500ms).
+    #[arg(long, env = "SLOW_REQUEST_THRESHOLD", default_value = "500ms", value_parser = humantime::parse_duration)]
+    pub slow_request_threshold: Duration,
 }
 
 impl Default for ServerArgs {
@@ -183,6 +187,7 @@ impl Default for ServerArgs {
             concurrency_limit_per_connection: 256,
             shutdown_grace: Duration::from_secs(30),
             readiness_interval: Duration::from_secs(2),
+            slow_request_threshold: Duration::from_millis(500),
         }
     }
 }
@@ -209,8 +214,4 @@ pub struct TelemetryArgs {
     /// OTLP gRPC endpoint for traces (e.g. http://jaeger:4317); no export when unset.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     pub otel_exporter_otlp_endpoint: Option<String>,
-
-    /// Milliseconds after which a database or cache operation is logged as slow.
-    #[arg(long, env = "SLOW_OPERATION_THRESHOLD", default_value_t = 500)]
-    pub slow_operation_threshold: u64,
 }

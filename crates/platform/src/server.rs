@@ -173,7 +173,7 @@ impl Server {
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let layers = tower::ServiceBuilder::new()
             .layer(CatchPanicLayer)
-            .layer(RpcLayer::default())
+            .layer(RpcLayer::new(self.args.slow_request_threshold))
             .layer(DeadlineLayer::new(self.args.request_timeout))
             .layer(self.auth.clone());
 

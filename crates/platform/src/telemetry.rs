@@ -10,7 +10,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use metrics::SharedString;
 use opentelemetry::propagation::Extractor;
@@ -108,10 +108,21 @@ impl Extractor for HeaderExtractor<'_> {
     }
 }
 
-/// One span and one set of metrics per RPC.
-#[derive(Debug, Clone, Default)]
+/// One span and one set of metrics per RPC; a warning for each slow one.
+#[derive(Debug, Clone)]
 pub struct RpcLayer {
     methods: Arc<RwLock<HashMap<String, Arc<MethodMetrics>>>>,
+    slow: Duration,
+}
+
+impl RpcLayer {
+    /// Requests that take longer than `slow` are logged as warnings.
+    pub fn new(slow: Duration) -> Self {
+        Self {
+            methods: Arc::default(),
+            slow,
+        }
+    }
 }
 
 impl<S> Layer<S> for RpcLayer {
@@ -121,6 +132,7 @@ impl<S> Layer<S> for RpcLayer {
         RpcService {
             inner,
             methods: self.methods.clone(),
+            slow: self.slow,
         }
     }
 }
@@ -129,6 +141,7 @@ impl<S> Layer<S> for RpcLayer {
 pub struct RpcService<S> {
     inner: S,
     methods: Arc<RwLock<HashMap<String, Arc<MethodMetrics>>>>,
+    slow: Duration,
 }
 
 /// A method's metric handles, registered once instead of looked up on every call.
@@ -211,6 +224,7 @@ where
         let _ = span.set_parent(parent);
 
         let started = Instant::now();
+        let slow = self.slow;
         let fut = self.inner.call(request);
         let record_span = span.clone();
         Box::pin(
@@ -229,10 +243,13 @@ where
                 };
                 record_span.record("rpc.grpc.status_code", code);
                 let code = tonic::Code::from_i32(code);
+                let elapsed = started.elapsed();
                 metrics.handled(code);
-                metrics.duration.record(started.elapsed().as_secs_f64());
+                metrics.duration.record(elapsed.as_secs_f64());
                 if matches!(code, tonic::Code::Internal | tonic::Code::Unavailable) {
                     tracing::warn!(grpc_code = ?code, "rpc failed");
+                } else if elapsed > slow {
+                    tracing::warn!(grpc_code = ?code, elapsed_ms = elapsed.as_millis() as u64, "slow rpc");
                 }
                 result
             }
