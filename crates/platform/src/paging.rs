@@ -100,8 +100,9 @@ impl PageTokens {
     }
 }
 
-/// Field paths of a `FieldMask`, checked against the paths a resource allows.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Field paths of a `FieldMask`, checked against the paths a resource allows. The default
+/// selects every field.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FieldPaths {
     /// `None` when the mask is absent or empty.
     paths: Option<HashSet<String>>,

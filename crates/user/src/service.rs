@@ -159,18 +159,20 @@ impl UserServiceApi for UserService {
             return Err(Error::PermissionDenied("creating tenants needs a platform token").into());
         }
         let message = request.get_ref();
+        // Every field is checked before any error returns, so a client fixes them all at once.
         let mut violations = Violations::new();
-        let name = violations.check(validate::text(
-            "name",
-            &message.name,
-            1,
-            input::MAX_NAME_LEN,
-        ));
-        let slug = violations.check(validate::identifier("slug", &message.slug, 3, 63, &['-']));
+        let name = violations
+            .check(validate::text(
+                "name",
+                &message.name,
+                1,
+                input::MAX_NAME_LEN,
+            ))
+            .unwrap_or_default();
+        let slug = violations
+            .check(validate::identifier("slug", &message.slug, 3, 63, &['-']))
+            .unwrap_or_default();
         violations.into_result()?;
-        let (Some(name), Some(slug)) = (name, slug) else {
-            unreachable!("validated above");
-        };
 
         let mut conn = self.pool.get().await?;
         let row = store::insert_tenant(
@@ -349,20 +351,23 @@ impl UserServiceApi for UserService {
         let tenant = reader_tenant(&request)?;
         let message = request.get_ref();
         let mut violations = Violations::new();
-        let page_size = violations.check(paging::page_size(message.page_size));
-        let status = violations.check(input::status("status", message.status, Some("")));
-        let role = violations.check(input::role("role", message.role, Some("")));
-        let mask = violations.check(FieldPaths::parse(
-            message.read_mask.as_ref(),
-            USER_FIELDS,
-            "read_mask",
-        ));
+        let page_size = violations
+            .check(paging::page_size(message.page_size))
+            .unwrap_or_default();
+        let status = violations
+            .check(input::status("status", message.status, Some("")))
+            .unwrap_or_default();
+        let role = violations
+            .check(input::role("role", message.role, Some("")))
+            .unwrap_or_default();
+        let mask = violations
+            .check(FieldPaths::parse(
+                message.read_mask.as_ref(),
+                USER_FIELDS,
+                "read_mask",
+            ))
+            .unwrap_or_default();
         violations.into_result()?;
-        let (Some(page_size), Some(status), Some(role), Some(mask)) =
-            (page_size, status, role, mask)
-        else {
-            unreachable!("validated above");
-        };
 
         let filter = UserFilter {
             status: (!status.is_empty()).then_some(status),

@@ -8,7 +8,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use tokio::sync::OnceCell;
 
 /// How long Redis is skipped after a failure.
 const BACKOFF: Duration = Duration::from_secs(1);
@@ -20,7 +19,6 @@ pub struct RedisL2 {
     conn: Arc<tokio::sync::Mutex<Option<ConnectionManager>>>,
     /// Unix milliseconds until which Redis is considered down.
     down_until: Arc<AtomicU64>,
-    connected_once: Arc<OnceCell<()>>,
 }
 
 impl RedisL2 {
@@ -31,7 +29,6 @@ impl RedisL2 {
             timeout,
             conn: Arc::new(tokio::sync::Mutex::new(None)),
             down_until: Arc::new(AtomicU64::new(0)),
-            connected_once: Arc::new(OnceCell::new()),
         })
     }
 
@@ -98,9 +95,7 @@ impl RedisL2 {
         .await
         {
             Ok(Ok(conn)) => {
-                if self.connected_once.set(()).is_ok() {
-                    tracing::info!("connected to redis");
-                }
+                tracing::info!("connected to redis");
                 *held = Some(conn.clone());
                 Some(conn)
             }

@@ -187,18 +187,13 @@ impl Pool {
     }
 
     pub fn status(&self) -> PoolStatus {
-        let state = self.inner.state();
-        PoolStatus::new(
-            state.connections,
-            state.idle_connections,
-            self.shared.base_size,
-            self.shared.waiting.load(Ordering::Relaxed),
-        )
+        self.shared.status(&self.inner)
     }
 
-    /// Publishes the pool status as gauges every `period`, until the pool is dropped.
+    /// Publishes the pool status as gauges every `period`, until every handle to the pool
+    /// is gone.
     pub fn spawn_status_reporter(&self, period: Duration) {
-        let weak_pool = self.inner.clone();
+        let inner = self.inner.clone();
         let shared = Arc::downgrade(&self.shared);
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(period);
@@ -207,13 +202,21 @@ impl Pool {
                 let Some(shared) = shared.upgrade() else {
                     break;
                 };
-                let pool = Pool {
-                    inner: weak_pool.clone(),
-                    shared,
-                };
-                pool.status().publish(pool.shared.name);
+                shared.status(&inner).publish(shared.name);
             }
         });
+    }
+}
+
+impl Shared {
+    fn status(&self, pool: &bb8::Pool<Manager>) -> PoolStatus {
+        let state = pool.state();
+        PoolStatus::new(
+            state.connections,
+            state.idle_connections,
+            self.base_size,
+            self.waiting.load(Ordering::Relaxed),
+        )
     }
 }
 
