@@ -266,3 +266,56 @@ async fn a_callers_deadline_caps_the_statement_timeout() {
         "the cancelled update left nothing behind"
     );
 }
+
+#[tokio::test]
+async fn reflection_v1_lists_the_services_and_gzip_is_spoken_both_ways() {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let harness = Harness::start().await;
+    let mut reflection = ServerReflectionClient::new(harness.service.channel().await);
+    let list = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut replies = reflection
+        .server_reflection_info(tokio_stream::once(list))
+        .await
+        .expect("reflection v1")
+        .into_inner();
+    let reply = replies.message().await.expect("reply").expect("one reply");
+    let Some(MessageResponse::ListServicesResponse(services)) = reply.message_response else {
+        panic!("expected a service list, got {:?}", reply.message_response);
+    };
+    let names: Vec<&str> = services.service.iter().map(|s| s.name.as_str()).collect();
+    assert!(names.contains(&"agentic.user.v1.UserService"), "{names:?}");
+    assert!(names.contains(&"grpc.health.v1.Health"), "{names:?}");
+
+    let (_, admin) = harness.service.tenant(&slug("gzip")).await;
+    let mut gzip = admin
+        .send_compressed(tonic::codec::CompressionEncoding::Gzip)
+        .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
+    let requests = (0..50)
+        .map(|i| new_user(&format!("z{i}@example.com")))
+        .collect();
+    gzip.batch_create_users(pb::BatchCreateUsersRequest { requests })
+        .await
+        .expect("a gzip-compressed request is accepted");
+    let page = gzip
+        .list_users(pb::ListUsersRequest {
+            page_size: 50,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(
+        page.metadata()
+            .get("grpc-encoding")
+            .and_then(|v| v.to_str().ok()),
+        Some("gzip"),
+        "the response was compressed"
+    );
+    assert_eq!(page.into_inner().users.len(), 50);
+}
