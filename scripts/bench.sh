@@ -41,7 +41,7 @@ start_service() { # cache_enabled grpc_port admin_port
   SERVICE_PID=$!
   pids+=("$SERVICE_PID")
   for _ in $(seq 1 100); do
-    curl -sf "http://127.0.0.1:$3/health/ready" >/dev/null 2>&1 && break
+    "$BIN" health --addr "http://127.0.0.1:$2" >/dev/null 2>&1 && break
     sleep 0.1
   done
   kill -0 "$SERVICE_PID" 2>/dev/null || { cat "$OUT/service-$2.log" >&2; exit 1; }
