@@ -114,7 +114,8 @@ impl Cache {
         }
     }
 
-    /// The kind `name` with its TTL from configuration (`CACHE_TTL_<NAME>` or the default).
+    /// The kind `name` with its TTL from configuration (`CACHE_TTL_USER` for the user kinds,
+    /// `CACHE_TTL_TENANT`, else `CACHE_DEFAULT_TTL`).
     pub fn kind(&self, name: &'static str) -> CacheKind {
         CacheKind {
             name,
@@ -145,7 +146,7 @@ impl Cache {
         let Some(inner) = &self.inner else {
             return load().await;
         };
-        let full_key = format!("{}:{}:{key}", inner.prefix, kind.name);
+        let full_key = inner.full_key(kind, key);
 
         if let Some(slot) = inner.l1.get(&full_key).await
             && slot.is_fresh()
@@ -183,7 +184,7 @@ impl Cache {
     /// write that changes it.
     pub async fn invalidate(&self, kind: &CacheKind, key: &str) {
         let Some(inner) = &self.inner else { return };
-        let full_key = format!("{}:{}:{key}", inner.prefix, kind.name);
+        let full_key = inner.full_key(kind, key);
         remove_from_l1(&inner.l1, &full_key).await;
         if let Some(l2) = &inner.l2 {
             l2.delete(kind.name, &full_key).await;
@@ -198,6 +199,11 @@ impl Cache {
 }
 
 impl Inner {
+    /// `<prefix>:<service>:<kind>:<key>`, the name of an entry in both levels.
+    fn full_key(&self, kind: &CacheKind, key: &str) -> String {
+        format!("{}:{}:{key}", self.prefix, kind.name)
+    }
+
     /// Fills a missing or expired L1 slot from L2, else from the loader.
     async fn fill<M, F, Fut>(
         &self,
