@@ -109,8 +109,8 @@ async fn grpcurl_lists_the_service_through_reflection_and_calls_it() {
     blocking.await.expect("grpcurl checks");
 }
 
-/// GET `path` on the admin port; returns the HTTP status code.
-async fn admin_status(service: &UserService, path: &str) -> u16 {
+/// GET `path` on the admin port; returns the HTTP status code and the whole response.
+async fn admin_get(service: &UserService, path: &str) -> (u16, String) {
     let mut stream = tokio::net::TcpStream::connect(service.admin_addr)
         .await
         .expect("admin port");
@@ -122,11 +122,16 @@ async fn admin_status(service: &UserService, path: &str) -> u16 {
         .expect("write");
     let mut response = String::new();
     stream.read_to_string(&mut response).await.expect("read");
-    response
+    let status = response
         .split_whitespace()
         .nth(1)
         .and_then(|code| code.parse().ok())
-        .expect("status line")
+        .expect("status line");
+    (status, response)
+}
+
+async fn admin_status(service: &UserService, path: &str) -> u16 {
+    admin_get(service, path).await.0
 }
 
 #[tokio::test]
@@ -190,18 +195,8 @@ async fn readiness_follows_the_database_and_requests_fail_fast_without_it() {
         .await
         .expect("serves again once the database is back");
 
-    let metrics = {
-        let mut stream = tokio::net::TcpStream::connect(service.admin_addr)
-            .await
-            .unwrap();
-        stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-            .await
-            .unwrap();
-        let mut body = String::new();
-        stream.read_to_string(&mut body).await.unwrap();
-        body
-    };
+    let (status, metrics) = admin_get(&service, "/metrics").await;
+    assert_eq!(status, 200);
     assert!(metrics.contains("grpc_server_handled_total"), "{metrics}");
     assert!(metrics.contains("db_queries_total"), "{metrics}");
 }
