@@ -1,6 +1,5 @@
 //! The admin HTTP port: Prometheus `/metrics`, `/health/live` and `/health/ready`.
 
-use std::net::SocketAddr;
 use std::sync::OnceLock;
 
 use axum::Router;
@@ -55,11 +54,6 @@ pub async fn serve(
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
-}
-
-/// Binds the admin port; a port already taken is reported, not fatal to callers that opt in.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
 }
 
 async fn render_metrics(State(state): State<AdminState>) -> String {
