@@ -120,9 +120,8 @@ impl CacheArgs {
 
     /// The fresh TTL of a cache kind: its own setting, else the default.
     pub fn ttl_for(&self, kind: &str) -> Duration {
-        // Every user kind (by id, by email, ...) shares the user TTL.
         let own = match kind {
-            user if user.starts_with("user") => self.cache_ttl_user,
+            "user" => self.cache_ttl_user,
             "tenant" => self.cache_ttl_tenant,
             _ => None,
         };

@@ -44,8 +44,8 @@ impl UserService {
     pub fn new(pool: Pool, cache: Cache, tokens: Arc<Tokens>, pages: PageTokens) -> Self {
         let kinds = Kinds {
             user: cache.kind("user"),
-            user_by_email: cache.kind("user_by_email"),
-            user_by_username: cache.kind("user_by_username"),
+            user_by_email: cache.kind_with_ttl_of("user_by_email", "user"),
+            user_by_username: cache.kind_with_ttl_of("user_by_username", "user"),
             tenant: cache.kind("tenant"),
         };
         Self {
@@ -83,31 +83,22 @@ impl UserService {
             .await
     }
 
-    /// Drops every cache entry a changed user can be read through.
-    async fn invalidate_user(&self, user: &UserRow) {
-        let tenant = user.tenant_id;
-        self.cache
-            .invalidate(&self.kinds.user, &format!("{tenant}:{}", user.id))
-            .await;
-        self.invalidate_lookups(user).await;
+    /// The cache entries a user can be read through: by id, by email, by username.
+    fn user_keys<'k>(&'k self, user: &UserRow, keys: &mut Vec<(&'k CacheKind, String)>) {
+        keys.push((&self.kinds.user, format!("{}:{}", user.tenant_id, user.id)));
+        self.lookup_keys(user, keys);
     }
 
-    /// Lookups may hold a cached "absent" for a user that now exists, or the user itself.
-    async fn invalidate_lookups(&self, user: &UserRow) {
+    /// The lookup entries of a user. Lookups may hold a cached "absent" for a user that
+    /// now exists, or the user itself.
+    fn lookup_keys<'k>(&'k self, user: &UserRow, keys: &mut Vec<(&'k CacheKind, String)>) {
         let tenant = user.tenant_id;
-        self.cache
-            .invalidate(
-                &self.kinds.user_by_email,
-                &format!("{tenant}:{}", user.email),
-            )
-            .await;
+        keys.push((
+            &self.kinds.user_by_email,
+            format!("{tenant}:{}", user.email),
+        ));
         if let Some(username) = &user.username {
-            self.cache
-                .invalidate(
-                    &self.kinds.user_by_username,
-                    &format!("{tenant}:{username}"),
-                )
-                .await;
+            keys.push((&self.kinds.user_by_username, format!("{tenant}:{username}")));
         }
     }
 
@@ -219,14 +210,16 @@ impl UserServiceApi for UserService {
         request: Request<pb::CreateUserRequest>,
     ) -> Result<Response<pb::CreateUserResponse>, Status> {
         let tenant = admin_tenant(&request)?;
-        let user_input = input::new_user(request.get_ref()).map_err(Error::from)?;
-        let password_hash = Self::hash_optional(user_input.password.clone()).await?;
+        let mut user_input = input::new_user(request.get_ref()).map_err(Error::from)?;
+        let password_hash = Self::hash_optional(user_input.password.take()).await?;
         let new_user = new_user_row(tenant, user_input, password_hash);
 
         let mut conn = self.pool.get().await?;
         let row = store::insert_user(&mut conn, &new_user).await?;
         drop(conn);
-        self.invalidate_lookups(&row).await;
+        let mut stale = Vec::new();
+        self.lookup_keys(&row, &mut stale);
+        self.cache.invalidate(&stale).await;
         Ok(Response::new(pb::CreateUserResponse {
             user: Some(row.into()),
         }))
@@ -322,8 +315,11 @@ impl UserServiceApi for UserService {
             .await?
             .ok_or(Error::NotFound("user"))?;
         drop(conn);
-        self.invalidate_user(&before).await;
-        self.invalidate_lookups(&after).await;
+        // The old email and username, and the new ones (which may hold a cached "absent").
+        let mut stale = Vec::new();
+        self.user_keys(&before, &mut stale);
+        self.lookup_keys(&after, &mut stale);
+        self.cache.invalidate(&stale).await;
         Ok(Response::new(pb::UpdateUserResponse {
             user: Some(after.into()),
         }))
@@ -340,7 +336,9 @@ impl UserServiceApi for UserService {
             .await?
             .ok_or(Error::NotFound("user"))?;
         drop(conn);
-        self.invalidate_user(&deleted).await;
+        let mut stale = Vec::new();
+        self.user_keys(&deleted, &mut stale);
+        self.cache.invalidate(&stale).await;
         Ok(Response::new(pb::DeleteUserResponse {}))
     }
 
@@ -437,9 +435,11 @@ impl UserServiceApi for UserService {
         let mut conn = self.pool.get().await?;
         let rows = store::insert_users(&mut conn, &new_users).await?;
         drop(conn);
+        let mut stale = Vec::with_capacity(rows.len() * 2);
         for row in &rows {
-            self.invalidate_lookups(row).await;
+            self.lookup_keys(row, &mut stale);
         }
+        self.cache.invalidate(&stale).await;
         Ok(Response::new(pb::BatchCreateUsersResponse {
             users: rows.into_iter().map(pb::User::from).collect(),
         }))

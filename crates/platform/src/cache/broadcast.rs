@@ -1,7 +1,8 @@
 //! Cross-replica L1 invalidation over Redis pub/sub.
 //!
-//! Every write's invalidation is published on `<prefix>:invalidations` as
-//! `"<origin> <key>"`; every replica listens and drops the key from its in-process level.
+//! Every write's invalidation is published on `<prefix>:invalidations` as the origin and
+//! the keys, one per line (keys never hold a newline); every replica listens and drops the
+//! keys from its in-process level.
 //! A replica that (re)subscribes clears its whole L1, because it may have missed messages
 //! while it was not listening. With Redis down, replicas fall back on TTLs.
 
@@ -19,14 +20,22 @@ pub(crate) fn channel(prefix: &str) -> String {
     format!("{prefix}:invalidations")
 }
 
-pub(crate) fn message(origin: &str, key: &str) -> String {
-    format!("{origin} {key}")
+pub(crate) fn message(origin: &str, keys: &[String]) -> String {
+    let mut message = String::from(origin);
+    for key in keys {
+        message.push('\n');
+        message.push_str(key);
+    }
+    message
 }
 
-/// The key of a message from another replica; `None` for our own or malformed ones.
-fn foreign_key<'a>(payload: &'a str, origin: &str) -> Option<&'a str> {
-    let (from, key) = payload.split_once(' ')?;
-    (from != origin).then_some(key)
+/// The keys of a message from another replica; none for our own echo or a malformed one.
+fn foreign_keys<'a>(payload: &'a str, origin: &str) -> Vec<&'a str> {
+    let mut lines = payload.split('\n');
+    match lines.next() {
+        Some(from) if from != origin => lines.filter(|key| !key.is_empty()).collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// Listens until `stop` is cancelled, resubscribing after every disconnect.
@@ -59,7 +68,7 @@ pub(crate) fn spawn_listener(
                         };
                         let Some(msg) = next else { break };
                         let payload = String::from_utf8_lossy(msg.get_payload_bytes());
-                        if let Some(key) = foreign_key(&payload, &origin) {
+                        for key in foreign_keys(&payload, &origin) {
                             super::remove_from_l1(&l1, key).await;
                         }
                     }
@@ -89,10 +98,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn messages_from_other_replicas_name_their_key() {
-        let payload = message("a1", "agentic:user:user:t:1");
-        assert_eq!(foreign_key(&payload, "b2"), Some("agentic:user:user:t:1"));
-        assert_eq!(foreign_key(&payload, "a1"), None, "our own echo is ignored");
-        assert_eq!(foreign_key("garbage", "b2"), None);
+    fn messages_from_other_replicas_name_their_keys() {
+        let keys = vec![
+            "agentic:user:user:t:1".to_owned(),
+            "agentic:user:user:t:2".to_owned(),
+        ];
+        let payload = message("a1", &keys);
+        assert_eq!(
+            foreign_keys(&payload, "b2"),
+            ["agentic:user:user:t:1", "agentic:user:user:t:2"]
+        );
+        assert!(
+            foreign_keys(&payload, "a1").is_empty(),
+            "our own echo is ignored"
+        );
+        assert!(foreign_keys("garbage", "b2").is_empty());
     }
 }

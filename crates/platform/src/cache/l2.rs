@@ -51,12 +51,16 @@ impl RedisL2 {
             .flatten();
     }
 
-    pub(crate) async fn delete(&self, kind: &'static str, key: &str) {
+    /// Deletes `keys` with one DEL.
+    pub(crate) async fn delete(&self, kind: &'static str, keys: &[String]) {
         let Some(mut conn) = self.connection(kind).await else {
-            tracing::warn!(kind, "could not invalidate redis entry: redis unavailable");
+            tracing::warn!(
+                kind,
+                "could not invalidate redis entries: redis unavailable"
+            );
             return;
         };
-        let _: Option<()> = self.bounded(kind, conn.del(key)).await.flatten();
+        let _: Option<()> = self.bounded(kind, conn.del(keys)).await.flatten();
     }
 
     /// Tells the other replicas that `message`'s key changed.

@@ -114,12 +114,18 @@ impl Cache {
         }
     }
 
-    /// The kind `name` with its TTL from configuration (`CACHE_TTL_USER` for the user kinds,
-    /// `CACHE_TTL_TENANT`, else `CACHE_DEFAULT_TTL`).
+    /// The kind `name` with its TTL from configuration (`CACHE_TTL_USER` for "user",
+    /// `CACHE_TTL_TENANT` for "tenant", else `CACHE_DEFAULT_TTL`).
     pub fn kind(&self, name: &'static str) -> CacheKind {
+        self.kind_with_ttl_of(name, name)
+    }
+
+    /// The kind `name` with the TTL configured for `ttl_of`, for kinds that hold the same
+    /// resource another way (users by email expire like users).
+    pub fn kind_with_ttl_of(&self, name: &'static str, ttl_of: &str) -> CacheKind {
         CacheKind {
             name,
-            ttl: self.args.ttl_for(name),
+            ttl: self.args.ttl_for(ttl_of),
             l1_hits: metrics::counter!("cache_requests_total", "kind" => name, "layer" => "l1", "result" => "hit"),
         }
     }
@@ -180,18 +186,29 @@ impl Cache {
         }
     }
 
-    /// Drops `key` from both levels and from the other replicas' L1. Call after every
-    /// write that changes it.
-    pub async fn invalidate(&self, kind: &CacheKind, key: &str) {
+    /// Drops entries from both levels and from the other replicas' L1; call after every
+    /// write, with every key the write changed. Duplicates are dropped once, and Redis
+    /// sees one DEL and one PUBLISH however many keys there are.
+    pub async fn invalidate(&self, entries: &[(&CacheKind, String)]) {
         let Some(inner) = &self.inner else { return };
-        let full_key = inner.full_key(kind, key);
-        remove_from_l1(&inner.l1, &full_key).await;
+        let Some((first_kind, _)) = entries.first() else {
+            return;
+        };
+        let mut full_keys: Vec<String> = entries
+            .iter()
+            .map(|(kind, key)| inner.full_key(kind, key))
+            .collect();
+        full_keys.sort_unstable();
+        full_keys.dedup();
+        for full_key in &full_keys {
+            remove_from_l1(&inner.l1, full_key).await;
+        }
         if let Some(l2) = &inner.l2 {
-            l2.delete(kind.name, &full_key).await;
+            l2.delete(first_kind.name, &full_keys).await;
             l2.publish(
-                kind.name,
+                first_kind.name,
                 &inner.channel,
-                &broadcast::message(&inner.origin, &full_key),
+                &broadcast::message(&inner.origin, &full_keys),
             )
             .await;
         }
