@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use agentic_e2e::{Harness, Options, UserService, new_user, rename, slug};
+use agentic_e2e::{Harness, Options, UserFixture, UserService, new_user, rename, slug};
 use agentic_platform::testsuite::{RedisServer, TcpProxy, TestDatabase};
 use agentic_proto::user::v1 as pb;
 use futures::future::join_all;

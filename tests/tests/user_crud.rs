@@ -1,7 +1,7 @@
 //! CRUD, validation, batches and sign-in of the user service, over real gRPC against
 //! real PostgreSQL and Redis.
 
-use agentic_e2e::{Harness, new_user, slug, violated_fields};
+use agentic_e2e::{Harness, UserFixture, new_user, slug, violated_fields};
 use agentic_proto::user::v1 as pb;
 use prost_types::FieldMask;
 use tonic::Code;

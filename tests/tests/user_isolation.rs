@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use agentic_e2e::{Harness, JWT_SECRET, new_user, rename, slug};
+use agentic_e2e::{Harness, JWT_SECRET, UserFixture, new_user, rename, slug};
 use agentic_platform::auth::{Tokens, roles};
 use agentic_platform::config::AuthArgs;
 use agentic_proto::user::v1 as pb;

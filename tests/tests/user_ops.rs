@@ -6,11 +6,10 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use agentic_e2e::{Harness, Options, UserService, new_user, rename, slug, url_via};
+use agentic_e2e::{Harness, Options, UserFixture, UserService, new_user, rename, slug, url_via};
 use agentic_platform::testsuite::{TcpProxy, TestDatabase, lock_waiters};
 use agentic_proto::user::v1 as pb;
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 
@@ -109,29 +108,8 @@ async fn grpcurl_lists_the_service_through_reflection_and_calls_it() {
     blocking.await.expect("grpcurl checks");
 }
 
-/// GET `path` on the admin port; returns the HTTP status code and the whole response.
-async fn admin_get(service: &UserService, path: &str) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(service.admin_addr)
-        .await
-        .expect("admin port");
-    stream
-        .write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .await
-        .expect("write");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.expect("read");
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .expect("status line");
-    (status, response)
-}
-
 async fn admin_status(service: &UserService, path: &str) -> u16 {
-    admin_get(service, path).await.0
+    service.admin_get(path).await.0
 }
 
 #[tokio::test]
@@ -195,7 +173,7 @@ async fn readiness_follows_the_database_and_requests_fail_fast_without_it() {
         .await
         .expect("serves again once the database is back");
 
-    let (status, metrics) = admin_get(&service, "/metrics").await;
+    let (status, metrics) = service.admin_get("/metrics").await;
     assert_eq!(status, 200);
     assert!(metrics.contains("grpc_server_handled_total"), "{metrics}");
     assert!(metrics.contains("db_queries_total"), "{metrics}");
@@ -264,29 +242,16 @@ async fn a_callers_deadline_caps_the_statement_timeout() {
 
 #[tokio::test]
 async fn reflection_v1_lists_the_services_and_gzip_is_spoken_both_ways() {
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
-    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
-    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
-    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-
     let harness = Harness::start().await;
-    let mut reflection = ServerReflectionClient::new(harness.service.channel().await);
-    let list = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut replies = reflection
-        .server_reflection_info(tokio_stream::once(list))
-        .await
-        .expect("reflection v1")
-        .into_inner();
-    let reply = replies.message().await.expect("reply").expect("one reply");
-    let Some(MessageResponse::ListServicesResponse(services)) = reply.message_response else {
-        panic!("expected a service list, got {:?}", reply.message_response);
-    };
-    let names: Vec<&str> = services.service.iter().map(|s| s.name.as_str()).collect();
-    assert!(names.contains(&"agentic.user.v1.UserService"), "{names:?}");
-    assert!(names.contains(&"grpc.health.v1.Health"), "{names:?}");
+    let names = harness.service.reflected_services().await;
+    assert!(
+        names.iter().any(|n| n == "agentic.user.v1.UserService"),
+        "{names:?}"
+    );
+    assert!(
+        names.iter().any(|n| n == "grpc.health.v1.Health"),
+        "{names:?}"
+    );
 
     let (_, admin) = harness.service.tenant(&slug("gzip")).await;
     let mut gzip = admin

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use agentic_e2e::{Harness, new_user, slug, violated_fields};
+use agentic_e2e::{Harness, UserFixture, new_user, slug, violated_fields};
 use agentic_proto::user::v1 as pb;
 use base64::Engine;
 use tonic::Code;

@@ -1,12 +1,13 @@
 //! `agentic`: one command for operators and developers.
 //!
-//! - `agentic serve user`  run a service
+//! - `agentic serve <service>`  run a service (user, …)
 //! - `agentic migrate`     apply the embedded migrations
 //! - `agentic token`       mint an access token for local use
 //! - `agentic load`        drive a running service with gRPC load and report latencies
 //! - `agentic health`      check a service's health (container health checks)
 
 mod load;
+mod services;
 
 /// mimalloc: a request allocates many small, short-lived buffers, which it handles far
 /// better than the system allocator.
@@ -18,7 +19,7 @@ use std::time::Duration;
 
 use agentic_platform::auth::{Tokens, roles};
 use agentic_platform::config::AuthArgs;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use uuid::Uuid;
 
 #[derive(Parser)]
@@ -37,7 +38,7 @@ enum Command {
     /// Run one service in the foreground until SIGTERM or Ctrl-C.
     Serve {
         #[command(subcommand)]
-        service: Service,
+        service: services::Serve,
     },
     /// Apply pending migrations of the chosen services to DATABASE_URL.
     Migrate {
@@ -45,8 +46,8 @@ enum Command {
         #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
         database_url: String,
         /// Which service's schema to migrate.
-        #[arg(long, value_enum, default_value_t = Schema::All)]
-        service: Schema,
+        #[arg(long, default_value = "all", value_parser = services::schema_names())]
+        service: String,
     },
     /// Mint a signed access token (for grpcurl and local tools).
     Token(TokenArgs),
@@ -65,18 +66,6 @@ enum Command {
         #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
         timeout: Duration,
     },
-}
-
-#[derive(Subcommand)]
-enum Service {
-    /// The user service (tenants, users, sign-in).
-    User(Box<agentic_user::UserArgs>),
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum Schema {
-    All,
-    User,
 }
 
 #[derive(clap::Args)]
@@ -107,13 +96,11 @@ struct TokenArgs {
 #[tokio::main]
 async fn main() -> ExitCode {
     let result = match Cli::parse().command {
-        Command::Serve {
-            service: Service::User(args),
-        } => agentic_user::run(*args).await.map_err(anyhow::Error::from),
+        Command::Serve { service } => service.run().await.map_err(anyhow::Error::from),
         Command::Migrate {
             database_url,
             service,
-        } => migrate(&database_url, service).await,
+        } => migrate(&database_url, &service).await,
         Command::Token(args) => token(&args),
         Command::Load(args) => load::run(args).await,
         Command::Health {
@@ -131,16 +118,18 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn migrate(database_url: &str, schema: Schema) -> anyhow::Result<()> {
-    let plan = match schema {
-        Schema::All | Schema::User => [("user", agentic_user::MIGRATIONS)],
-    };
-    for (service, migrations) in plan {
-        let applied = agentic_platform::db::run_migrations(database_url, migrations).await?;
+async fn migrate(database_url: &str, service: &str) -> anyhow::Result<()> {
+    let chosen = services::ALL
+        .iter()
+        .filter(|entry| service == "all" || entry.spec.name == service);
+    for entry in chosen {
+        let name = entry.spec.name;
+        let applied =
+            agentic_platform::db::run_migrations(database_url, (entry.migrations)()).await?;
         if applied.is_empty() {
-            println!("{service}: up to date");
+            println!("{name}: up to date");
         } else {
-            println!("{service}: applied {}", applied.join(", "));
+            println!("{name}: applied {}", applied.join(", "));
         }
     }
     Ok(())

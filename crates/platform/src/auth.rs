@@ -82,6 +82,13 @@ impl Caller {
         }
     }
 
+    /// The caller's tenant, for writes: tenant admins only.
+    pub fn admin_tenant(&self) -> Result<Uuid> {
+        let tenant = self.tenant()?;
+        self.require_admin()?;
+        Ok(tenant)
+    }
+
     /// The caller a request carries (put there by [`AuthLayer`]).
     pub fn of<T>(request: &tonic::Request<T>) -> Result<&Caller> {
         request

@@ -4,10 +4,13 @@
 //! (`DB_POOL_SIZE=20`, `CACHE_DEFAULT_TTL=300`, ...). Integer durations keep the seeds'
 //! units, named in each flag's help.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::{ArgAction, Args, ValueEnum};
+use clap::{ArgAction, ArgMatches, Args, ValueEnum};
+
+use crate::cache::KindSpec;
 
 /// The PostgreSQL pool of one service.
 #[derive(Debug, Clone, Args)]
@@ -72,13 +75,10 @@ pub struct CacheArgs {
     #[arg(long, env = "CACHE_DEFAULT_TTL", default_value_t = 300)]
     pub cache_default_ttl: u64,
 
-    /// Seconds a cached user stays fresh (defaults to CACHE_DEFAULT_TTL).
-    #[arg(long, env = "CACHE_TTL_USER")]
-    pub cache_ttl_user: Option<u64>,
-
-    /// Seconds a cached tenant stays fresh (defaults to CACHE_DEFAULT_TTL).
-    #[arg(long, env = "CACHE_TTL_TENANT")]
-    pub cache_ttl_tenant: Option<u64>,
+    /// Seconds per TTL setting, from the `CACHE_TTL_<SETTING>` flags a service declares
+    /// through its cache kinds (see [`cache_ttl_args`]); unset settings are absent.
+    #[arg(skip)]
+    pub cache_ttls: BTreeMap<&'static str, u64>,
 
     /// Seconds a "not found" answer is cached.
     #[arg(long, env = "CACHE_NEGATIVE_TTL", default_value_t = 5)]
@@ -108,8 +108,7 @@ impl CacheArgs {
             redis_url,
             cache_enabled: true,
             cache_default_ttl: 300,
-            cache_ttl_user: None,
-            cache_ttl_tenant: None,
+            cache_ttls: BTreeMap::new(),
             cache_negative_ttl: 5,
             cache_stale_ttl: 300,
             cache_l1_capacity: 100_000,
@@ -118,15 +117,64 @@ impl CacheArgs {
         }
     }
 
-    /// The fresh TTL of a cache kind: its own setting, else the default.
-    pub fn ttl_for(&self, kind: &str) -> Duration {
-        let own = match kind {
-            "user" => self.cache_ttl_user,
-            "tenant" => self.cache_ttl_tenant,
-            _ => None,
-        };
-        Duration::from_secs(own.unwrap_or(self.cache_default_ttl))
+    /// The fresh TTL of a cache kind: its setting, else the kind's own default, else
+    /// `CACHE_DEFAULT_TTL`.
+    pub fn ttl_for(&self, kind: &KindSpec) -> Duration {
+        let seconds = self
+            .cache_ttls
+            .get(kind.ttl_setting)
+            .copied()
+            .or(kind.default_ttl)
+            .unwrap_or(self.cache_default_ttl);
+        Duration::from_secs(seconds)
     }
+}
+
+/// The distinct TTL settings of `kinds`, in declaration order.
+fn ttl_settings(kinds: &[KindSpec]) -> Vec<&KindSpec> {
+    let mut seen = Vec::<&KindSpec>::new();
+    for kind in kinds {
+        if !seen.iter().any(|s| s.ttl_setting == kind.ttl_setting) {
+            seen.push(kind);
+        }
+    }
+    seen
+}
+
+fn ttl_arg_id(setting: &str) -> String {
+    format!("cache_ttl_{setting}")
+}
+
+/// Adds one `--cache-ttl-<setting>` / `CACHE_TTL_<SETTING>` flag per TTL setting of `kinds`.
+pub fn cache_ttl_args(cmd: clap::Command, kinds: &[KindSpec]) -> clap::Command {
+    ttl_settings(kinds).into_iter().fold(cmd, |cmd, kind| {
+        let setting = kind.ttl_setting;
+        let default = kind
+            .default_ttl
+            .map_or_else(|| "CACHE_DEFAULT_TTL".to_owned(), |s| s.to_string());
+        cmd.arg(
+            clap::Arg::new(ttl_arg_id(setting))
+                .long(format!("cache-ttl-{}", setting.replace('_', "-")))
+                .env(format!("CACHE_TTL_{}", setting.to_uppercase()))
+                .value_parser(clap::value_parser!(u64))
+                .value_name("SECONDS")
+                .help(format!(
+                    "Seconds a cached {} stays fresh (defaults to {default})",
+                    setting.replace('_', " ")
+                )),
+        )
+    })
+}
+
+/// The TTL settings given on the command line or in the environment.
+pub fn cache_ttls_from(matches: &ArgMatches, kinds: &[KindSpec]) -> BTreeMap<&'static str, u64> {
+    ttl_settings(kinds)
+        .into_iter()
+        .filter_map(|kind| {
+            let seconds = matches.get_one::<u64>(&ttl_arg_id(kind.ttl_setting))?;
+            Some((kind.ttl_setting, *seconds))
+        })
+        .collect()
 }
 
 /// Bearer tokens.

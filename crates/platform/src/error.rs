@@ -20,7 +20,7 @@ pub struct FieldViolation {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("invalid argument")]
+    #[error("invalid argument: {}", summary(.0))]
     InvalidArgument(Vec<FieldViolation>),
     #[error("{0} not found")]
     NotFound(&'static str),
@@ -52,15 +52,20 @@ impl Error {
     }
 }
 
+/// `field: what is wrong; ...`, for messages and logs.
+fn summary(violations: &[FieldViolation]) -> String {
+    violations
+        .iter()
+        .map(|v| format!("{}: {}", v.field, v.description))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 impl From<Error> for Status {
     fn from(error: Error) -> Self {
         match error {
             Error::InvalidArgument(violations) => {
-                let summary = violations
-                    .iter()
-                    .map(|v| format!("{}: {}", v.field, v.description))
-                    .collect::<Vec<_>>()
-                    .join("; ");
+                let summary = summary(&violations);
                 let mut details = ErrorDetails::new();
                 for v in &violations {
                     details.add_bad_request_violation(v.field.clone(), v.description.clone());

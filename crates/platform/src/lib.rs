@@ -13,6 +13,7 @@ pub mod deadline;
 pub mod error;
 pub mod paging;
 pub mod server;
+pub mod service;
 pub mod telemetry;
 pub mod time;
 pub mod validate;

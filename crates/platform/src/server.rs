@@ -7,13 +7,7 @@
 //! port, and drains in-flight requests on SIGTERM/SIGINT.
 
 use std::convert::Infallible;
-use std::future::Future;
-use std::net::{Ipv4Addr, SocketAddr};
-use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
-use futures::FutureExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -23,80 +17,27 @@ use tonic::service::RoutesBuilder;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
-use tower::{Layer, Service};
+use tower::Service;
+use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::auth::AuthLayer;
 use crate::config::ServerArgs;
 use crate::db::Pool;
 use crate::deadline::DeadlineLayer;
 use crate::error::{Error, Result};
+use crate::service::ServiceSpec;
 use crate::telemetry::RpcLayer;
 
-/// A service's name and default ports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ServiceSpec {
-    pub name: &'static str,
-    pub grpc_port: u16,
-    pub admin_port: u16,
-}
-
-pub const USER: ServiceSpec = ServiceSpec {
-    name: "user",
-    grpc_port: 50051,
-    admin_port: 9151,
-};
-pub const AGENT: ServiceSpec = ServiceSpec {
-    name: "agent",
-    grpc_port: 50052,
-    admin_port: 9152,
-};
-pub const CONVERSATION: ServiceSpec = ServiceSpec {
-    name: "conversation",
-    grpc_port: 50053,
-    admin_port: 9153,
-};
-pub const RAG: ServiceSpec = ServiceSpec {
-    name: "rag",
-    grpc_port: 50054,
-    admin_port: 9154,
-};
-
-impl ServiceSpec {
-    pub fn grpc_addr(&self, args: &ServerArgs) -> SocketAddr {
-        args.grpc_addr
-            .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::UNSPECIFIED, self.grpc_port)))
-    }
-
-    pub fn admin_addr(&self, args: &ServerArgs) -> SocketAddr {
-        args.admin_addr
-            .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::UNSPECIFIED, self.admin_port)))
-    }
-}
-
-/// Builds and runs one service's gRPC server.
-pub struct Server {
-    spec: ServiceSpec,
-    args: ServerArgs,
+/// The tonic services a service registers, and their names for health.
+#[derive(Default)]
+pub struct Services {
     routes: RoutesBuilder,
-    service_names: Vec<&'static str>,
-    auth: AuthLayer,
-    database: Option<Pool>,
+    names: Vec<&'static str>,
 }
 
-impl Server {
-    pub fn new(spec: ServiceSpec, args: ServerArgs, auth: AuthLayer) -> Self {
-        Self {
-            spec,
-            args,
-            routes: RoutesBuilder::default(),
-            service_names: Vec::new(),
-            auth,
-            database: None,
-        }
-    }
-
+impl Services {
     /// Adds a generated tonic service; its health status follows readiness.
-    pub fn add_service<S>(mut self, service: S) -> Self
+    pub fn add<S>(&mut self, service: S) -> &mut Self
     where
         S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
             + NamedService
@@ -106,8 +47,37 @@ impl Server {
             + 'static,
         S::Future: Send + 'static,
     {
-        self.service_names.push(S::NAME);
+        self.names.push(S::NAME);
         self.routes.add_service(service);
+        self
+    }
+}
+
+/// Builds and runs one service's gRPC server.
+pub struct Server {
+    spec: ServiceSpec,
+    args: ServerArgs,
+    services: Services,
+    auth: AuthLayer,
+    descriptors: Vec<&'static [u8]>,
+    database: Option<Pool>,
+}
+
+impl Server {
+    pub fn new(spec: ServiceSpec, args: ServerArgs, auth: AuthLayer, services: Services) -> Self {
+        Self {
+            spec,
+            args,
+            services,
+            auth,
+            descriptors: Vec::new(),
+            database: None,
+        }
+    }
+
+    /// Reflection describes the services with this encoded file descriptor set.
+    pub fn describe(mut self, file_descriptor_set: &'static [u8]) -> Self {
+        self.descriptors.push(file_descriptor_set);
         self
     }
 
@@ -127,21 +97,20 @@ impl Server {
         shutdown: CancellationToken,
     ) -> Result<()> {
         let (health, health_service) = tonic_health::server::health_reporter();
-        let mut names = self.service_names.clone();
+        let mut names = self.services.names.clone();
         names.push("");
         set_all(&health, &names, ServingStatus::NotServing).await;
 
-        let reflection_v1 = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(agentic_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        let reflection_v1 = self
+            .reflection()
             .build_v1()
             .map_err(|e| Error::internal(format!("reflection: {e}")))?;
-        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(agentic_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        let reflection_v1alpha = self
+            .reflection()
             .build_v1alpha()
             .map_err(|e| Error::internal(format!("reflection: {e}")))?;
-        self.routes
+        self.services
+            .routes
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
@@ -172,7 +141,7 @@ impl Server {
         tracing::info!(service = self.spec.name, addr = ?local, "serving grpc");
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let layers = tower::ServiceBuilder::new()
-            .layer(CatchPanicLayer)
+            .layer(CatchPanicLayer::custom(panic_response))
             .layer(RpcLayer::new(self.args.slow_request_threshold))
             .layer(DeadlineLayer::new(self.args.request_timeout))
             .layer(self.auth.clone());
@@ -194,7 +163,7 @@ impl Server {
             .load_shed(true)
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
             .layer(layers)
-            .add_routes(self.routes.routes())
+            .add_routes(self.services.routes.routes())
             .serve_with_incoming_shutdown(incoming, drain);
 
         let grace = self.args.shutdown_grace;
@@ -208,6 +177,17 @@ impl Server {
         background.cancel();
         tracing::info!(service = self.spec.name, "stopped");
         outcome
+    }
+}
+
+impl Server {
+    /// Reflection over the service's descriptors and the health service's.
+    fn reflection(&self) -> tonic_reflection::server::Builder<'static> {
+        let builder = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+        self.descriptors.iter().fold(builder, |builder, set| {
+            builder.register_encoded_file_descriptor_set(set)
+        })
     }
 }
 
@@ -278,76 +258,19 @@ async fn wait_for_signal(shutdown: &CancellationToken) {
     }
 }
 
-/// Turns a panicking handler into an `INTERNAL` status instead of a reset stream.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct CatchPanicLayer;
-
-impl<S> Layer<S> for CatchPanicLayer {
-    type Service = CatchPanic<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        CatchPanic { inner }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct CatchPanic<S> {
-    inner: S,
-}
-
-impl<S, B, RB> Service<http::Request<B>> for CatchPanic<S>
-where
-    S: Service<http::Request<B>, Response = http::Response<RB>>,
-    S::Future: Send + 'static,
-    RB: Default + Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let path = request.uri().path().to_owned();
-        let fut = match std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(request))) {
-            Ok(fut) => fut,
-            Err(_) => return Box::pin(async move { Ok(panic_response(&path)) }),
-        };
-        Box::pin(async move {
-            match AssertUnwindSafe(fut).catch_unwind().await {
-                Ok(result) => result,
-                Err(_) => Ok(panic_response(&path)),
-            }
-        })
-    }
-}
-
-fn panic_response<RB: Default>(path: &str) -> http::Response<RB> {
-    tracing::error!(rpc = path, "handler panicked");
+/// A panicking handler answers `INTERNAL` instead of resetting the stream.
+fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> http::Response<Body> {
+    tracing::error!("handler panicked");
     metrics::counter!("grpc_server_panics_total").increment(1);
     tonic::Status::internal("internal error").into_http()
 }
 
-/// Binds a service's gRPC and admin listeners at their configured or default addresses.
-pub async fn bind(spec: ServiceSpec, args: &ServerArgs) -> Result<(TcpListener, TcpListener)> {
-    let grpc_addr = spec.grpc_addr(args);
-    let admin_addr = spec.admin_addr(args);
-    let grpc = TcpListener::bind(grpc_addr)
-        .await
-        .map_err(|e| Error::Unavailable(format!("cannot listen on {grpc_addr}: {e}")))?;
-    let admin = TcpListener::bind(admin_addr)
-        .await
-        .map_err(|e| Error::Unavailable(format!("cannot listen on {admin_addr}: {e}")))?;
-    tracing::info!(service = spec.name, grpc = %grpc_addr, admin = %admin_addr, "listening");
-    Ok((grpc, admin))
-}
-
 #[cfg(test)]
 mod tests {
+    use std::task::{Context, Poll};
+
     use super::*;
-    use tower::ServiceExt;
+    use tower::{Layer, ServiceExt};
 
     fn request() -> http::Request<()> {
         http::Request::builder()
@@ -356,7 +279,7 @@ mod tests {
             .expect("request")
     }
 
-    fn code_of(response: &http::Response<Body>) -> tonic::Code {
+    fn code_of<B>(response: &http::Response<B>) -> tonic::Code {
         tonic::Status::from_header_map(response.headers())
             .expect("grpc-status header")
             .code()
@@ -370,7 +293,7 @@ mod tests {
             }
             Ok::<_, Infallible>(http::Response::new(Body::default()))
         });
-        let response = CatchPanicLayer
+        let response = CatchPanicLayer::custom(panic_response)
             .layer(panics_later)
             .oneshot(request())
             .await
@@ -393,7 +316,7 @@ mod tests {
                 panic!("bug before the future")
             }
         }
-        let response = CatchPanicLayer
+        let response = CatchPanicLayer::custom(panic_response)
             .layer(PanicsOnCall)
             .oneshot(request())
             .await

@@ -13,8 +13,8 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use metrics::SharedString;
-use opentelemetry::propagation::Extractor;
 use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_http::HeaderExtractor;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tower::{Layer, Service};
@@ -93,19 +93,6 @@ fn otlp_provider(endpoint: &str, service: &'static str) -> Result<SdkTracerProvi
         .build();
     opentelemetry::global::set_tracer_provider(provider.clone());
     Ok(provider)
-}
-
-/// Reads W3C trace context from HTTP/2 headers (gRPC metadata).
-struct HeaderExtractor<'a>(&'a http::HeaderMap);
-
-impl Extractor for HeaderExtractor<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(|value| value.to_str().ok())
-    }
-
-    fn keys(&self) -> Vec<&str> {
-        self.0.keys().map(http::HeaderName::as_str).collect()
-    }
 }
 
 /// One span and one set of metrics per RPC; a warning for each slow one.

@@ -5,6 +5,10 @@
 //! - [`RedisServer`]: a private `redis-server` a test may stop;
 //! - [`TcpProxy`]: a TCP hop that a test can sever, to cut a service off its database.
 //!
+//! - [`TestService`] and [`Harness`]: any service in-process on `127.0.0.1:0`, with bearer
+//!   channels, tokens, health waits and query counts;
+//! - [`ServiceProcess`]: a service binary as a real process.
+//!
 //! `TEST_DATABASE_URL` points at an admin database (default: the local cluster that
 //! `scripts/infra.sh` starts); `TEST_REDIS_URL` at the shared Redis.
 
@@ -23,6 +27,15 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use diesel_migrations::EmbeddedMigrations;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
+
+mod process;
+mod service;
+
+pub use process::ServiceProcess;
+pub use service::{
+    Bearer, BearerChannel, Harness, JWT_SECRET, Options, TestService, auth_args, free_addr,
+    grpc_channel, health, wait_for_health,
+};
 
 const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:55432/postgres";
 /// Serialises template creation across the test processes that nextest runs in parallel.
@@ -232,7 +245,7 @@ pub struct RedisServer {
 
 impl RedisServer {
     pub async fn start() -> Self {
-        let port = free_port().await;
+        let port = free_addr().await.port();
         let child = tokio::process::Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
@@ -266,13 +279,6 @@ impl RedisServer {
             let _ = child.kill().await;
         }
     }
-}
-
-async fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind a free port");
-    listener.local_addr().expect("local addr").port()
 }
 
 /// A TCP proxy in front of `upstream` that a test can cut and restore.

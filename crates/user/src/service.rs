@@ -8,6 +8,7 @@ use agentic_platform::cache::{Cache, CacheKind};
 use agentic_platform::db::Pool;
 use agentic_platform::error::{Error, Result};
 use agentic_platform::paging::{self, FieldPaths, PageTokens};
+use agentic_platform::service::Context;
 use agentic_platform::time::to_timestamp;
 use agentic_platform::validate::{self, Violations};
 use agentic_proto::user::v1 as pb;
@@ -17,6 +18,7 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::input::{self, MAX_BATCH};
+use crate::kinds;
 use crate::model::{self, NewTenant, NewUser, USER_FIELDS, UserChanges, UserFilter, UserRow};
 use crate::password;
 use crate::store::{self, UserKey};
@@ -41,29 +43,31 @@ struct Kinds {
 }
 
 impl UserService {
-    pub fn new(pool: Pool, cache: Cache, tokens: Arc<Tokens>, pages: PageTokens) -> Self {
+    pub fn new(context: &Context) -> Self {
+        let cache = &context.cache;
         let kinds = Kinds {
-            user: cache.kind("user"),
-            user_by_email: cache.kind_with_ttl_of("user_by_email", "user"),
-            user_by_username: cache.kind_with_ttl_of("user_by_username", "user"),
-            tenant: cache.kind("tenant"),
+            user: cache.kind(&kinds::USER),
+            user_by_email: cache.kind(&kinds::USER_BY_EMAIL),
+            user_by_username: cache.kind(&kinds::USER_BY_USERNAME),
+            tenant: cache.kind(&kinds::TENANT),
         };
         Self {
-            pool,
-            cache,
-            tokens,
-            pages,
+            pool: context.pool.clone(),
+            cache: context.cache.clone(),
+            tokens: context.tokens.clone(),
+            pages: context.pages.clone(),
             kinds,
         }
     }
 
     async fn cached_user(&self, tenant: Uuid, id: Uuid) -> Result<Option<pb::User>> {
         self.cache
-            .get_or_load(&self.kinds.user, &format!("{tenant}:{id}"), || async {
-                let mut conn = self.pool.get().await?;
-                Ok(store::find_user(&mut conn, tenant, id)
-                    .await?
-                    .map(pb::User::from))
+            .get_or_load(&self.kinds.user, &format!("{tenant}:{id}"), || {
+                self.pool.run(async |conn| {
+                    Ok(store::find_user(conn, tenant, id)
+                        .await?
+                        .map(pb::User::from))
+                })
             })
             .await
     }
@@ -74,11 +78,12 @@ impl UserService {
             UserKey::Username(username) => (&self.kinds.user_by_username, username),
         };
         self.cache
-            .get_or_load(kind, &format!("{tenant}:{value}"), || async {
-                let mut conn = self.pool.get().await?;
-                Ok(store::find_user_by(&mut conn, tenant, key)
-                    .await?
-                    .map(pb::User::from))
+            .get_or_load(kind, &format!("{tenant}:{value}"), || {
+                self.pool.run(async |conn| {
+                    Ok(store::find_user_by(conn, tenant, key)
+                        .await?
+                        .map(pb::User::from))
+                })
             })
             .await
     }
@@ -127,19 +132,6 @@ fn new_user_row(
     }
 }
 
-/// The tenant a request acts in, for reads.
-fn reader_tenant<T>(request: &Request<T>) -> Result<Uuid> {
-    Caller::of(request)?.tenant()
-}
-
-/// The tenant a request acts in, for writes: tenant admins only.
-fn admin_tenant<T>(request: &Request<T>) -> Result<Uuid> {
-    let caller = Caller::of(request)?;
-    let tenant = caller.tenant()?;
-    caller.require_admin()?;
-    Ok(tenant)
-}
-
 #[tonic::async_trait]
 impl UserServiceApi for UserService {
     async fn create_tenant(
@@ -165,16 +157,15 @@ impl UserServiceApi for UserService {
             .unwrap_or_default();
         violations.into_result()?;
 
-        let mut conn = self.pool.get().await?;
-        let row = store::insert_tenant(
-            &mut conn,
-            &NewTenant {
-                id: Uuid::now_v7(),
-                name,
-                slug,
-            },
-        )
-        .await?;
+        let tenant = NewTenant {
+            id: Uuid::now_v7(),
+            name,
+            slug,
+        };
+        let row = self
+            .pool
+            .run(async |conn| store::insert_tenant(conn, &tenant).await)
+            .await?;
         Ok(Response::new(pb::CreateTenantResponse {
             tenant: Some(row.into()),
         }))
@@ -192,11 +183,9 @@ impl UserServiceApi for UserService {
         }
         let tenant = self
             .cache
-            .get_or_load(&self.kinds.tenant, &id.to_string(), || async {
-                let mut conn = self.pool.get().await?;
-                Ok(store::find_tenant(&mut conn, id)
-                    .await?
-                    .map(pb::Tenant::from))
+            .get_or_load(&self.kinds.tenant, &id.to_string(), || {
+                self.pool
+                    .run(async |conn| Ok(store::find_tenant(conn, id).await?.map(pb::Tenant::from)))
             })
             .await?
             .ok_or(Error::NotFound("tenant"))?;
@@ -209,14 +198,15 @@ impl UserServiceApi for UserService {
         &self,
         request: Request<pb::CreateUserRequest>,
     ) -> Result<Response<pb::CreateUserResponse>, Status> {
-        let tenant = admin_tenant(&request)?;
+        let tenant = Caller::of(&request)?.admin_tenant()?;
         let mut user_input = input::new_user(request.get_ref()).map_err(Error::from)?;
         let password_hash = Self::hash_optional(user_input.password.take()).await?;
         let new_user = new_user_row(tenant, user_input, password_hash);
 
-        let mut conn = self.pool.get().await?;
-        let row = store::insert_user(&mut conn, &new_user).await?;
-        drop(conn);
+        let row = self
+            .pool
+            .run(async |conn| store::insert_user(conn, &new_user).await)
+            .await?;
         let mut stale = Vec::new();
         self.lookup_keys(&row, &mut stale);
         self.cache.invalidate(&stale).await;
@@ -229,7 +219,7 @@ impl UserServiceApi for UserService {
         &self,
         request: Request<pb::GetUserRequest>,
     ) -> Result<Response<pb::GetUserResponse>, Status> {
-        let tenant = reader_tenant(&request)?;
+        let tenant = Caller::of(&request)?.tenant()?;
         let message = request.get_ref();
         let id = validate::id("id", &message.id)?;
         let mask = FieldPaths::parse(message.read_mask.as_ref(), USER_FIELDS, "read_mask")?;
@@ -245,7 +235,7 @@ impl UserServiceApi for UserService {
         &self,
         request: Request<pb::LookupUserRequest>,
     ) -> Result<Response<pb::LookupUserResponse>, Status> {
-        let tenant = reader_tenant(&request)?;
+        let tenant = Caller::of(&request)?.tenant()?;
         let user = match &request.get_ref().key {
             Some(pb::lookup_user_request::Key::Email(email)) => {
                 let email = input::email("email", email)?;
@@ -267,7 +257,7 @@ impl UserServiceApi for UserService {
         &self,
         request: Request<pb::UpdateUserRequest>,
     ) -> Result<Response<pb::UpdateUserResponse>, Status> {
-        let tenant = admin_tenant(&request)?;
+        let tenant = Caller::of(&request)?.admin_tenant()?;
         let message = request.get_ref();
         let user = message
             .user
@@ -310,11 +300,11 @@ impl UserServiceApi for UserService {
         }
         violations.into_result()?;
 
-        let mut conn = self.pool.get().await?;
-        let (before, after) = store::update_user(&mut conn, tenant, id, &changes)
+        let (before, after) = self
+            .pool
+            .run(async |conn| store::update_user(conn, tenant, id, &changes).await)
             .await?
             .ok_or(Error::NotFound("user"))?;
-        drop(conn);
         // The old email and username, and the new ones (which may hold a cached "absent").
         let mut stale = Vec::new();
         self.user_keys(&before, &mut stale);
@@ -329,13 +319,13 @@ impl UserServiceApi for UserService {
         &self,
         request: Request<pb::DeleteUserRequest>,
     ) -> Result<Response<pb::DeleteUserResponse>, Status> {
-        let tenant = admin_tenant(&request)?;
+        let tenant = Caller::of(&request)?.admin_tenant()?;
         let id = validate::id("id", &request.get_ref().id)?;
-        let mut conn = self.pool.get().await?;
-        let deleted = store::delete_user(&mut conn, tenant, id)
+        let deleted = self
+            .pool
+            .run(async |conn| store::delete_user(conn, tenant, id).await)
             .await?
             .ok_or(Error::NotFound("user"))?;
-        drop(conn);
         let mut stale = Vec::new();
         self.user_keys(&deleted, &mut stale);
         self.cache.invalidate(&stale).await;
@@ -346,7 +336,7 @@ impl UserServiceApi for UserService {
         &self,
         request: Request<pb::ListUsersRequest>,
     ) -> Result<Response<pb::ListUsersResponse>, Status> {
-        let tenant = reader_tenant(&request)?;
+        let tenant = Caller::of(&request)?.tenant()?;
         let message = request.get_ref();
         let mut violations = Violations::new();
         let page_size = violations
@@ -375,9 +365,10 @@ impl UserServiceApi for UserService {
         let after = self.pages.decode_uuid(&message.page_token, &fingerprint)?;
 
         // One row more than the page tells whether another page follows, without COUNT(*).
-        let mut conn = self.pool.get().await?;
-        let mut rows = store::list_users(&mut conn, tenant, &filter, after, page_size + 1).await?;
-        drop(conn);
+        let mut rows = self
+            .pool
+            .run(async |conn| store::list_users(conn, tenant, &filter, after, page_size + 1).await)
+            .await?;
         let more = rows.len() as i64 > page_size;
         rows.truncate(page_size as usize);
         let next_page_token = match (more, rows.last()) {
@@ -402,7 +393,7 @@ impl UserServiceApi for UserService {
         &self,
         request: Request<pb::BatchCreateUsersRequest>,
     ) -> Result<Response<pb::BatchCreateUsersResponse>, Status> {
-        let tenant = admin_tenant(&request)?;
+        let tenant = Caller::of(&request)?.admin_tenant()?;
         let requests = &request.get_ref().requests;
         if requests.is_empty() || requests.len() > MAX_BATCH {
             return Err(
@@ -432,9 +423,10 @@ impl UserServiceApi for UserService {
             .map(|(item, hash)| new_user_row(tenant, item, hash))
             .collect();
 
-        let mut conn = self.pool.get().await?;
-        let rows = store::insert_users(&mut conn, &new_users).await?;
-        drop(conn);
+        let rows = self
+            .pool
+            .run(async |conn| store::insert_users(conn, &new_users).await)
+            .await?;
         let mut stale = Vec::with_capacity(rows.len() * 2);
         for row in &rows {
             self.lookup_keys(row, &mut stale);
@@ -465,12 +457,16 @@ impl UserServiceApi for UserService {
         let denied = || Status::from(Error::Unauthenticated("invalid credentials"));
 
         let email = message.email.trim().to_lowercase();
-        let mut conn = self.pool.get().await?;
-        let found = match store::find_tenant_by_slug(&mut conn, message.tenant_slug.trim()).await? {
-            Some(tenant) => store::find_credentials(&mut conn, tenant.id, &email).await?,
-            None => None,
-        };
-        drop(conn);
+        let slug = message.tenant_slug.trim();
+        let found = self
+            .pool
+            .run(
+                async |conn| match store::find_tenant_by_slug(conn, slug).await? {
+                    Some(tenant) => store::find_credentials(conn, tenant.id, &email).await,
+                    None => Ok(None),
+                },
+            )
+            .await?;
 
         let (user, stored_hash) = match found {
             Some((user, hash)) => (Some(user), hash),

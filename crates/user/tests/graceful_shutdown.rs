@@ -1,37 +1,17 @@
 //! The `agentic-user` process drains in-flight requests on SIGTERM, then exits 0.
 
-use std::process::Stdio;
 use std::time::Duration;
 
-use agentic_platform::auth::{Tokens, roles};
-use agentic_platform::config::AuthArgs;
-use agentic_platform::testsuite::{TestDatabase, lock_waiters};
+use agentic_platform::auth::Tokens;
+use agentic_platform::auth::roles;
+use agentic_platform::service::ServiceType;
+use agentic_platform::testsuite::{
+    ServiceProcess, TestDatabase, auth_args, grpc_channel, lock_waiters,
+};
 use agentic_proto::user::v1 as pb;
 use agentic_proto::user::v1::user_service_client::UserServiceClient;
+use agentic_user::UserApp;
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
-use tonic::transport::Channel;
-use tonic_health::pb::HealthCheckRequest;
-use tonic_health::pb::health_client::HealthClient;
-
-const SECRET: &str = "shutdown-test-secret-0123456789abcdef";
-
-/// Prints the service's log if the test fails, so the failure explains itself.
-struct LogOnFailure(std::path::PathBuf);
-
-impl Drop for LogOnFailure {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let log = std::fs::read_to_string(&self.0).unwrap_or_default();
-            eprintln!("--- agentic-user log ---\n{log}");
-        }
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-async fn free_addr() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    listener.local_addr().unwrap().to_string()
-}
 
 fn authorized<T>(message: T, token: &str) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
@@ -43,56 +23,11 @@ fn authorized<T>(message: T, token: &str) -> tonic::Request<T> {
 
 #[tokio::test]
 async fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
-    let db = TestDatabase::create("user", agentic_user::MIGRATIONS).await;
-    let (grpc_addr, admin_addr) = (free_addr().await, free_addr().await);
-    let log_path = std::env::temp_dir().join(format!("{}.log", db.name));
-    let _log = LogOnFailure(log_path.clone());
-    let log = std::fs::File::create(&log_path).unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_agentic-user"))
-        .env_clear()
-        .env("DATABASE_URL", &db.url)
-        .env("JWT_SECRET", SECRET)
-        .env("GRPC_ADDR", &grpc_addr)
-        .env("ADMIN_ADDR", &admin_addr)
-        .env("READINESS_INTERVAL", "100ms")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log))
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start agentic-user");
+    let db = TestDatabase::create(UserApp::SPEC.name, UserApp::MIGRATIONS).await;
+    let mut process = ServiceProcess::start(env!("CARGO_BIN_EXE_agentic-user"), &db.url).await;
 
-    let endpoint = format!("http://{grpc_addr}");
-    let mut serving = false;
-    for _ in 0..100 {
-        if let Ok(channel) = Channel::from_shared(endpoint.clone())
-            .unwrap()
-            .connect()
-            .await
-            && let Ok(reply) = HealthClient::new(channel)
-                .check(HealthCheckRequest::default())
-                .await
-            && reply.into_inner().status == 1
-        {
-            serving = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(serving, "the service became ready");
-
-    let tokens = Tokens::new(&AuthArgs {
-        jwt_secret: SECRET.into(),
-        jwt_issuer: "agentic".into(),
-        jwt_ttl: 600,
-    })
-    .unwrap();
-    let channel = Channel::from_shared(endpoint)
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut client = UserServiceClient::new(channel);
+    let tokens = Tokens::new(&auth_args()).unwrap();
+    let mut client = UserServiceClient::new(grpc_channel(process.addr).await.unwrap());
     let (platform, _) = tokens.issue("test", None, roles::PLATFORM, None).unwrap();
     let tenant = client
         .create_tenant(authorized(
@@ -163,16 +98,11 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
     }
     assert_eq!(waiting, 3, "three requests are in flight");
 
-    let pid = child.id().expect("running").to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    process.terminate();
 
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
-        child.try_wait().unwrap().is_none(),
+        process.child.try_wait().unwrap().is_none(),
         "the process waits for in-flight requests"
     );
 
@@ -185,7 +115,7 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
         );
     }
 
-    let exit = tokio::time::timeout(Duration::from_secs(10), child.wait())
+    let exit = tokio::time::timeout(Duration::from_secs(10), process.child.wait())
         .await
         .expect("exits after draining")
         .unwrap();

@@ -32,6 +32,45 @@ use slot::{Slot, SlotExpiry};
 use crate::config::CacheArgs;
 use crate::error::{Error, Result};
 
+/// A kind of cached value as a service declares it: its name, and the TTL setting
+/// (`CACHE_TTL_<SETTING>`) that decides how long it stays fresh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KindSpec {
+    pub name: &'static str,
+    /// The setting it follows; kinds holding one resource in several ways share one
+    /// (users by email expire like users).
+    pub ttl_setting: &'static str,
+    /// Seconds when the setting is unset; `None` falls back to `CACHE_DEFAULT_TTL`.
+    pub default_ttl: Option<u64>,
+}
+
+impl KindSpec {
+    /// A kind with a TTL setting of its own name.
+    pub const fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            ttl_setting: name,
+            default_ttl: None,
+        }
+    }
+
+    /// The same kind, following another kind's TTL setting.
+    pub const fn ttl_of(self, setting: &'static str) -> Self {
+        Self {
+            ttl_setting: setting,
+            ..self
+        }
+    }
+
+    /// The same kind, fresh for `seconds` unless configured otherwise.
+    pub const fn default_ttl(self, seconds: u64) -> Self {
+        Self {
+            default_ttl: Some(seconds),
+            ..self
+        }
+    }
+}
+
 /// One kind of cached value, with its freshness.
 #[derive(Debug, Clone)]
 pub struct CacheKind {
@@ -114,24 +153,14 @@ impl Cache {
         }
     }
 
-    /// The kind `name` with its TTL from configuration (`CACHE_TTL_USER` for "user",
-    /// `CACHE_TTL_TENANT` for "tenant", else `CACHE_DEFAULT_TTL`).
-    pub fn kind(&self, name: &'static str) -> CacheKind {
-        self.kind_with_ttl_of(name, name)
-    }
-
-    /// The kind `name` with the TTL configured for `ttl_of`, for kinds that hold the same
-    /// resource another way (users by email expire like users).
-    pub fn kind_with_ttl_of(&self, name: &'static str, ttl_of: &str) -> CacheKind {
+    /// The declared kind `spec` with its TTL from configuration.
+    pub fn kind(&self, spec: &KindSpec) -> CacheKind {
+        let name = spec.name;
         CacheKind {
             name,
-            ttl: self.args.ttl_for(ttl_of),
+            ttl: self.args.ttl_for(spec),
             l1_hits: metrics::counter!("cache_requests_total", "kind" => name, "layer" => "l1", "result" => "hit"),
         }
-    }
-
-    pub fn is_enabled(&self) -> bool {
-        self.inner.is_some()
     }
 
     /// Returns the cached value of `key`, or loads, caches and returns it.

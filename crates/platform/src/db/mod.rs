@@ -159,6 +159,13 @@ impl Pool {
         Ok(conn)
     }
 
+    /// Runs `work` on a checked-out connection and returns it to the pool afterwards:
+    /// `pool.run(async |conn| store::find(conn, id).await)`.
+    pub async fn run<T>(&self, work: impl AsyncFnOnce(&mut PgConn) -> Result<T>) -> Result<T> {
+        let mut conn = self.get().await?;
+        work(&mut conn).await
+    }
+
     /// The statement timeout a query started now may have: the configured one, lowered
     /// to the caller's remaining deadline.
     fn statement_timeout_now(&self) -> Option<Duration> {

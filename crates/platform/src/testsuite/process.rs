@@ -1,0 +1,68 @@
+//! A service binary as a real process, for what only a process shows (signals, exit
+//! codes). Its log is printed if the test fails.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use tonic_health::pb::health_check_response::ServingStatus;
+
+use super::service::{JWT_SECRET, free_addr, wait_for_health};
+
+pub struct ServiceProcess {
+    pub addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub child: tokio::process::Child,
+    log: PathBuf,
+}
+
+impl ServiceProcess {
+    /// Starts `binary` on `database_url` with free loopback ports and the test secret,
+    /// and waits until it reports `SERVING`.
+    pub async fn start(binary: &str, database_url: &str) -> Self {
+        let (addr, admin_addr) = (free_addr().await, free_addr().await);
+        let log = std::env::temp_dir().join(format!("agentic-{}.log", uuid::Uuid::new_v4()));
+        let out = std::fs::File::create(&log).expect("log file");
+        let child = tokio::process::Command::new(binary)
+            .env_clear()
+            .env("DATABASE_URL", database_url)
+            .env("JWT_SECRET", JWT_SECRET)
+            .env("GRPC_ADDR", addr.to_string())
+            .env("ADMIN_ADDR", admin_addr.to_string())
+            .env("READINESS_INTERVAL", "100ms")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::from(out.try_clone().expect("log file")))
+            .stderr(Stdio::from(out))
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
+        let process = Self {
+            addr,
+            admin_addr,
+            child,
+            log,
+        };
+        wait_for_health(addr, ServingStatus::Serving).await;
+        process
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let pid = self.child.id().expect("the process is running").to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "SIGTERM sent to {pid}");
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            eprintln!("--- service log ---\n{log}");
+        }
+        let _ = std::fs::remove_file(&self.log);
+    }
+}

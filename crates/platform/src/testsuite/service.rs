@@ -1,0 +1,319 @@
+//! Any [`ServiceType`] in-process on `127.0.0.1:0`, called over real gRPC.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use uuid::Uuid;
+
+use super::TestDatabase;
+use crate::auth::{Tokens, roles};
+use crate::config::{AuthArgs, CacheArgs, DatabaseArgs, LogFormat, ServerArgs, TelemetryArgs};
+use crate::db::Pool;
+use crate::service::{App, ServiceArgs, ServiceType};
+
+/// The secret every service under test signs and verifies tokens with.
+pub const JWT_SECRET: &str = "e2e-test-secret-0123456789abcdef0123456789";
+
+pub fn auth_args() -> AuthArgs {
+    AuthArgs {
+        jwt_secret: JWT_SECRET.into(),
+        jwt_issuer: "agentic".into(),
+        jwt_ttl: 3600,
+    }
+}
+
+/// A channel that adds `authorization: Bearer <token>` to every call.
+pub type BearerChannel = InterceptedService<Channel, Bearer>;
+
+/// Adds `authorization: Bearer <token>` to every call (nothing without a token).
+#[derive(Clone)]
+pub struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl Bearer {
+    pub fn new(token: Option<&str>) -> Self {
+        Self(token.map(|t| format!("Bearer {t}").parse().expect("ascii token")))
+    }
+}
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A free loopback address to listen on.
+pub async fn free_addr() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a free port");
+    listener.local_addr().expect("local addr")
+}
+
+pub async fn grpc_channel(addr: SocketAddr) -> Result<Channel, tonic::transport::Error> {
+    Channel::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect()
+        .await
+}
+
+/// The grpc.health.v1 status of `service` ("" for the whole server) at `addr`.
+pub async fn health(addr: SocketAddr, service: &str) -> Option<ServingStatus> {
+    let channel = grpc_channel(addr).await.ok()?;
+    let status = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: service.to_owned(),
+        })
+        .await
+        .ok()?
+        .into_inner()
+        .status;
+    ServingStatus::try_from(status).ok()
+}
+
+/// Waits (up to 10 s) for the server at `addr` to report `wanted` overall.
+pub async fn wait_for_health(addr: SocketAddr, wanted: ServingStatus) {
+    for _ in 0..200 {
+        if health(addr, "").await == Some(wanted) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the server at {addr} never reported {wanted:?}");
+}
+
+/// How to start a service under test.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub cache_enabled: bool,
+    /// Redis for the cache; the shared test Redis by default.
+    pub redis_url: Option<String>,
+    /// Connect through this URL instead of the test database's own (e.g. via a proxy).
+    pub database_url: Option<String>,
+    pub cache_ttl: Duration,
+    pub pool_size: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            cache_enabled: true,
+            redis_url: super::redis_url(),
+            database_url: None,
+            cache_ttl: Duration::from_secs(300),
+            pool_size: 4,
+        }
+    }
+}
+
+impl Options {
+    /// The settings a service under test runs with: quick readiness and drain, quiet logs.
+    pub fn service_args(&self, database_url: &str, cache_prefix: &str) -> ServiceArgs {
+        let mut cache = CacheArgs::with_redis(self.redis_url.clone());
+        cache.cache_enabled = self.cache_enabled;
+        cache.cache_key_prefix = cache_prefix.to_owned();
+        cache.cache_default_ttl = self.cache_ttl.as_secs().max(1);
+        let mut database = DatabaseArgs::with_url(database_url);
+        database.db_pool_size = self.pool_size;
+        database.db_max_overflow = self.pool_size;
+        database.db_pool_timeout = 5;
+        ServiceArgs {
+            database,
+            cache,
+            auth: auth_args(),
+            server: ServerArgs {
+                readiness_interval: Duration::from_millis(100),
+                shutdown_grace: Duration::from_secs(10),
+                ..ServerArgs::default()
+            },
+            telemetry: TelemetryArgs {
+                log_format: LogFormat::Pretty,
+                log_filter: "warn".into(),
+                otel_exporter_otlp_endpoint: None,
+            },
+            migrate_on_start: false,
+        }
+    }
+}
+
+/// A running service of type `S` and handles to what it holds.
+pub struct TestService<S> {
+    pub addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub pool: Pool,
+    pub tokens: Tokens,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<crate::Result<()>>>,
+    service: std::marker::PhantomData<fn() -> S>,
+}
+
+impl<S: ServiceType> TestService<S> {
+    /// Starts a service on `database_url` and waits until it reports `SERVING`.
+    pub async fn start_on(database_url: &str, cache_prefix: &str, options: &Options) -> Self {
+        let service = Self::start_unready(database_url, cache_prefix, options).await;
+        service.wait_for(ServingStatus::Serving).await;
+        service
+    }
+
+    /// Starts a service without waiting for readiness.
+    pub async fn start_unready(database_url: &str, cache_prefix: &str, options: &Options) -> Self {
+        Self::start_with_args(options.service_args(database_url, cache_prefix)).await
+    }
+
+    /// Starts a service with settings of the test's own making.
+    pub async fn start_with_args(args: ServiceArgs) -> Self {
+        let app = App::<S>::new(&args).expect("valid test settings");
+        let pool = app.context().pool.clone();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind grpc");
+        let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
+        let (addr, admin_addr) = (listener.local_addr().unwrap(), admin.local_addr().unwrap());
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(app.serve(listener, Some(admin), shutdown.clone()));
+        Self {
+            addr,
+            admin_addr,
+            pool,
+            tokens: Tokens::new(&args.auth).expect("test secret"),
+            shutdown,
+            task: Some(task),
+            service: std::marker::PhantomData,
+        }
+    }
+
+    pub async fn channel(&self) -> Channel {
+        grpc_channel(self.addr)
+            .await
+            .expect("connect to service under test")
+    }
+
+    /// A channel that sends `token` (none when `None`) with every call; wrap it in the
+    /// service's generated client.
+    pub async fn bearer_channel(&self, token: Option<&str>) -> BearerChannel {
+        InterceptedService::new(self.channel().await, Bearer::new(token))
+    }
+
+    pub fn token(&self, tenant: Uuid, role: &str) -> String {
+        self.tokens
+            .issue("e2e", Some(tenant), role, None)
+            .expect("token")
+            .0
+    }
+
+    pub fn platform_token(&self) -> String {
+        self.tokens
+            .issue("e2e", None, roles::PLATFORM, None)
+            .expect("token")
+            .0
+    }
+
+    /// Application queries this service has sent to PostgreSQL so far.
+    pub fn queries(&self) -> u64 {
+        self.pool.queries()
+    }
+
+    pub async fn health(&self, service: &str) -> ServingStatus {
+        health(self.addr, service).await.expect("health check")
+    }
+
+    /// Waits (up to 10 s) for the overall health status to become `wanted`.
+    pub async fn wait_for(&self, wanted: ServingStatus) {
+        wait_for_health(self.addr, wanted).await;
+    }
+
+    /// GET `path` on the admin port: the HTTP status code and the whole response.
+    pub async fn admin_get(&self, path: &str) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(self.admin_addr)
+            .await
+            .expect("admin port");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.expect("write");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.expect("read");
+        let status = response
+            .split_whitespace()
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .expect("status line");
+        (status, response)
+    }
+
+    /// The services reflection v1 lists.
+    pub async fn reflected_services(&self) -> Vec<String> {
+        use tonic_reflection::pb::v1::ServerReflectionRequest;
+        use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+        let list = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut replies = ServerReflectionClient::new(self.channel().await)
+            .server_reflection_info(tokio_stream::once(list))
+            .await
+            .expect("reflection v1")
+            .into_inner();
+        let reply = replies.message().await.expect("reply").expect("one reply");
+        match reply.message_response {
+            Some(MessageResponse::ListServicesResponse(services)) => {
+                services.service.into_iter().map(|s| s.name).collect()
+            }
+            other => panic!("expected a service list, got {other:?}"),
+        }
+    }
+
+    /// Stops the service and waits for in-flight requests to drain.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await
+                .expect("server task")
+                .expect("server stopped cleanly");
+        }
+    }
+}
+
+impl<S> Drop for TestService<S> {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A test's own database and a service of type `S` on it.
+pub struct Harness<S> {
+    pub db: TestDatabase,
+    pub service: TestService<S>,
+}
+
+impl<S: ServiceType> Harness<S> {
+    pub async fn start() -> Self {
+        Self::start_with(Options::default()).await
+    }
+
+    pub async fn start_with(options: Options) -> Self {
+        let db = TestDatabase::create(S::SPEC.name, S::MIGRATIONS).await;
+        let url = options
+            .database_url
+            .clone()
+            .unwrap_or_else(|| db.url.clone());
+        let service = TestService::start_on(&url, &db.name, &options).await;
+        Self { db, service }
+    }
+}

@@ -1,0 +1,114 @@
+//! A service is one `ServiceType` implementation: the test-only echo service, which is
+//! nothing else, gets serving, auth, health, readiness, reflection, metrics and drain
+//! from the platform.
+
+use std::time::Duration;
+
+use agentic_e2e::echo::{EchoApp, pb};
+use agentic_platform::auth::roles;
+use agentic_platform::service::ServiceType;
+use agentic_platform::testsuite::{Harness, Options, TcpProxy, TestDatabase, TestService};
+use pb::echo_service_client::EchoServiceClient;
+use tonic_health::pb::health_check_response::ServingStatus;
+use uuid::Uuid;
+
+const ECHO: &str = "agentic.echo.v1.EchoService";
+
+fn say(message: &str, delay_ms: u32) -> pb::EchoRequest {
+    pb::EchoRequest {
+        message: message.into(),
+        delay_ms,
+    }
+}
+
+#[tokio::test]
+async fn the_echo_service_serves_with_auth_health_reflection_and_metrics() {
+    let harness = Harness::<EchoApp>::start().await;
+    let service = &harness.service;
+
+    let anonymous = EchoServiceClient::new(service.bearer_channel(None).await)
+        .echo(say("hi", 0))
+        .await
+        .expect_err("a call without a token is refused");
+    assert_eq!(anonymous.code(), tonic::Code::Unauthenticated);
+
+    let tenant = Uuid::now_v7();
+    let token = service.token(tenant, roles::MEMBER);
+    let mut client = EchoServiceClient::new(service.bearer_channel(Some(&token)).await);
+    let reply = client
+        .echo(say("hello", 0))
+        .await
+        .expect("echo")
+        .into_inner();
+    assert_eq!(reply.message, "hello");
+    assert_eq!(reply.tenant_id, tenant.to_string());
+
+    assert_eq!(service.health(ECHO).await, ServingStatus::Serving);
+    assert_eq!(service.health("").await, ServingStatus::Serving);
+    let (status, _) = service.admin_get("/health/ready").await;
+    assert_eq!(status, 200);
+
+    let names = service.reflected_services().await;
+    for wanted in [
+        ECHO,
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+    ] {
+        assert!(names.iter().any(|n| n == wanted), "{wanted} in {names:?}");
+    }
+
+    let (status, metrics) = service.admin_get("/metrics").await;
+    assert_eq!(status, 200);
+    let handled = metrics
+        .lines()
+        .find(|line| {
+            line.starts_with("grpc_server_handled_total")
+                && line.contains(&format!("grpc_service=\"{ECHO}\""))
+                && line.contains("grpc_code=\"Ok\"")
+        })
+        .unwrap_or_else(|| panic!("no Ok series for {ECHO} in:\n{metrics}"));
+    let count: f64 = handled
+        .rsplit(' ')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .expect("a value");
+    assert!(count >= 1.0, "{handled}");
+}
+
+#[tokio::test]
+async fn the_echo_service_is_ready_only_while_its_database_answers() {
+    let db = TestDatabase::create(EchoApp::SPEC.name, EchoApp::MIGRATIONS).await;
+    let proxy = TcpProxy::start(agentic_e2e::database_addr(&db.url)).await;
+    proxy.sever();
+    let url = agentic_e2e::url_via(&db.url, proxy.addr);
+    let service = TestService::<EchoApp>::start_unready(&url, &db.name, &Options::default()).await;
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(service.health(ECHO).await, ServingStatus::NotServing);
+    assert_eq!(service.admin_get("/health/ready").await.0, 503);
+
+    proxy.restore();
+    service.wait_for(ServingStatus::Serving).await;
+    assert_eq!(service.health(ECHO).await, ServingStatus::Serving);
+    assert_eq!(service.admin_get("/health/ready").await.0, 200);
+}
+
+#[tokio::test]
+async fn stopping_the_echo_service_drains_a_call_in_flight() {
+    let harness = Harness::<EchoApp>::start().await;
+    let token = harness.service.token(Uuid::now_v7(), roles::VIEWER);
+    let mut client = EchoServiceClient::new(harness.service.bearer_channel(Some(&token)).await);
+    let in_flight = tokio::spawn(async move { client.echo(say("late", 700)).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let stopped = tokio::spawn(harness.service.stop());
+    let reply = in_flight
+        .await
+        .expect("task")
+        .expect("the call in flight completes");
+    assert_eq!(reply.into_inner().message, "late");
+    tokio::time::timeout(Duration::from_secs(5), stopped)
+        .await
+        .expect("the server stops once drained")
+        .expect("server task");
+}
