@@ -8,10 +8,13 @@ cd "$ROOT"
 # shellcheck disable=SC1091
 . .local/env
 
-# A development secret, made once and kept, so tokens survive restarts.
+# A development secret, made once and kept (readable by this user only), so tokens
+# survive restarts. The banner says where it is, never what it is.
+SECRET_HINT="your JWT_SECRET"
 if [ -z "${JWT_SECRET:-}" ]; then
-  [ -s .local/jwt_secret ] || head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >.local/jwt_secret
+  (umask 077 && [ -s .local/jwt_secret ] || head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >.local/jwt_secret)
   JWT_SECRET="$(cat .local/jwt_secret)"
+  SECRET_HINT="\$(cat $ROOT/.local/jwt_secret)"
 fi
 export JWT_SECRET
 export RUST_LOG="${RUST_LOG:-info}"
@@ -31,7 +34,8 @@ stop() {
 }
 trap stop INT TERM
 
-"$AGENTIC" serve user &
+# Loopback only: a development secret must not guard a port others can reach.
+"$AGENTIC" serve user --grpc-addr 127.0.0.1:50051 --admin-addr 127.0.0.1:9151 &
 pids+=($!)
 
 for _ in $(seq 1 100); do
@@ -48,7 +52,7 @@ cat <<INFO
   Redis          ${REDIS_URL:-none (in-process cache only)}
 
   Try it (in another terminal):
-    export JWT_SECRET=${JWT_SECRET}
+    export JWT_SECRET=${SECRET_HINT}
     alias grpcurl=$ROOT/.local/bin/grpcurl
     grpcurl -plaintext 127.0.0.1:50051 list
     TOKEN=\$($AGENTIC token --platform)

@@ -112,3 +112,99 @@ async fn stopping_the_echo_service_drains_a_call_in_flight() {
         .expect("the server stops once drained")
         .expect("server task");
 }
+
+/// Calls `path` with an empty message; returns the status code.
+async fn call_path(channel: tonic::transport::Channel, path: String) -> tonic::Code {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.expect("ready");
+    let path = tonic::codegen::http::uri::PathAndQuery::try_from(path).expect("path");
+    let codec = tonic_prost::ProstCodec::<(), ()>::default();
+    match grpc.unary(tonic::Request::new(()), path, codec).await {
+        Ok(_) => tonic::Code::Ok,
+        Err(status) => status.code(),
+    }
+}
+
+/// The lines of `/metrics` that are gRPC server series.
+async fn grpc_series(service: &TestService<EchoApp>) -> Vec<String> {
+    let (_, metrics) = service.admin_get("/metrics").await;
+    metrics
+        .lines()
+        .filter(|line| line.starts_with("grpc_server_"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn random_paths_from_anonymous_clients_do_not_grow_the_metrics() {
+    use futures::StreamExt;
+
+    let harness = Harness::<EchoApp>::start().await;
+    let channel = harness.service.channel().await;
+    let random = || format!("/x{0}.Svc{0}/M{0}", Uuid::new_v4().simple());
+    assert_eq!(
+        call_path(channel.clone(), random()).await,
+        tonic::Code::Unauthenticated
+    );
+    let before = grpc_series(&harness.service).await.len();
+
+    let codes: Vec<tonic::Code> = futures::stream::iter(0..10_000)
+        .map(|_| call_path(channel.clone(), random()))
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    assert!(codes.iter().all(|c| *c == tonic::Code::Unauthenticated));
+
+    let after = grpc_series(&harness.service).await;
+    assert_eq!(after.len(), before, "series added: {after:#?}");
+    let unknown = after
+        .iter()
+        .find(|l| {
+            l.starts_with("grpc_server_handled_total")
+                && l.contains("grpc_method=\"unknown\"")
+                && l.contains("grpc_code=\"Unauthenticated\"")
+        })
+        .expect("unknown methods share one series");
+    assert!(unknown.ends_with(" 10001"), "{unknown}");
+}
+
+#[tokio::test]
+async fn a_call_the_client_abandons_is_counted_as_cancelled() {
+    let harness = Harness::<EchoApp>::start().await;
+    let token = harness.service.token(Uuid::now_v7(), roles::MEMBER);
+    let mut client = EchoServiceClient::new(harness.service.bearer_channel(Some(&token)).await);
+    let abandoned = tokio::spawn(async move { client.echo(say("never", 5_000)).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let in_flight = |series: &[String]| {
+        series
+            .iter()
+            .find(|l| l.starts_with("grpc_server_in_flight") && l.contains("grpc_method=\"Echo\""))
+            .cloned()
+    };
+    let series = grpc_series(&harness.service).await;
+    assert_eq!(
+        in_flight(&series).as_deref().map(|l| l.ends_with(" 1")),
+        Some(true),
+        "{series:#?}"
+    );
+    abandoned.abort();
+
+    for _ in 0..100 {
+        let series = grpc_series(&harness.service).await;
+        let cancelled = series.iter().any(|l| {
+            l.starts_with("grpc_server_handled_total")
+                && l.contains("grpc_method=\"Echo\"")
+                && l.contains("grpc_code=\"Cancelled\"")
+                && l.ends_with(" 1")
+        });
+        if cancelled {
+            assert!(
+                in_flight(&series).is_some_and(|l| l.ends_with(" 0")),
+                "{series:#?}"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the abandoned call was never counted");
+}

@@ -64,6 +64,13 @@ async fn grpcurl_lists_the_service_through_reflection_and_calls_it() {
             services.lines().any(|l| l == "grpc.health.v1.Health"),
             "{services}"
         );
+        // grpcurl asks v1alpha; v1 answers too, so it is listed.
+        for reflection in [
+            "grpc.reflection.v1.ServerReflection",
+            "grpc.reflection.v1alpha.ServerReflection",
+        ] {
+            assert!(services.lines().any(|l| l == reflection), "{services}");
+        }
 
         let methods = run_grpcurl(&[
             "-plaintext",

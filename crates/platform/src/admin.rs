@@ -30,6 +30,22 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
+/// How often histograms are compacted, whether or not anyone scrapes.
+const UPKEEP_PERIOD: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Runs the recorder's upkeep until `stop`: without it, histogram samples pile up in
+/// memory while nobody scrapes `/metrics`.
+pub async fn run_upkeep(stop: CancellationToken) {
+    let handle = metrics_handle();
+    let mut ticker = tokio::time::interval(UPKEEP_PERIOD);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticker.tick() => handle.run_upkeep(),
+        }
+    }
+}
+
 #[derive(Clone)]
 struct AdminState {
     metrics: PrometheusHandle,

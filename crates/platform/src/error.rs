@@ -27,11 +27,15 @@ pub enum Error {
     #[error("{0}")]
     AlreadyExists(String),
     #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
     Unauthenticated(&'static str),
     #[error("{0}")]
     PermissionDenied(&'static str),
     #[error("{0}")]
     DeadlineExceeded(&'static str),
+    #[error("{0}")]
+    ResourceExhausted(&'static str),
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
@@ -52,13 +56,34 @@ impl Error {
     }
 }
 
-/// `field: what is wrong; ...`, for messages and logs.
+/// Characters of a field name or description sent back: violations may echo input
+/// (an unknown mask path), and every trailer must fit a client's metadata limit.
+const MAX_ECHOED_CHARS: usize = 80;
+/// Violations sent back in one status; the rest are summarised by a count.
+const MAX_VIOLATIONS_SENT: usize = 10;
+
+/// `text` cut to `MAX_ECHOED_CHARS` characters, marked with `…` when cut.
+fn bounded(text: &str) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(MAX_ECHOED_CHARS) {
+        Some((end, _)) => format!("{}…", &text[..end]).into(),
+        None => text.into(),
+    }
+}
+
+/// `field: what is wrong; ...`, for messages and logs, bounded in size.
 fn summary(violations: &[FieldViolation]) -> String {
-    violations
+    let mut parts: Vec<String> = violations
         .iter()
-        .map(|v| format!("{}: {}", v.field, v.description))
-        .collect::<Vec<_>>()
-        .join("; ")
+        .take(MAX_VIOLATIONS_SENT)
+        .map(|v| format!("{}: {}", bounded(&v.field), bounded(&v.description)))
+        .collect();
+    if violations.len() > MAX_VIOLATIONS_SENT {
+        parts.push(format!(
+            "and {} more",
+            violations.len() - MAX_VIOLATIONS_SENT
+        ));
+    }
+    parts.join("; ")
 }
 
 impl From<Error> for Status {
@@ -67,8 +92,8 @@ impl From<Error> for Status {
             Error::InvalidArgument(violations) => {
                 let summary = summary(&violations);
                 let mut details = ErrorDetails::new();
-                for v in &violations {
-                    details.add_bad_request_violation(v.field.clone(), v.description.clone());
+                for v in violations.iter().take(MAX_VIOLATIONS_SENT) {
+                    details.add_bad_request_violation(bounded(&v.field), bounded(&v.description));
                 }
                 Status::with_error_details(
                     Code::InvalidArgument,
@@ -78,9 +103,11 @@ impl From<Error> for Status {
             }
             Error::NotFound(resource) => Status::not_found(format!("{resource} not found")),
             Error::AlreadyExists(message) => Status::already_exists(message),
+            Error::FailedPrecondition(message) => Status::failed_precondition(message),
             Error::Unauthenticated(message) => Status::unauthenticated(message),
             Error::PermissionDenied(message) => Status::permission_denied(message),
             Error::DeadlineExceeded(message) => Status::deadline_exceeded(message),
+            Error::ResourceExhausted(message) => Status::resource_exhausted(message),
             Error::Unavailable(cause) => {
                 tracing::warn!(%cause, "dependency unavailable");
                 let details = ErrorDetails::with_retry_info(Some(Duration::from_secs(1)));
@@ -107,11 +134,14 @@ impl From<DieselError> for Error {
     fn from(error: DieselError) -> Self {
         match &error {
             DieselError::NotFound => Error::NotFound("resource"),
+            // Constraint names are schema internals: logged, never sent.
             DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
-                Error::AlreadyExists(format!(
-                    "already exists ({})",
-                    info.constraint_name().unwrap_or("unique constraint")
-                ))
+                tracing::debug!(constraint = info.constraint_name(), "unique violation");
+                Error::AlreadyExists("the resource already exists".into())
+            }
+            DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, info) => {
+                tracing::debug!(constraint = info.constraint_name(), "foreign key violation");
+                Error::FailedPrecondition("a resource this request refers to does not exist".into())
             }
             // The connection died or the server is going away: the database is unavailable.
             DieselError::DatabaseError(
@@ -141,6 +171,16 @@ pub fn unique_violation(error: &DieselError) -> Option<&str> {
     }
 }
 
+/// The name of the foreign key a write violated, if that is why it failed.
+pub fn foreign_key_violation(error: &DieselError) -> Option<&str> {
+    match error {
+        DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, info) => {
+            Some(info.constraint_name().unwrap_or(""))
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,6 +204,23 @@ mod tests {
         let bad_request = details.bad_request().expect("bad request details");
         assert_eq!(bad_request.field_violations.len(), 2);
         assert_eq!(bad_request.field_violations[0].field, "email");
+    }
+
+    #[test]
+    fn echoed_input_is_bounded() {
+        let huge = "x".repeat(10_000);
+        let many: Vec<FieldViolation> = (0..1000)
+            .map(|i| FieldViolation {
+                field: format!("read_mask.paths[{i}]"),
+                description: format!("unknown field {huge}"),
+            })
+            .collect();
+        let status = Status::from(Error::InvalidArgument(many));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(status.message().len() < 2048, "{}", status.message().len());
+        assert!(status.details().len() < 3072, "{}", status.details().len());
+        assert!(status.message().contains("read_mask.paths[0]"));
+        assert!(status.message().contains("and 990 more"));
     }
 
     #[test]

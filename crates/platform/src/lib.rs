@@ -6,12 +6,14 @@
 
 pub mod admin;
 pub mod auth;
+pub mod blocking;
 pub mod cache;
 pub mod config;
 pub mod db;
 pub mod deadline;
 pub mod error;
 pub mod paging;
+pub mod rpc;
 pub mod server;
 pub mod service;
 pub mod telemetry;

@@ -25,8 +25,8 @@ use crate::config::ServerArgs;
 use crate::db::Pool;
 use crate::deadline::DeadlineLayer;
 use crate::error::{Error, Result};
+use crate::rpc::{RpcLayer, known_methods};
 use crate::service::ServiceSpec;
-use crate::telemetry::RpcLayer;
 
 /// The tonic services a service registers, and their names for health.
 #[derive(Default)]
@@ -101,12 +101,17 @@ impl Server {
         names.push("");
         set_all(&health, &names, ServingStatus::NotServing).await;
 
+        // Each version lists itself; both answer, so each lists the other too.
         let reflection_v1 = self
             .reflection()
+            .register_encoded_file_descriptor_set(
+                tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+            )
             .build_v1()
             .map_err(|e| Error::internal(format!("reflection: {e}")))?;
         let reflection_v1alpha = self
             .reflection()
+            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
             .build_v1alpha()
             .map_err(|e| Error::internal(format!("reflection: {e}")))?;
         self.services
@@ -128,6 +133,7 @@ impl Server {
         if let Some(pool) = &self.database {
             pool.spawn_status_reporter(std::time::Duration::from_secs(5));
         }
+        tokio::spawn(crate::admin::run_upkeep(background.clone()));
         if let Some(admin) = admin {
             let (ready, token) = (ready_rx.clone(), background.clone());
             tokio::spawn(async move {
@@ -140,9 +146,22 @@ impl Server {
         let local = listener.local_addr().ok();
         tracing::info!(service = self.spec.name, addr = ?local, "serving grpc");
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let mut descriptors = self.descriptors.clone();
+        descriptors.extend([
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+        ]);
+        let mut served = self.services.names.clone();
+        served.extend([
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1.ServerReflection",
+            "grpc.reflection.v1alpha.ServerReflection",
+        ]);
+        let methods = known_methods(&descriptors, &served);
         let layers = tower::ServiceBuilder::new()
             .layer(CatchPanicLayer::custom(panic_response))
-            .layer(RpcLayer::new(self.args.slow_request_threshold))
+            .layer(RpcLayer::new(&methods, self.args.slow_request_threshold))
             .layer(DeadlineLayer::new(self.args.request_timeout))
             .layer(self.auth.clone());
 

@@ -74,6 +74,42 @@ pub fn id(field: &str, value: &str) -> Result<Uuid> {
     Uuid::try_parse(value).map_err(|_| Error::invalid(field, "is not a valid UUID"))
 }
 
+/// Fails if `value` holds a control character (NUL included): PostgreSQL refuses NUL in
+/// text, and nothing a person types needs the others.
+pub fn plain(field: &str, value: &str) -> Result<()> {
+    if value.chars().any(char::is_control) {
+        return Err(Error::invalid(field, "must not contain control characters"));
+    }
+    Ok(())
+}
+
+/// Bidirectional overrides and zero-width characters: they make two different names
+/// look the same.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{200B}'..='\u{200F}' // zero-width space, joiners, LRM/RLM
+            | '\u{202A}'..='\u{202E}' // bidi embeddings and overrides
+            | '\u{2060}'..='\u{2064}' // word joiner, invisible operators
+            | '\u{2066}'..='\u{2069}' // bidi isolates
+            | '\u{FEFF}' // zero-width no-break space
+            | '\u{00AD}' // soft hyphen
+    )
+}
+
+/// Fails if `value` holds a control character, a bidi override or a zero-width
+/// character: for names that identify something (emails, usernames, slugs).
+pub fn visible(field: &str, value: &str) -> Result<()> {
+    plain(field, value)?;
+    if value.chars().any(is_invisible) {
+        return Err(Error::invalid(
+            field,
+            "must not contain invisible or bidirectional control characters",
+        ));
+    }
+    Ok(())
+}
+
 /// Text of `min..=max` characters (after trimming), returned trimmed.
 pub fn text(field: &str, value: &str, min: usize, max: usize) -> Result<String> {
     let trimmed = value.trim();
@@ -144,6 +180,17 @@ mod tests {
         assert!(text("name", &"x".repeat(11), 1, 10).is_err());
         assert!(text("name", "a\u{0}b", 1, 10).is_err());
         assert_eq!(text("name", "", 0, 10).unwrap(), "");
+    }
+
+    #[test]
+    fn invisible_and_control_characters_are_refused() {
+        assert!(plain("email", "a\u{0}b").is_err());
+        assert!(plain("email", "ok@example.com").is_ok());
+        for sneaky in ["ad\u{202E}min", "a\u{200B}b", "\u{FEFF}x", "x\u{2066}y"] {
+            let error = visible("email", sneaky).unwrap_err();
+            assert!(matches!(&error, Error::InvalidArgument(v) if v[0].field == "email"));
+        }
+        assert!(visible("email", "zoë@example.com").is_ok());
     }
 
     #[test]

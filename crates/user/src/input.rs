@@ -18,6 +18,7 @@ pub(crate) fn email(field: &str, value: &str) -> Result<String> {
     if email.is_empty() {
         return Err(Error::invalid(field, "is required"));
     }
+    validate::visible(field, &email)?;
     let invalid = || Error::invalid(field, "is not an email address");
     if email.len() > MAX_EMAIL_LEN {
         return Err(Error::invalid(

@@ -446,9 +446,11 @@ impl UserServiceApi for UserService {
         if message.tenant_slug.is_empty() {
             violations.add("tenant_slug", "is required");
         }
+        violations.check(validate::visible("tenant_slug", &message.tenant_slug));
         if message.email.is_empty() {
             violations.add("email", "is required");
         }
+        violations.check(validate::visible("email", &message.email));
         if message.password.is_empty() {
             violations.add("password", "is required");
         }
@@ -472,7 +474,7 @@ impl UserServiceApi for UserService {
             Some((user, hash)) => (Some(user), hash),
             None => (None, None),
         };
-        let matches = password::verify(message.password, stored_hash).await;
+        let matches = password::verify(message.password, stored_hash).await?;
         let user = match user {
             Some(user) if matches && user.status == "active" => user,
             _ => return Err(denied()),

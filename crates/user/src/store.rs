@@ -1,7 +1,7 @@
 //! The user service's queries. Each takes a connection, and every user query filters by
 //! tenant: another tenant's rows are never read or written.
 
-use agentic_platform::error::{Error, Result, unique_violation};
+use agentic_platform::error::{Error, Result, foreign_key_violation, unique_violation};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
@@ -24,6 +24,10 @@ fn write_error(error: diesel::result::Error) -> Error {
         }
         Some("tenants_slug_key") => {
             Error::AlreadyExists("a tenant with this slug already exists".into())
+        }
+        // A user's only reference is its tenant, which comes from the caller's token.
+        _ if foreign_key_violation(&error).is_some() => {
+            Error::FailedPrecondition("the tenant of this token does not exist".into())
         }
         _ => Error::from(error),
     }

@@ -1,0 +1,307 @@
+//! One span and one set of metrics per RPC, and a warning for each slow or failed one.
+//!
+//! Metric labels come only from a closed set: the methods of the services the server
+//! registered (read from their descriptors) and the gRPC codes. Any other path, such as
+//! random paths from anonymous clients, counts as `unknown`, so `/metrics` cannot grow
+//! without bound. A call is recorded when it ends, or when it is dropped unfinished (the
+//! client went away or a timeout fired): then its code is `Cancelled`.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use opentelemetry_http::HeaderExtractor;
+use prost::Message;
+use tower::{Layer, Service};
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// The label of every method outside the known set.
+const UNKNOWN: &str = "unknown";
+
+/// Metric handles of one method, registered once.
+#[derive(Debug)]
+struct MethodMetrics {
+    service: &'static str,
+    method: &'static str,
+    duration: metrics::Histogram,
+    in_flight: metrics::Gauge,
+    ok: metrics::Counter,
+}
+
+impl MethodMetrics {
+    fn new(service: &'static str, method: &'static str) -> Self {
+        Self {
+            duration: metrics::histogram!("grpc_server_handling_seconds", "grpc_service" => service, "grpc_method" => method),
+            in_flight: metrics::gauge!("grpc_server_in_flight", "grpc_service" => service, "grpc_method" => method),
+            ok: metrics::counter!("grpc_server_handled_total", "grpc_service" => service, "grpc_method" => method, "grpc_code" => "Ok"),
+            service,
+            method,
+        }
+    }
+
+    fn handled(&self, code: tonic::Code, elapsed: Duration) {
+        if code == tonic::Code::Ok {
+            self.ok.increment(1);
+        } else {
+            metrics::counter!("grpc_server_handled_total", "grpc_service" => self.service, "grpc_method" => self.method, "grpc_code" => code_label(code)).increment(1);
+        }
+        self.duration.record(elapsed.as_secs_f64());
+    }
+}
+
+/// The known methods by path (`/pkg.Service/Method`), and the one entry for the rest.
+#[derive(Debug)]
+struct Methods {
+    known: HashMap<&'static str, MethodMetrics>,
+    unknown: MethodMetrics,
+}
+
+impl Methods {
+    fn of(&self, path: &str) -> &MethodMetrics {
+        self.known.get(path).unwrap_or(&self.unknown)
+    }
+}
+
+/// The methods of `services` described in `descriptor_sets`, as `/pkg.Service/Method`.
+/// Leaked once per server: a bounded set of names that lives as long as the process.
+pub(crate) fn known_methods(
+    descriptor_sets: &[&[u8]],
+    services: &[&str],
+) -> Vec<(&'static str, &'static str, &'static str)> {
+    let mut methods = Vec::new();
+    for set in descriptor_sets {
+        let Ok(set) = prost_types::FileDescriptorSet::decode(*set) else {
+            continue;
+        };
+        for file in &set.file {
+            let package = file.package();
+            for service in &file.service {
+                let full = if package.is_empty() {
+                    service.name().to_owned()
+                } else {
+                    format!("{package}.{}", service.name())
+                };
+                if !services.contains(&full.as_str()) {
+                    continue;
+                }
+                let full: &'static str = Box::leak(full.into_boxed_str());
+                for method in &service.method {
+                    let path = Box::leak(format!("/{full}/{}", method.name()).into_boxed_str());
+                    let name = &path[full.len() + 2..];
+                    methods.push((&*path, full, name));
+                }
+            }
+        }
+    }
+    methods.sort_unstable();
+    methods.dedup();
+    methods
+}
+
+/// One span and one set of metrics per RPC; a warning for each slow one.
+#[derive(Debug, Clone)]
+pub struct RpcLayer {
+    methods: Arc<Methods>,
+    slow: Duration,
+}
+
+impl RpcLayer {
+    /// `methods` are the known `(path, service, method)`s; requests slower than `slow` are
+    /// logged as warnings.
+    pub(crate) fn new(
+        methods: &[(&'static str, &'static str, &'static str)],
+        slow: Duration,
+    ) -> Self {
+        let known = methods
+            .iter()
+            .map(|&(path, service, method)| (path, MethodMetrics::new(service, method)))
+            .collect();
+        Self {
+            methods: Arc::new(Methods {
+                known,
+                unknown: MethodMetrics::new(UNKNOWN, UNKNOWN),
+            }),
+            slow,
+        }
+    }
+}
+
+impl<S> Layer<S> for RpcLayer {
+    type Service = RpcService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RpcService {
+            inner,
+            methods: self.methods.clone(),
+            slow: self.slow,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RpcService<S> {
+    inner: S,
+    methods: Arc<Methods>,
+    slow: Duration,
+}
+
+/// Records a call when it ends, or as `Cancelled` when dropped before it ends.
+struct CallRecord {
+    methods: Arc<Methods>,
+    path: http::uri::PathAndQuery,
+    started: Instant,
+    code: Option<tonic::Code>,
+}
+
+impl CallRecord {
+    fn metrics(&self) -> &MethodMetrics {
+        self.methods.of(self.path.path())
+    }
+}
+
+impl Drop for CallRecord {
+    fn drop(&mut self) {
+        let metrics = self.methods.of(self.path.path());
+        metrics.in_flight.decrement(1.0);
+        metrics.handled(
+            self.code.unwrap_or(tonic::Code::Cancelled),
+            self.started.elapsed(),
+        );
+    }
+}
+
+impl<S, B, RB> Service<http::Request<B>> for RpcService<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<RB>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let path = request
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+        let mut record = CallRecord {
+            methods: self.methods.clone(),
+            path,
+            started: Instant::now(),
+            code: None,
+        };
+        let metrics = record.metrics();
+        metrics.in_flight.increment(1.0);
+        let span = tracing::info_span!(
+            "rpc",
+            otel.name = %format_args!("{}/{}", metrics.service, metrics.method),
+            otel.kind = "server",
+            rpc.system = "grpc",
+            rpc.service = metrics.service,
+            rpc.method = metrics.method,
+            rpc.grpc.status_code = tracing::field::Empty,
+        );
+        if !span.is_disabled() {
+            let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
+                propagator.extract(&HeaderExtractor(request.headers()))
+            });
+            let _ = span.set_parent(parent);
+        }
+
+        let slow = self.slow;
+        let fut = self.inner.call(request);
+        let record_span = span.clone();
+        Box::pin(
+            async move {
+                let result = fut.await;
+                // Errors come as trailers-only responses, with grpc-status in the headers;
+                // successful responses carry it in trailers, after this layer sees them.
+                let code = match &result {
+                    Ok(response) => response
+                        .headers()
+                        .get("grpc-status")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<i32>().ok())
+                        .map_or(tonic::Code::Ok, tonic::Code::from_i32),
+                    Err(_) => tonic::Code::Unknown,
+                };
+                record_span.record("rpc.grpc.status_code", code as i32);
+                record.code = Some(code);
+                let elapsed = record.started.elapsed();
+                if matches!(code, tonic::Code::Internal | tonic::Code::Unavailable) {
+                    tracing::warn!(grpc_code = ?code, "rpc failed");
+                } else if elapsed > slow {
+                    tracing::warn!(grpc_code = ?code, elapsed_ms = elapsed.as_millis() as u64, "slow rpc");
+                }
+                drop(record);
+                result
+            }
+            .instrument(span),
+        )
+    }
+}
+
+/// The label of a gRPC code, without formatting on the request path.
+fn code_label(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "Ok",
+        Cancelled => "Cancelled",
+        Unknown => "Unknown",
+        InvalidArgument => "InvalidArgument",
+        DeadlineExceeded => "DeadlineExceeded",
+        NotFound => "NotFound",
+        AlreadyExists => "AlreadyExists",
+        PermissionDenied => "PermissionDenied",
+        ResourceExhausted => "ResourceExhausted",
+        FailedPrecondition => "FailedPrecondition",
+        Aborted => "Aborted",
+        OutOfRange => "OutOfRange",
+        Unimplemented => "Unimplemented",
+        Internal => "Internal",
+        Unavailable => "Unavailable",
+        DataLoss => "DataLoss",
+        Unauthenticated => "Unauthenticated",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_methods_come_from_the_registered_services_descriptors() {
+        let methods = known_methods(
+            &[tonic_health::pb::FILE_DESCRIPTOR_SET],
+            &["grpc.health.v1.Health"],
+        );
+        let paths: Vec<&str> = methods.iter().map(|m| m.0).collect();
+        assert!(paths.contains(&"/grpc.health.v1.Health/Check"), "{paths:?}");
+        assert!(methods.contains(&(
+            "/grpc.health.v1.Health/Check",
+            "grpc.health.v1.Health",
+            "Check"
+        )));
+
+        let none = known_methods(&[tonic_health::pb::FILE_DESCRIPTOR_SET], &["other.Service"]);
+        assert!(none.is_empty());
+    }
+
+    #[test]
+    fn unknown_paths_share_one_entry() {
+        let layer = RpcLayer::new(&[("/a.B/C", "a.B", "C")], Duration::from_secs(1));
+        assert_eq!(layer.methods.of("/a.B/C").method, "C");
+        assert_eq!(layer.methods.of("/a.B/Random").method, UNKNOWN);
+        assert_eq!(layer.methods.of("/zzz").service, UNKNOWN);
+    }
+}
