@@ -208,3 +208,61 @@ async fn a_call_the_client_abandons_is_counted_as_cancelled() {
     }
     panic!("the abandoned call was never counted");
 }
+
+/// An echo client for `service` that may send and receive messages of `size` bytes.
+async fn big_client(
+    service: &TestService<EchoApp>,
+    size: usize,
+) -> EchoServiceClient<agentic_platform::testsuite::BearerChannel> {
+    let token = service.token(Uuid::now_v7(), roles::MEMBER);
+    EchoServiceClient::new(service.bearer_channel(Some(&token)).await)
+        .max_encoding_message_size(size)
+        .max_decoding_message_size(size)
+}
+
+#[tokio::test]
+async fn a_message_over_the_limit_is_resource_exhausted_compressed_or_not() {
+    let harness = Harness::<EchoApp>::start().await;
+    let five_mib = "a".repeat(5 * 1024 * 1024);
+    let mut plain = big_client(&harness.service, 16 << 20).await;
+    let error = plain
+        .echo(say(&five_mib, 0))
+        .await
+        .expect_err("over the 4 MiB default");
+    assert_eq!(error.code(), tonic::Code::ResourceExhausted, "{error:?}");
+
+    let mut gzip = big_client(&harness.service, 16 << 20)
+        .await
+        .send_compressed(tonic::codec::CompressionEncoding::Gzip);
+    let error = gzip
+        .echo(say(&five_mib, 0))
+        .await
+        .expect_err("inflates past the 4 MiB default");
+    assert_eq!(error.code(), tonic::Code::ResourceExhausted, "{error:?}");
+
+    let reply = gzip
+        .echo(say("small", 0))
+        .await
+        .expect("small messages pass");
+    assert_eq!(reply.into_inner().message, "small");
+}
+
+#[tokio::test]
+async fn the_message_limit_is_configurable() {
+    let db = TestDatabase::create(EchoApp::SPEC.name, EchoApp::MIGRATIONS).await;
+    let mut args = Options::default().service_args(&db.url, &db.name);
+    args.server.grpc_max_message_size = 8 << 20;
+    let service = TestService::<EchoApp>::start_with_args(args).await;
+    service.wait_for(ServingStatus::Serving).await;
+
+    let mut client = big_client(&service, 16 << 20).await;
+    let five_mib = "b".repeat(5 * 1024 * 1024);
+    let reply = client.echo(say(&five_mib, 0)).await.expect("under 8 MiB");
+    assert_eq!(reply.into_inner().message.len(), five_mib.len());
+    let nine_mib = "c".repeat(9 * 1024 * 1024);
+    let error = client
+        .echo(say(&nine_mib, 0))
+        .await
+        .expect_err("over 8 MiB");
+    assert_eq!(error.code(), tonic::Code::ResourceExhausted, "{error:?}");
+}

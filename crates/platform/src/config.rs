@@ -193,6 +193,9 @@ pub struct AuthArgs {
     pub jwt_ttl: u64,
 }
 
+/// gRPC's customary largest message: 4 MiB.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
+
 /// The gRPC listener, its limits and the admin HTTP port.
 #[derive(Debug, Clone, Args)]
 pub struct ServerArgs {
@@ -207,6 +210,11 @@ pub struct ServerArgs {
     /// Longest a request may run when the caller sets no shorter deadline (e.g. 30s).
     #[arg(long, env = "REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
+
+    /// Largest request message accepted, in bytes (compressed or not); larger ones get
+    /// RESOURCE_EXHAUSTED.
+    #[arg(long, env = "GRPC_MAX_MESSAGE_SIZE", default_value_t = DEFAULT_MAX_MESSAGE_SIZE)]
+    pub grpc_max_message_size: usize,
 
     /// Concurrent requests served per client connection.
     #[arg(long, env = "CONCURRENCY_LIMIT_PER_CONNECTION", default_value_t = 256)]
@@ -231,6 +239,7 @@ impl Default for ServerArgs {
             grpc_addr: None,
             admin_addr: None,
             request_timeout: Duration::from_secs(30),
+            grpc_max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             concurrency_limit_per_connection: 256,
             shutdown_grace: Duration::from_secs(30),
             readiness_interval: Duration::from_secs(2),

@@ -12,6 +12,7 @@ pub mod config;
 pub mod db;
 pub mod deadline;
 pub mod error;
+pub mod message_limit;
 pub mod paging;
 pub mod rpc;
 pub mod server;

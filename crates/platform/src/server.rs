@@ -25,6 +25,7 @@ use crate::config::ServerArgs;
 use crate::db::Pool;
 use crate::deadline::DeadlineLayer;
 use crate::error::{Error, Result};
+use crate::message_limit::MessageLimitLayer;
 use crate::rpc::{RpcLayer, known_methods};
 use crate::service::ServiceSpec;
 
@@ -162,6 +163,7 @@ impl Server {
         let layers = tower::ServiceBuilder::new()
             .layer(CatchPanicLayer::custom(panic_response))
             .layer(RpcLayer::new(&methods, self.args.slow_request_threshold))
+            .layer(MessageLimitLayer::new(self.args.grpc_max_message_size))
             .layer(DeadlineLayer::new(self.args.request_timeout))
             .layer(self.auth.clone());
 

@@ -70,6 +70,9 @@ pub struct Context {
     pub cache: Cache,
     pub tokens: Arc<Tokens>,
     pub pages: PageTokens,
+    /// Largest request message, in bytes: give it to each generated server's
+    /// `max_decoding_message_size`, so inflated messages are held to it too.
+    pub max_message_size: usize,
 }
 
 /// Everything a service is configured with.
@@ -144,6 +147,7 @@ impl<S: ServiceType> App<S> {
                 tokens: Arc::new(Tokens::new(&args.auth)?),
                 // Page tokens get a key of their own, derived from the shared secret.
                 pages: PageTokens::new(args.auth.jwt_secret.as_bytes()),
+                max_message_size: args.server.grpc_max_message_size,
             },
             server: args.server.clone(),
             service: PhantomData,

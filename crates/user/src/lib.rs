@@ -51,6 +51,7 @@ impl ServiceType for UserApp {
         let service = service::UserService::new(context);
         services.add(
             UserServiceServer::new(service)
+                .max_decoding_message_size(context.max_message_size)
                 .accept_compressed(CompressionEncoding::Gzip)
                 .send_compressed(CompressionEncoding::Gzip),
         );
