@@ -35,13 +35,17 @@ pub struct DatabaseArgs {
     #[arg(long, env = "DB_POOL_RECYCLE", default_value_t = 3600)]
     pub db_pool_recycle: u64,
 
+    /// Longest wait for PostgreSQL to accept a new connection (e.g. 3s).
+    #[arg(long, env = "DB_CONNECT_TIMEOUT", default_value = "3s", value_parser = humantime::parse_duration)]
+    pub db_connect_timeout: Duration,
+
     /// Check a connection that sat idle before handing it out.
     #[arg(long, env = "DB_POOL_PRE_PING", default_value_t = true, action = ArgAction::Set)]
     pub db_pool_pre_ping: bool,
 
     /// Milliseconds a statement may run (PostgreSQL statement_timeout); 0 for no limit.
     /// A request's remaining gRPC deadline lowers it further.
-    #[arg(long, env = "DB_QUERY_TIMEOUT", default_value_t = 30_000)]
+    #[arg(long, env = "DB_QUERY_TIMEOUT", default_value_t = 5_000)]
     pub db_query_timeout: u64,
 }
 
@@ -54,8 +58,9 @@ impl DatabaseArgs {
             db_max_overflow: 10,
             db_pool_timeout: 30,
             db_pool_recycle: 3600,
+            db_connect_timeout: Duration::from_secs(3),
             db_pool_pre_ping: true,
-            db_query_timeout: 30_000,
+            db_query_timeout: 5_000,
         }
     }
 }
@@ -207,8 +212,9 @@ pub struct ServerArgs {
     #[arg(long, env = "ADMIN_ADDR")]
     pub admin_addr: Option<SocketAddr>,
 
-    /// Longest a request may run when the caller sets no shorter deadline (e.g. 30s).
-    #[arg(long, env = "REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    /// Longest a request may run when the caller sets no shorter deadline (e.g. 10s); it
+    /// also bounds the request's waits for, and queries on, the database.
+    #[arg(long, env = "REQUEST_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
 
     /// Largest request message accepted, in bytes (compressed or not); larger ones get
@@ -224,9 +230,13 @@ pub struct ServerArgs {
     #[arg(long, env = "SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
 
-    /// How often readiness checks the database (e.g. 2s).
-    #[arg(long, env = "READINESS_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
+    /// How often readiness checks the database (e.g. 1s).
+    #[arg(long, env = "READINESS_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
     pub readiness_interval: Duration,
+
+    /// A readiness check slower than this counts as "the database does not answer" (e.g. 1s).
+    #[arg(long, env = "READINESS_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub readiness_timeout: Duration,
 
     /// Requests slower than this are logged as warnings, with method and code (e.g. 500ms).
     #[arg(long, env = "SLOW_REQUEST_THRESHOLD", default_value = "500ms", value_parser = humantime::parse_duration)]
@@ -238,11 +248,12 @@ impl Default for ServerArgs {
         Self {
             grpc_addr: None,
             admin_addr: None,
-            request_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(10),
             grpc_max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             concurrency_limit_per_connection: 256,
             shutdown_grace: Duration::from_secs(30),
-            readiness_interval: Duration::from_secs(2),
+            readiness_interval: Duration::from_secs(1),
+            readiness_timeout: Duration::from_secs(1),
             slow_request_threshold: Duration::from_millis(500),
         }
     }

@@ -3,8 +3,9 @@
 //! [`DeadlineLayer`] reads the caller's `grpc-timeout` header (capped by the server's own
 //! request timeout) and runs the request inside a task-local scope, so the pool can cap
 //! checkout waits and statement timeouts by [`remaining`] without threading a value
-//! through every call. Requests without a deadline run unscoped: tonic's own timeout
-//! still bounds them, and their queries keep the configured statement timeout.
+//! through every call. Requests without a deadline get the server's request timeout, so
+//! no request waits on the database longer than that; a request still running at its
+//! deadline is answered `DEADLINE_EXCEEDED` (and its work dropped).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -77,10 +78,11 @@ pub struct DeadlineService<S> {
     max: Duration,
 }
 
-impl<S, B> Service<http::Request<B>> for DeadlineService<S>
+impl<S, B, RB> Service<http::Request<B>> for DeadlineService<S>
 where
-    S: Service<http::Request<B>>,
+    S: Service<http::Request<B>, Response = http::Response<RB>>,
     S::Future: Send + 'static,
+    RB: Default,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -97,10 +99,16 @@ where
             .and_then(|value| value.to_str().ok())
             .and_then(parse_grpc_timeout);
         let fut = self.inner.call(request);
-        match asked {
-            Some(asked) => Box::pin(scope(asked.min(self.max), fut)),
-            None => Box::pin(fut),
-        }
+        let deadline = asked.map_or(self.max, |asked| asked.min(self.max));
+        Box::pin(async move {
+            match tokio::time::timeout(deadline, scope(deadline, fut)).await {
+                Ok(result) => result,
+                Err(_) => {
+                    metrics::counter!("grpc_server_deadline_exceeded_total").increment(1);
+                    Ok(tonic::Status::deadline_exceeded("deadline exceeded").into_http())
+                }
+            }
+        })
     }
 }
 

@@ -129,6 +129,7 @@ impl Server {
             names.clone(),
             ready_tx,
             self.args.readiness_interval,
+            self.args.readiness_timeout,
             background.clone(),
         ));
         if let Some(pool) = &self.database {
@@ -179,7 +180,8 @@ impl Server {
             }
         };
         let serve = tonic::transport::Server::builder()
-            .timeout(self.args.request_timeout)
+            // A backstop only: the deadline layer answers DEADLINE_EXCEEDED first.
+            .timeout(self.args.request_timeout + std::time::Duration::from_secs(1))
             .concurrency_limit_per_connection(self.args.concurrency_limit_per_connection)
             .load_shed(true)
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
@@ -225,6 +227,7 @@ async fn follow_readiness(
     names: Vec<&'static str>,
     ready: watch::Sender<bool>,
     interval: std::time::Duration,
+    timeout: std::time::Duration,
     stop: CancellationToken,
 ) {
     let mut ticker = tokio::time::interval(interval);
@@ -235,7 +238,7 @@ async fn follow_readiness(
             _ = ticker.tick() => {}
         }
         let now_ready = match &database {
-            Some(pool) => pool.ping().await,
+            Some(pool) => pool.ping(timeout).await,
             None => true,
         };
         if stop.is_cancelled() {

@@ -10,13 +10,15 @@ use diesel::ConnectionError;
 use diesel::connection::InstrumentationEvent;
 use diesel_async::pooled_connection::PoolableConnection;
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::failures::ConnectFailures;
 use crate::error::{Error, Result};
 
 /// Connections used within this window skip the pre-ping: they were just proven alive.
 const PRE_PING_SKIP_WINDOW: Duration = Duration::from_millis(500);
+/// A pre-ping slower than this means a hung server: the connection is dropped.
+const PRE_PING_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub struct PgConn {
     conn: AsyncPgConnection,
@@ -24,6 +26,11 @@ pub struct PgConn {
     last_checked: Instant,
     /// Off while the pool runs its own statements (pings, SET), so they are not counted.
     counting: Arc<AtomicBool>,
+    /// Set when a query was abandoned mid-flight: the protocol state is unknown, so the
+    /// pool must not hand this connection out again.
+    abandoned: bool,
+    /// The pool's outage count when this connection was last proven alive.
+    checked_in_outage: u64,
 }
 
 impl Deref for PgConn {
@@ -40,6 +47,11 @@ impl DerefMut for PgConn {
 }
 
 impl PgConn {
+    /// Marks the connection unusable; the pool closes it when it comes back.
+    pub(crate) fn abandon(&mut self) {
+        self.abandoned = true;
+    }
+
     /// Runs pool housekeeping SQL without counting it as application queries.
     pub(crate) async fn execute_uncounted(&mut self, sql: &str) -> diesel::QueryResult<()> {
         self.counting.store(false, Ordering::Relaxed);
@@ -78,7 +90,10 @@ pub struct Manager {
     statement_timeout: Option<Duration>,
     pre_ping: bool,
     queries: Arc<AtomicU64>,
-    connect_failed: Arc<Notify>,
+    failures: Arc<ConnectFailures>,
+    /// Database outages seen by readiness: a connection older than the last one is
+    /// pre-pinged whenever it was last used.
+    outages: Arc<AtomicU64>,
 }
 
 impl Manager {
@@ -89,7 +104,8 @@ impl Manager {
         statement_timeout: Option<Duration>,
         pre_ping: bool,
         queries: Arc<AtomicU64>,
-        connect_failed: Arc<Notify>,
+        failures: Arc<ConnectFailures>,
+        outages: Arc<AtomicU64>,
     ) -> Self {
         Self {
             pool,
@@ -98,7 +114,8 @@ impl Manager {
             statement_timeout,
             pre_ping,
             queries,
-            connect_failed,
+            failures,
+            outages,
         }
     }
 
@@ -130,6 +147,8 @@ impl Manager {
             statement_timeout: self.statement_timeout,
             last_checked: Instant::now(),
             counting,
+            abandoned: false,
+            checked_in_outage: self.outages.load(Ordering::Relaxed),
         })
     }
 }
@@ -142,29 +161,35 @@ impl bb8::ManageConnection for Manager {
         let opened = self.open().await;
         match &opened {
             Ok(_) => {
-                metrics::counter!("db_connections_opened_total", "pool" => self.pool).increment(1)
+                metrics::counter!("db_connections_opened_total", "pool" => self.pool).increment(1);
+                self.failures.connected();
             }
             Err(_) => {
                 metrics::counter!("db_connect_errors_total", "pool" => self.pool).increment(1);
-                self.connect_failed.notify_waiters();
+                self.failures.failed();
             }
         }
         opened
     }
 
     async fn is_valid(&self, conn: &mut PgConn) -> Result<(), ConnectionError> {
-        if !self.pre_ping || conn.last_checked.elapsed() < PRE_PING_SKIP_WINDOW {
+        let outages = self.outages.load(Ordering::Relaxed);
+        let recently_proven =
+            conn.last_checked.elapsed() < PRE_PING_SKIP_WINDOW && conn.checked_in_outage == outages;
+        if !self.pre_ping || recently_proven {
             return Ok(());
         }
-        conn.execute_uncounted("SELECT 1")
+        tokio::time::timeout(PRE_PING_TIMEOUT, conn.execute_uncounted("SELECT 1"))
             .await
+            .map_err(|_| ConnectionError::BadConnection("pre-ping timed out".into()))?
             .map_err(|e| ConnectionError::BadConnection(e.to_string()))?;
         conn.last_checked = Instant::now();
+        conn.checked_in_outage = outages;
         Ok(())
     }
 
     fn has_broken(&self, conn: &mut PgConn) -> bool {
-        conn.conn.is_broken()
+        conn.abandoned || conn.conn.is_broken()
     }
 }
 

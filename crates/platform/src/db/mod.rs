@@ -3,24 +3,28 @@
 //! - base size plus overflow: `min_idle` connections stay open, up to `max_overflow` more
 //!   open under load and close again once idle;
 //! - checkout waits are capped by `DB_POOL_TIMEOUT` and by the request's gRPC deadline;
-//! - a failed connect fails waiting callers at once with `UNAVAILABLE`;
+//! - each failed connect fails one waiting caller at once with `UNAVAILABLE`;
 //! - every connection has a `statement_timeout`, lowered to the request's remaining
-//!   deadline when that is shorter;
+//!   deadline when that is shorter; a server that hangs (and so cannot enforce it) is
+//!   caught client-side a moment later, and the connection is discarded;
+//! - readiness pings on a connection of its own, never waiting behind the load;
 //! - application queries are counted (tests assert query counts; `/metrics` exports them),
 //!   the pool's own pings are not.
 
 mod connection;
+mod failures;
 mod migrate;
+mod probe;
 mod status;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::Notify;
-
 pub use connection::{Manager, PgConn};
+use failures::ConnectFailures;
 pub use migrate::run_migrations;
+use probe::Probe;
 pub use status::PoolStatus;
 
 use crate::config::DatabaseArgs;
@@ -44,8 +48,9 @@ fn round_down(left: Duration) -> Duration {
 /// A checked-out connection; it goes back to the pool when dropped.
 pub type Conn<'a> = bb8::PooledConnection<'a, Manager>;
 
-/// How long to wait for PostgreSQL to accept a new connection.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How much longer than its statement timeout a query may take before the client gives
+/// up on the server: PostgreSQL enforces the timeout itself unless it is hung.
+const HUNG_SERVER_MARGIN: Duration = Duration::from_secs(1);
 /// Overflow connections close after sitting idle this long.
 const OVERFLOW_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -62,7 +67,13 @@ struct Shared {
     statement_timeout: Option<Duration>,
     waiting: AtomicU64,
     queries: Arc<AtomicU64>,
-    connect_failed: Arc<Notify>,
+    failures: Arc<ConnectFailures>,
+    probe: Probe,
+    /// The last readiness probe's answer: while it failed, checkouts fail at once
+    /// instead of each discovering the hung database for itself.
+    answering: AtomicBool,
+    /// Outages readiness has seen; connections from before the last one are re-checked.
+    outages: Arc<AtomicU64>,
 }
 
 impl Pool {
@@ -70,17 +81,19 @@ impl Pool {
     /// while the database is down. `name` labels the pool's metrics.
     pub fn new(name: &'static str, args: &DatabaseArgs) -> Self {
         let queries = Arc::new(AtomicU64::new(0));
-        let connect_failed = Arc::new(Notify::new());
+        let failures = Arc::new(ConnectFailures::default());
+        let outages = Arc::new(AtomicU64::new(0));
         let statement_timeout =
             (args.db_query_timeout > 0).then(|| Duration::from_millis(args.db_query_timeout));
         let manager = Manager::new(
             name,
             args.database_url.clone(),
-            CONNECT_TIMEOUT,
+            args.db_connect_timeout,
             statement_timeout,
             args.db_pool_pre_ping,
             queries.clone(),
-            connect_failed.clone(),
+            failures.clone(),
+            outages.clone(),
         );
         let checkout_timeout = Duration::from_secs(args.db_pool_timeout.max(1));
         let inner = bb8::Pool::builder()
@@ -102,7 +115,10 @@ impl Pool {
                 statement_timeout,
                 waiting: AtomicU64::new(0),
                 queries,
-                connect_failed,
+                failures,
+                probe: Probe::new(args.database_url.clone()),
+                answering: AtomicBool::new(true),
+                outages,
             }),
         }
     }
@@ -112,6 +128,9 @@ impl Pool {
     /// `DEADLINE_EXCEEDED` when no connection frees up in time, `UNAVAILABLE` when
     /// PostgreSQL refuses new connections.
     pub async fn get(&self) -> Result<Conn<'_>> {
+        if !self.shared.answering.load(Ordering::Relaxed) {
+            return Err(Error::Unavailable("the database is not answering".into()));
+        }
         let remaining = deadline::remaining();
         if remaining.is_some_and(|left| left.is_zero()) {
             return Err(Error::DeadlineExceeded("request deadline exceeded"));
@@ -120,16 +139,26 @@ impl Pool {
             left.min(self.shared.checkout_timeout)
         });
 
-        let connect_failed = self.shared.connect_failed.notified();
-        tokio::pin!(connect_failed);
-        connect_failed.as_mut().enable();
-
         let started = tokio::time::Instant::now();
+        let give_up = started + wait;
         self.shared.waiting.fetch_add(1, Ordering::Relaxed);
-        let checkout = tokio::select! {
-            checkout = tokio::time::timeout(wait, self.inner.get()) => Some(checkout),
-            () = &mut connect_failed => None,
+        let waiting = self.shared.failures.wait();
+        let checkout = loop {
+            let failure = self.shared.failures.next();
+            tokio::pin!(failure);
+            failure.as_mut().enable();
+            tokio::select! {
+                checkout = tokio::time::timeout_at(give_up, self.inner.get()) => break Some(checkout),
+                () = &mut failure => {
+                    if self.shared.failures.claim() {
+                        break None;
+                    }
+                    // Another waiter took that failure; ask bb8 again, which starts a
+                    // connection attempt for this caller.
+                }
+            }
         };
+        drop(waiting);
         self.shared.waiting.fetch_sub(1, Ordering::Relaxed);
         metrics::histogram!("db_pool_checkout_seconds", "pool" => self.shared.name)
             .record(started.elapsed().as_secs_f64());
@@ -161,9 +190,25 @@ impl Pool {
 
     /// Runs `work` on a checked-out connection and returns it to the pool afterwards:
     /// `pool.run(async |conn| store::find(conn, id).await)`.
+    ///
+    /// If the server stops answering (hung, not closed), `work` is abandoned a moment
+    /// after its statement timeout with `UNAVAILABLE`, and the connection is discarded.
     pub async fn run<T>(&self, work: impl AsyncFnOnce(&mut PgConn) -> Result<T>) -> Result<T> {
         let mut conn = self.get().await?;
-        work(&mut conn).await
+        let Some(limit) = self.statement_timeout_now() else {
+            return work(&mut conn).await;
+        };
+        let outcome = tokio::time::timeout(limit + HUNG_SERVER_MARGIN, work(&mut conn)).await;
+        match outcome {
+            Ok(result) => result,
+            Err(_) => {
+                conn.abandon();
+                metrics::counter!("db_hung_queries_total", "pool" => self.shared.name).increment(1);
+                Err(Error::Unavailable(
+                    "the database did not answer in time".into(),
+                ))
+            }
+        }
     }
 
     /// The statement timeout a query started now may have: the configured one, lowered
@@ -176,16 +221,18 @@ impl Pool {
         }
     }
 
-    /// Whether PostgreSQL answers; not counted as an application query.
-    pub async fn ping(&self) -> bool {
-        let check = async {
-            let mut conn = self.get().await.ok()?;
-            conn.execute_uncounted("SELECT 1").await.ok()
-        };
-        matches!(
-            tokio::time::timeout(CONNECT_TIMEOUT, check).await,
-            Ok(Some(()))
-        )
+    /// Whether PostgreSQL answers within `timeout`, asked on the probe's own connection
+    /// (so a saturated pool does not look like a dead database); not counted as an
+    /// application query.
+    ///
+    /// Until a ping succeeds again, checkouts fail at once with `UNAVAILABLE`.
+    pub async fn ping(&self, timeout: Duration) -> bool {
+        let answering = self.shared.probe.ping(timeout).await;
+        let was_answering = self.shared.answering.swap(answering, Ordering::Relaxed);
+        if was_answering && !answering {
+            self.shared.outages.fetch_add(1, Ordering::Relaxed);
+        }
+        answering
     }
 
     /// Application queries run through this pool since it was built.
