@@ -84,41 +84,19 @@ fn set_statement_timeout_sql(timeout: Option<Duration>) -> String {
 
 /// Opens, validates and recycles [`PgConn`]s for bb8.
 pub struct Manager {
-    pool: &'static str,
-    url: String,
-    connect_timeout: Duration,
-    statement_timeout: Option<Duration>,
-    pre_ping: bool,
-    queries: Arc<AtomicU64>,
-    failures: Arc<ConnectFailures>,
+    pub(crate) pool: &'static str,
+    pub(crate) url: String,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) statement_timeout: Option<Duration>,
+    pub(crate) pre_ping: bool,
+    pub(crate) queries: Arc<AtomicU64>,
+    pub(crate) failures: Arc<ConnectFailures>,
     /// Database outages seen by readiness: a connection older than the last one is
     /// pre-pinged whenever it was last used.
-    outages: Arc<AtomicU64>,
+    pub(crate) outages: Arc<AtomicU64>,
 }
 
 impl Manager {
-    pub(crate) fn new(
-        pool: &'static str,
-        url: String,
-        connect_timeout: Duration,
-        statement_timeout: Option<Duration>,
-        pre_ping: bool,
-        queries: Arc<AtomicU64>,
-        failures: Arc<ConnectFailures>,
-        outages: Arc<AtomicU64>,
-    ) -> Self {
-        Self {
-            pool,
-            url,
-            connect_timeout,
-            statement_timeout,
-            pre_ping,
-            queries,
-            failures,
-            outages,
-        }
-    }
-
     async fn open(&self) -> Result<PgConn, ConnectionError> {
         let mut conn = tokio::time::timeout(
             self.connect_timeout,

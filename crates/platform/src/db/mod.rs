@@ -85,16 +85,16 @@ impl Pool {
         let outages = Arc::new(AtomicU64::new(0));
         let statement_timeout =
             (args.db_query_timeout > 0).then(|| Duration::from_millis(args.db_query_timeout));
-        let manager = Manager::new(
-            name,
-            args.database_url.clone(),
-            args.db_connect_timeout,
+        let manager = Manager {
+            pool: name,
+            url: args.database_url.clone(),
+            connect_timeout: args.db_connect_timeout,
             statement_timeout,
-            args.db_pool_pre_ping,
-            queries.clone(),
-            failures.clone(),
-            outages.clone(),
-        );
+            pre_ping: args.db_pool_pre_ping,
+            queries: queries.clone(),
+            failures: failures.clone(),
+            outages: outages.clone(),
+        };
         let checkout_timeout = Duration::from_secs(args.db_pool_timeout.max(1));
         let inner = bb8::Pool::builder()
             .max_size((args.db_pool_size + args.db_max_overflow).max(1))
