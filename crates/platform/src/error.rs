@@ -29,6 +29,8 @@ pub enum Error {
     #[error("{0}")]
     FailedPrecondition(String),
     #[error("{0}")]
+    Aborted(&'static str),
+    #[error("{0}")]
     Unauthenticated(&'static str),
     #[error("{0}")]
     PermissionDenied(&'static str),
@@ -104,6 +106,7 @@ impl From<Error> for Status {
             Error::NotFound(resource) => Status::not_found(format!("{resource} not found")),
             Error::AlreadyExists(message) => Status::already_exists(message),
             Error::FailedPrecondition(message) => Status::failed_precondition(message),
+            Error::Aborted(message) => Status::aborted(message),
             Error::Unauthenticated(message) => Status::unauthenticated(message),
             Error::PermissionDenied(message) => Status::permission_denied(message),
             Error::DeadlineExceeded(message) => Status::deadline_exceeded(message),
@@ -125,36 +128,51 @@ impl From<Error> for Status {
     }
 }
 
-/// SQLSTATE 57014: statement_timeout fired (or the query was cancelled).
+/// Errors of SQLSTATE class 57 (operator intervention) reach us as
+/// `DatabaseErrorKind::Unknown`: diesel-async maps only classes 23, 25 and 40 to kinds and
+/// does not expose the code. These are the server's messages for them.
+///
+/// 57014 query_canceled (statement_timeout, or cancelled by request).
 const QUERY_CANCELED: &str = "canceling statement";
-/// SQLSTATE 57P01..57P03: the server is shutting down or restarting.
+/// 57P01 admin_shutdown and 57P02 crash_shutdown.
 const SERVER_GOING_AWAY: &str = "terminating connection";
+/// 57P03 cannot_connect_now (starting up, shutting down, in recovery).
+const SERVER_NOT_READY: &str = "the database system is";
 
 impl From<DieselError> for Error {
     fn from(error: DieselError) -> Self {
-        match &error {
-            DieselError::NotFound => Error::NotFound("resource"),
-            // Constraint names are schema internals: logged, never sent.
-            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
-                tracing::debug!(constraint = info.constraint_name(), "unique violation");
+        use DatabaseErrorKind as Kind;
+        let DieselError::DatabaseError(kind, info) = &error else {
+            return match error {
+                DieselError::NotFound => Error::NotFound("resource"),
+                other => Error::Internal(other.to_string()),
+            };
+        };
+        // Constraint names are schema internals: logged, never sent.
+        let constraint = info.constraint_name();
+        match kind {
+            Kind::UniqueViolation => {
+                tracing::debug!(constraint, "unique violation");
                 Error::AlreadyExists("the resource already exists".into())
             }
-            DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, info) => {
-                tracing::debug!(constraint = info.constraint_name(), "foreign key violation");
+            Kind::ForeignKeyViolation => {
+                tracing::debug!(constraint, "foreign key violation");
                 Error::FailedPrecondition("a resource this request refers to does not exist".into())
             }
-            // The connection died or the server is going away: the database is unavailable.
-            DieselError::DatabaseError(
-                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
-                _,
-            ) => Error::Unavailable(error.to_string()),
-            DieselError::DatabaseError(_, info)
-                if info.message().starts_with(SERVER_GOING_AWAY) =>
-            {
+            Kind::SerializationFailure => {
+                Error::Aborted("the write conflicted with another; retry it")
+            }
+            // The connection died, or the server went read-only (a failover under way).
+            Kind::ClosedConnection | Kind::UnableToSendCommand | Kind::ReadOnlyTransaction => {
                 Error::Unavailable(error.to_string())
             }
-            DieselError::DatabaseError(_, info) if info.message().starts_with(QUERY_CANCELED) => {
+            _ if info.message().starts_with(QUERY_CANCELED) => {
                 Error::DeadlineExceeded("database statement timed out")
+            }
+            _ if info.message().starts_with(SERVER_GOING_AWAY)
+                || info.message().starts_with(SERVER_NOT_READY) =>
+            {
+                Error::Unavailable(error.to_string())
             }
             _ => Error::Internal(error.to_string()),
         }
@@ -221,6 +239,104 @@ mod tests {
         assert!(status.details().len() < 3072, "{}", status.details().len());
         assert!(status.message().contains("read_mask.paths[0]"));
         assert!(status.message().contains("and 990 more"));
+    }
+
+    /// A database error as the driver reports it.
+    struct DbError {
+        message: &'static str,
+        constraint: Option<&'static str>,
+    }
+
+    impl diesel::result::DatabaseErrorInformation for DbError {
+        fn message(&self) -> &str {
+            self.message
+        }
+        fn details(&self) -> Option<&str> {
+            None
+        }
+        fn hint(&self) -> Option<&str> {
+            None
+        }
+        fn table_name(&self) -> Option<&str> {
+            Some("users")
+        }
+        fn column_name(&self) -> Option<&str> {
+            None
+        }
+        fn constraint_name(&self) -> Option<&str> {
+            self.constraint
+        }
+        fn statement_position(&self) -> Option<i32> {
+            None
+        }
+    }
+
+    fn status_of(kind: DatabaseErrorKind, message: &'static str) -> Status {
+        let info = DbError {
+            message,
+            constraint: Some("users_tenant_email_key"),
+        };
+        Status::from(Error::from(DieselError::DatabaseError(
+            kind,
+            Box::new(info),
+        )))
+    }
+
+    #[test]
+    fn database_errors_map_to_codes_without_schema_names() {
+        use DatabaseErrorKind as Kind;
+        let cases = [
+            (
+                Kind::UniqueViolation,
+                "duplicate key value",
+                Code::AlreadyExists,
+            ),
+            (
+                Kind::ForeignKeyViolation,
+                "violates foreign key",
+                Code::FailedPrecondition,
+            ),
+            (
+                Kind::SerializationFailure,
+                "could not serialize",
+                Code::Aborted,
+            ),
+            (
+                Kind::ReadOnlyTransaction,
+                "read-only transaction",
+                Code::Unavailable,
+            ),
+            (Kind::ClosedConnection, "closed", Code::Unavailable),
+            (
+                Kind::Unknown,
+                "canceling statement due to statement timeout",
+                Code::DeadlineExceeded,
+            ),
+            (
+                Kind::Unknown,
+                "terminating connection due to administrator command",
+                Code::Unavailable,
+            ),
+            (
+                Kind::Unknown,
+                "the database system is shutting down",
+                Code::Unavailable,
+            ),
+            (
+                Kind::CheckViolation,
+                "violates check constraint",
+                Code::Internal,
+            ),
+        ];
+        for (kind, message, code) in cases {
+            let status = status_of(kind, message);
+            assert_eq!(status.code(), code, "{message}");
+            assert!(
+                !status.message().contains("users_tenant_email_key"),
+                "{status:?}"
+            );
+            assert!(!status.message().contains("users"), "{status:?}");
+        }
     }
 
     #[test]
