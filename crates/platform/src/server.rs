@@ -1,7 +1,8 @@
 //! The one gRPC server builder every service uses.
 //!
-//! It adds, in a fixed order: panic → `INTERNAL`, a span and metrics per RPC, the caller's
-//! deadline, and bearer-token auth; plus tonic's request timeout, per-connection
+//! It adds, in a fixed order: panic → `INTERNAL`, a span and metrics per RPC, the request
+//! size limit, the caller's deadline, the read consistency it asked for, and bearer-token
+//! auth; plus tonic's request timeout, per-connection
 //! concurrency limit and load shedding. It serves grpc.health.v1 (every status starts
 //! `NOT_SERVING` and follows the database), reflection v1 and v1alpha, and the admin HTTP
 //! port, and drains in-flight requests on SIGTERM/SIGINT.
@@ -21,6 +22,7 @@ use tower::Service;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::auth::AuthLayer;
+use crate::cache::consistency::ConsistencyLayer;
 use crate::config::ServerArgs;
 use crate::db::Pool;
 use crate::deadline::DeadlineLayer;
@@ -166,6 +168,7 @@ impl Server {
             .layer(RpcLayer::new(&methods, self.args.slow_request_threshold))
             .layer(MessageLimitLayer::new(self.args.grpc_max_message_size))
             .layer(DeadlineLayer::new(self.args.request_timeout))
+            .layer(ConsistencyLayer)
             .layer(self.auth.clone());
 
         let signalled = CancellationToken::new();

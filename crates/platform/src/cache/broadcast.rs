@@ -4,9 +4,17 @@
 //! the keys, one per line (keys never hold a newline); every replica listens and drops the
 //! keys from its in-process level.
 //! A replica that (re)subscribes clears its whole L1, because it may have missed messages
-//! while it was not listening. With Redis down, replicas fall back on TTLs.
+//! while it was not listening.
+//!
+//! A connection that is open but silent (Redis stopped, a network partition) is caught by
+//! heartbeats: every replica publishes its origin alone a few times a second and expects
+//! to hear itself. While it has not for a while, the channel is unhealthy: the replica's
+//! L1 is not trusted (reads go to Redis or the database), and when it hears itself again
+//! it clears its L1 before trusting it.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
@@ -15,6 +23,48 @@ use super::L1;
 
 /// Wait between attempts to (re)subscribe.
 const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(1);
+/// How often a replica publishes its heartbeat.
+const HEARTBEAT_PERIOD: Duration = Duration::from_millis(200);
+/// Without hearing its own heartbeat this long, a replica stops trusting its L1.
+pub(crate) const HEARTBEAT_TIMEOUT: Duration = Duration::from_millis(750);
+
+/// When this replica last heard itself on the channel, as milliseconds since `start`.
+pub(crate) struct ChannelHealth {
+    start: Instant,
+    /// 0: never heard.
+    last_heard_ms: AtomicU64,
+}
+
+impl ChannelHealth {
+    pub(crate) fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            last_heard_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        // +1 keeps 0 free for "never heard".
+        self.start.elapsed().as_millis() as u64 + 1
+    }
+
+    /// Whether invalidations are reaching this replica.
+    pub(crate) fn is_healthy(&self) -> bool {
+        let heard = self.last_heard_ms.load(Ordering::Relaxed);
+        heard != 0 && self.now_ms().saturating_sub(heard) < HEARTBEAT_TIMEOUT.as_millis() as u64
+    }
+
+    /// Records a heartbeat; true if the channel was unhealthy until now.
+    fn heard(&self) -> bool {
+        let was_healthy = self.is_healthy();
+        self.last_heard_ms.store(self.now_ms(), Ordering::Relaxed);
+        !was_healthy
+    }
+
+    fn lost(&self) {
+        self.last_heard_ms.store(0, Ordering::Relaxed);
+    }
+}
 
 pub(crate) fn channel(prefix: &str) -> String {
     format!("{prefix}:invalidations")
@@ -38,12 +88,40 @@ fn foreign_keys<'a>(payload: &'a str, origin: &str) -> Vec<&'a str> {
     }
 }
 
+/// Whether `payload` is this replica's own heartbeat.
+fn is_own_heartbeat(payload: &str, origin: &str) -> bool {
+    payload == origin
+}
+
+/// Publishes this replica's heartbeat until `stop`.
+pub(crate) fn spawn_heartbeat(
+    l2: super::RedisL2,
+    channel: String,
+    origin: String,
+    stop: CancellationToken,
+) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move {
+        let mut ticker = tokio::time::interval(HEARTBEAT_PERIOD);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = ticker.tick() => l2.publish("heartbeat", &channel, &origin).await,
+            }
+        }
+    });
+}
+
 /// Listens until `stop` is cancelled, resubscribing after every disconnect.
 pub(crate) fn spawn_listener(
     client: redis::Client,
     channel: String,
     origin: String,
     l1: L1,
+    health: Arc<ChannelHealth>,
     stop: CancellationToken,
 ) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -64,14 +142,31 @@ pub(crate) fn spawn_listener(
                     loop {
                         let next = tokio::select! {
                             () = stop.cancelled() => return,
-                            next = messages.next() => next,
+                            next = tokio::time::timeout(HEARTBEAT_TIMEOUT, messages.next()) => next,
+                        };
+                        let next = match next {
+                            Ok(next) => next,
+                            // Silent: the replica's L1 is untrusted until it hears itself.
+                            Err(_) => {
+                                health.lost();
+                                continue;
+                            }
                         };
                         let Some(msg) = next else { break };
                         let payload = String::from_utf8_lossy(msg.get_payload_bytes());
+                        if is_own_heartbeat(&payload, &origin) {
+                            if health.heard() {
+                                // Whatever L1 holds may have missed an invalidation.
+                                l1.invalidate_all();
+                                tracing::info!("cache invalidation channel healthy");
+                            }
+                            continue;
+                        }
                         for key in foreign_keys(&payload, &origin) {
                             super::remove_from_l1(&l1, key).await;
                         }
                     }
+                    health.lost();
                     tracing::warn!("cache invalidation channel lost, resubscribing");
                 }
                 Err(error) => tracing::debug!(%error, "cannot subscribe to cache invalidations"),

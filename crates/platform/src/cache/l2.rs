@@ -1,5 +1,10 @@
 //! The shared Redis level. Fail-open: every call is bounded by a timeout, and after a
 //! failure Redis is skipped for a short while instead of slowing every request.
+//!
+//! Every entry has a version key beside it (`<key>#v`), bumped by each invalidation. A
+//! loader reads the version with the (missing) value, and writes its result back only if
+//! the version is unchanged, so a load that read the old row before a write cannot store
+//! it after the write's invalidation.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,6 +16,38 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 /// How long Redis is skipped after a failure.
 const BACKOFF: Duration = Duration::from_secs(1);
+/// How long a version key outlives its last bump: longer than any load may take.
+const VERSION_TTL: Duration = Duration::from_secs(3600);
+
+/// Deletes each value, bumps its version and tells the other replicas, atomically.
+/// KEYS: value key, version key, value key, version key, …
+/// ARGV: version TTL (ms), channel, message.
+const INVALIDATE: &str = r"
+for i = 1, #KEYS, 2 do
+  redis.call('DEL', KEYS[i])
+  redis.call('INCR', KEYS[i + 1])
+  redis.call('PEXPIRE', KEYS[i + 1], ARGV[1])
+end
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return 1
+";
+
+/// Stores a value only if its version is still the one the loader saw ('' for none).
+/// KEYS: value key, version key. ARGV: expected version, value, TTL (ms).
+const SET_IF_VERSION: &str = r"
+if (redis.call('GET', KEYS[2]) or '') == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+";
+
+/// The version of an entry as a loader saw it: '' when it was never invalidated.
+pub(crate) type Version = String;
+
+fn version_key(key: &str) -> String {
+    format!("{key}#v")
+}
 
 #[derive(Clone)]
 pub struct RedisL2 {
@@ -19,6 +56,8 @@ pub struct RedisL2 {
     conn: Arc<tokio::sync::Mutex<Option<ConnectionManager>>>,
     /// Unix milliseconds until which Redis is considered down.
     down_until: Arc<AtomicU64>,
+    invalidate: Arc<redis::Script>,
+    set_if_version: Arc<redis::Script>,
 }
 
 impl RedisL2 {
@@ -29,41 +68,83 @@ impl RedisL2 {
             timeout,
             conn: Arc::new(tokio::sync::Mutex::new(None)),
             down_until: Arc::new(AtomicU64::new(0)),
+            invalidate: Arc::new(redis::Script::new(INVALIDATE)),
+            set_if_version: Arc::new(redis::Script::new(SET_IF_VERSION)),
         })
     }
 
-    pub(crate) async fn get(&self, kind: &'static str, key: &str) -> Option<Bytes> {
+    /// The value of `key` and, when it is missing, the version a write-back must match;
+    /// `None` when Redis does not answer (then nothing may be written back).
+    pub(crate) async fn get(
+        &self,
+        kind: &'static str,
+        key: &str,
+    ) -> Option<(Option<Bytes>, Version)> {
         let mut conn = self.connection(kind).await?;
-        let reply: Option<Vec<u8>> = self.bounded(kind, conn.get(key)).await.flatten()?;
-        let found = reply.map(Bytes::from);
+        let keys = [key.to_owned(), version_key(key)];
+        let (value, version): (Option<Vec<u8>>, Option<String>) =
+            self.bounded(kind, conn.mget(&keys)).await.flatten()?;
+        let found = value.map(Bytes::from);
         super::record_kind(kind, "l2", if found.is_some() { "hit" } else { "miss" });
-        found
+        Some((found, version.unwrap_or_default()))
     }
 
-    pub(crate) async fn set(&self, kind: &'static str, key: &str, value: &[u8], ttl: Duration) {
+    /// Stores `value` unless an invalidation bumped the entry's version since `seen`.
+    pub(crate) async fn set_if_version(
+        &self,
+        kind: &'static str,
+        key: &str,
+        seen: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) {
         let Some(mut conn) = self.connection(kind).await else {
             return;
         };
         let millis = ttl.as_millis().max(1) as u64;
-        let _: Option<()> = self
-            .bounded(kind, conn.pset_ex(key, value, millis))
+        let mut invocation = self.set_if_version.key(key);
+        invocation
+            .key(version_key(key))
+            .arg(seen)
+            .arg(value)
+            .arg(millis);
+        let stored: Option<i64> = self
+            .bounded(kind, invocation.invoke_async(&mut conn))
             .await
             .flatten();
+        if stored == Some(0) {
+            super::record_kind(kind, "l2", "stale_write_refused");
+        }
     }
 
-    /// Deletes `keys` with one DEL.
-    pub(crate) async fn delete(&self, kind: &'static str, keys: &[String]) {
+    /// Deletes `keys`, bumps their versions and publishes `message` on `channel`, in one
+    /// round trip. False when Redis did not take it: the caller must try again later.
+    pub(crate) async fn invalidate(
+        &self,
+        kind: &'static str,
+        keys: &[String],
+        channel: &str,
+        message: &str,
+    ) -> bool {
         let Some(mut conn) = self.connection(kind).await else {
-            tracing::warn!(
-                kind,
-                "could not invalidate redis entries: redis unavailable"
-            );
-            return;
+            return false;
         };
-        let _: Option<()> = self.bounded(kind, conn.del(keys)).await.flatten();
+        let mut invocation = self.invalidate.prepare_invoke();
+        for key in keys {
+            invocation.key(key).key(version_key(key));
+        }
+        invocation
+            .arg(VERSION_TTL.as_millis() as u64)
+            .arg(channel)
+            .arg(message);
+        let done: Option<i64> = self
+            .bounded(kind, invocation.invoke_async(&mut conn))
+            .await
+            .flatten();
+        done.is_some()
     }
 
-    /// Tells the other replicas that `message`'s key changed.
+    /// Publishes `message` on `channel` (heartbeats).
     pub(crate) async fn publish(&self, kind: &'static str, channel: &str, message: &str) {
         let Some(mut conn) = self.connection(kind).await else {
             return;

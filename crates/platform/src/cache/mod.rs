@@ -11,10 +11,20 @@
 //! - **fail-open**: Redis errors and timeouts are counted and skipped, never returned;
 //! - **invalidation on write**, serialised behind any in-flight load of the same key so a
 //!   load that read the old row cannot re-insert it afterwards, and broadcast to the other
-//!   replicas' L1 through Redis pub/sub.
+//!   replicas' L1 through Redis pub/sub;
+//! - **versioned write-back**: a load stores its result in Redis only if no invalidation
+//!   bumped the entry's version since the load began;
+//! - **auto-recovery**: invalidations Redis did not take are replayed when it answers, and
+//!   until then this replica keeps those keys away from Redis;
+//! - **a trusted L1 only while invalidations arrive**: heartbeats on the channel tell a
+//!   replica when it may be missing invalidations; it then reads past its L1, and clears
+//!   it when it hears itself again;
+//! - **strong reads** (`x-read-consistency: strong`) skip both levels.
 
 mod broadcast;
+pub mod consistency;
 mod l2;
+mod recovery;
 mod slot;
 
 use std::future::Future;
@@ -104,6 +114,10 @@ struct Inner {
     /// This replica's id in invalidation messages, and the channel they travel on.
     origin: String,
     channel: String,
+    /// Whether invalidations reach this replica (always, without Redis).
+    health: Option<Arc<broadcast::ChannelHealth>>,
+    /// Invalidations Redis has not taken yet.
+    pending: Arc<recovery::Pending>,
     /// Stops the invalidation listener when the cache goes away.
     _listener: DropGuard,
 }
@@ -127,15 +141,32 @@ impl Cache {
             let origin = uuid::Uuid::new_v4().simple().to_string();
             let channel = broadcast::channel(&prefix);
             let listener = CancellationToken::new();
-            if let Some(l2) = &l2 {
+            let pending = Arc::new(recovery::Pending::default());
+            let health = l2.as_ref().map(|l2| {
+                let health = Arc::new(broadcast::ChannelHealth::new());
                 broadcast::spawn_listener(
                     l2.client(),
                     channel.clone(),
                     origin.clone(),
                     l1.clone(),
+                    health.clone(),
                     listener.clone(),
                 );
-            }
+                broadcast::spawn_heartbeat(
+                    l2.clone(),
+                    channel.clone(),
+                    origin.clone(),
+                    listener.clone(),
+                );
+                recovery::spawn_replay(
+                    pending.clone(),
+                    l2.clone(),
+                    channel.clone(),
+                    origin.clone(),
+                    listener.clone(),
+                );
+                health
+            });
             Arc::new(Inner {
                 l1,
                 l2,
@@ -144,6 +175,8 @@ impl Cache {
                 stale_ttl: Duration::from_secs(args.cache_stale_ttl),
                 origin,
                 channel,
+                health,
+                pending,
                 _listener: listener.drop_guard(),
             })
         });
@@ -181,9 +214,15 @@ impl Cache {
         let Some(inner) = &self.inner else {
             return load().await;
         };
+        if consistency::is_strong() {
+            record(kind, "strong", "bypass");
+            return load().await;
+        }
         let full_key = inner.full_key(kind, key);
+        let l1_trusted = inner.l1_trusted();
 
-        if let Some(slot) = inner.l1.get(&full_key).await
+        if l1_trusted
+            && let Some(slot) = inner.l1.get(&full_key).await
             && slot.is_fresh()
         {
             kind.l1_hits.increment(1);
@@ -195,7 +234,8 @@ impl Cache {
             .entry(full_key.clone())
             .and_try_compute_with(|held| async {
                 let held = held.map(|entry| entry.into_value());
-                if let Some(slot) = &held
+                if l1_trusted
+                    && let Some(slot) = &held
                     && slot.is_fresh()
                 {
                     // Another caller loaded it while this one waited for the key.
@@ -233,18 +273,31 @@ impl Cache {
             remove_from_l1(&inner.l1, full_key).await;
         }
         if let Some(l2) = &inner.l2 {
-            l2.delete(first_kind.name, &full_keys).await;
-            l2.publish(
-                first_kind.name,
-                &inner.channel,
-                &broadcast::message(&inner.origin, &full_keys),
-            )
-            .await;
+            let message = broadcast::message(&inner.origin, &full_keys);
+            let taken = l2
+                .invalidate(first_kind.name, &full_keys, &inner.channel, &message)
+                .await;
+            if !taken {
+                tracing::warn!(
+                    kind = first_kind.name,
+                    keys = full_keys.len(),
+                    "redis did not take an invalidation; replaying it when it answers"
+                );
+                inner.pending.add(&full_keys);
+            }
         }
     }
 }
 
 impl Inner {
+    /// Whether L1 may answer: without Redis always; with it, only while this replica
+    /// hears its own heartbeats (so it is not missing other replicas' invalidations).
+    fn l1_trusted(&self) -> bool {
+        self.health
+            .as_ref()
+            .is_none_or(|health| health.is_healthy())
+    }
+
     /// `<prefix>:<service>:<kind>:<key>`, the name of an entry in both levels.
     fn full_key(&self, kind: &CacheKind, key: &str) -> String {
         format!("{}:{}:{key}", self.prefix, kind.name)
@@ -263,17 +316,28 @@ impl Inner {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<M>>>,
     {
-        if let Some(l2) = &self.l2
-            && let Some(encoded) = l2.get(kind.name, full_key).await
+        // A key whose invalidation Redis has not taken yet stays away from Redis.
+        let l2 = self
+            .l2
+            .as_ref()
+            .filter(|_| !self.pending.contains(full_key));
+        // The version a write-back must match; unknown when Redis did not answer.
+        let mut seen_version = None;
+        if let Some(l2) = l2
+            && let Some((value, version)) = l2.get(kind.name, full_key).await
         {
-            if let Some(slot) = Slot::from_l2(&encoded, kind.ttl, self.negative_ttl, self.stale_ttl)
-            {
-                return Ok(Op::Put(Arc::new(slot)));
+            if let Some(encoded) = value {
+                if let Some(slot) =
+                    Slot::from_l2(&encoded, kind.ttl, self.negative_ttl, self.stale_ttl)
+                {
+                    return Ok(Op::Put(Arc::new(slot)));
+                }
+                tracing::warn!(
+                    kind = kind.name,
+                    "undecodable cache entry in redis, reloading"
+                );
             }
-            tracing::warn!(
-                kind = kind.name,
-                "undecodable cache entry in redis, reloading"
-            );
+            seen_version = Some(version);
         }
 
         metrics::counter!("cache_loads_total", "kind" => kind.name).increment(1);
@@ -293,9 +357,15 @@ impl Inner {
 
         let value: Option<Bytes> = loaded.map(|message| Bytes::from(message.encode_to_vec()));
         let slot = Slot::new(value, kind.ttl, self.negative_ttl, self.stale_ttl);
-        if let Some(l2) = &self.l2 {
-            l2.set(kind.name, full_key, &slot.to_l2(), slot.fresh_for())
-                .await;
+        if let (Some(l2), Some(version)) = (l2, seen_version) {
+            l2.set_if_version(
+                kind.name,
+                full_key,
+                &version,
+                &slot.to_l2(),
+                slot.fresh_for(),
+            )
+            .await;
         }
         Ok(Op::Put(Arc::new(slot)))
     }

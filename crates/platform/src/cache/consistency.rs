@@ -1,0 +1,73 @@
+//! Strong reads: a caller that must see every write acknowledged anywhere asks with
+//! `x-read-consistency: strong`; its reads then skip both cache levels and read the
+//! database. [`ConsistencyLayer`] carries the choice to the cache through a task-local,
+//! as the deadline layer does the deadline.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures::future::Either;
+use tower::{Layer, Service};
+
+/// The request metadata that asks for a strong read.
+pub const HEADER: &str = "x-read-consistency";
+
+tokio::task_local! {
+    static STRONG: bool;
+}
+
+/// Whether the current request asked for strong reads.
+pub fn is_strong() -> bool {
+    STRONG.try_with(|strong| *strong).unwrap_or(false)
+}
+
+/// Runs `fut` with strong reads.
+pub async fn strong<F: Future>(fut: F) -> F::Output {
+    STRONG.scope(true, fut).await
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ConsistencyLayer;
+
+impl<S> Layer<S> for ConsistencyLayer {
+    type Service = ConsistencyService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ConsistencyService { inner }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ConsistencyService<S> {
+    inner: S,
+}
+
+impl<S, B> Service<http::Request<B>> for ConsistencyService<S>
+where
+    S: Service<http::Request<B>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    /// Only strong requests pay for a boxed future.
+    type Future =
+        Either<S::Future, Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let wants_strong = request
+            .headers()
+            .get(HEADER)
+            .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"strong"));
+        let fut = self.inner.call(request);
+        if wants_strong {
+            Either::Right(Box::pin(strong(fut)))
+        } else {
+            Either::Left(fut)
+        }
+    }
+}
