@@ -100,18 +100,9 @@ pub(crate) fn spawn_heartbeat(
     origin: String,
     stop: CancellationToken,
 ) {
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        return;
-    };
-    runtime.spawn(async move {
-        let mut ticker = tokio::time::interval(HEARTBEAT_PERIOD);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                _ = ticker.tick() => l2.publish("heartbeat", &channel, &origin).await,
-            }
-        }
+    super::spawn_periodic(HEARTBEAT_PERIOD, stop, move || {
+        let (l2, channel, origin) = (l2.clone(), channel.clone(), origin.clone());
+        async move { l2.publish("heartbeat", &channel, &origin).await }
     });
 }
 

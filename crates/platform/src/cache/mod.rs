@@ -371,6 +371,28 @@ impl Inner {
     }
 }
 
+/// Runs `tick` every `period` on the current runtime until `stop`; a missed tick is not
+/// made up. Without a runtime (a cache built outside one) nothing runs.
+fn spawn_periodic<F, Fut>(period: Duration, stop: CancellationToken, mut tick: F)
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move {
+        let mut ticker = tokio::time::interval(period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = ticker.tick() => tick().await,
+            }
+        }
+    });
+}
+
 /// Removes `key` from L1 after any in-flight load of it, which may have read the old row.
 async fn remove_from_l1(l1: &L1, key: &str) {
     l1.entry(key.to_owned())

@@ -69,29 +69,25 @@ pub(crate) fn spawn_replay(
     origin: String,
     stop: CancellationToken,
 ) {
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        return;
-    };
-    runtime.spawn(async move {
-        let mut ticker = tokio::time::interval(REPLAY_PERIOD);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                _ = ticker.tick() => {}
-            }
-            loop {
-                let batch = pending.take_batch();
-                if batch.is_empty() {
-                    break;
-                }
-                let message = super::broadcast::message(&origin, &batch);
-                if !l2.invalidate("replay", &batch, &channel, &message).await {
-                    break;
-                }
-                pending.done(&batch);
-                tracing::info!(keys = batch.len(), "replayed cache invalidations");
-            }
-        }
+    super::spawn_periodic(REPLAY_PERIOD, stop, move || {
+        let (pending, l2) = (pending.clone(), l2.clone());
+        let (channel, origin) = (channel.clone(), origin.clone());
+        async move { replay(&pending, &l2, &channel, &origin).await }
     });
+}
+
+/// Replays every pending invalidation Redis takes now, in batches.
+async fn replay(pending: &Pending, l2: &RedisL2, channel: &str, origin: &str) {
+    loop {
+        let batch = pending.take_batch();
+        if batch.is_empty() {
+            return;
+        }
+        let message = super::broadcast::message(origin, &batch);
+        if !l2.invalidate("replay", &batch, channel, &message).await {
+            return;
+        }
+        pending.done(&batch);
+        tracing::info!(keys = batch.len(), "replayed cache invalidations");
+    }
 }
