@@ -1,8 +1,17 @@
 #!/usr/bin/env bash
-# `make bench`: drives the user service (release build) over real gRPC with `agentic load`
-# (a separate process) and writes bench/out/report.md. Not a test: it measures.
+# `make bench`: the user service beside bare baselines, in one run, on this machine.
 #
-#   BENCH_DURATION=10s BENCH_CONCURRENCY=32 make bench
+# Targets (all release builds, loopback, RUST_LOG=warn):
+#   echo      agentic-baseline echo: tonic answering Health/Check with a constant
+#   by-key    agentic-baseline by-key: tonic + tokio-postgres, GetUser by primary key
+#   cached    the user service (L1 + Redis)
+#   uncached  the user service with CACHE_ENABLED=false
+#
+# Throughput comes from h2load (16 connections x 32 streams, BENCH_DURATION each), in
+# BENCH_ROUNDS interleaved rounds; the report gives medians and the ratios the services
+# are held to. h2load does not read gRPC trailers, so every target is first driven for a
+# second by `agentic load`, which checks each response's status. ListUsers and CreateUser
+# (a different request each call) are measured by `agentic load` alone.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -11,19 +20,23 @@ cd "$ROOT"
 . .local/env
 
 DURATION="${BENCH_DURATION:-10s}"
+ROUNDS="${BENCH_ROUNDS:-3}"
 CONCURRENCY="${BENCH_CONCURRENCY:-32}"
 OUT="$ROOT/bench/out"
-PORT_CACHED=50061 ADMIN_CACHED=9161
-PORT_UNCACHED=50062 ADMIN_UNCACHED=9162
 export JWT_SECRET="${JWT_SECRET:-bench-secret-0123456789abcdef0123456789}"
 mkdir -p "$OUT"
 : >"$OUT/results.jsonl"
 
-echo "[bench] building release binaries"
-cargo build --release --quiet --bin agentic
-BIN="$ROOT/target/release/agentic"
+if ! command -v h2load >/dev/null 2>&1; then
+  echo "[bench] installing h2load (Debian nghttp2-client)"
+  apt-get install -y -qq nghttp2-client >/dev/null
+fi
 
-# A fresh database, so runs compare.
+echo "[bench] building release binaries"
+cargo build --release --quiet --bin agentic --bin agentic-baseline
+BIN="$ROOT/target/release/agentic"
+BASELINE="$ROOT/target/release/agentic-baseline"
+
 PSQL=("$PG_BIN/psql" -X -q -h 127.0.0.1 -p 55432 -U postgres)
 "${PSQL[@]}" -c "DROP DATABASE IF EXISTS agentic_bench WITH (FORCE)"
 "${PSQL[@]}" -c "CREATE DATABASE agentic_bench"
@@ -34,71 +47,122 @@ pids=()
 cleanup() { kill -TERM "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
-# Starts a service and sets SERVICE_PID (no subshell, so the pid stays ours to watch).
-start_service() { # cache_enabled grpc_port admin_port
-  DATABASE_URL="$BENCH_URL" CACHE_ENABLED="$1" GRPC_ADDR="127.0.0.1:$2" ADMIN_ADDR="127.0.0.1:$3" \
-    CACHE_KEY_PREFIX="bench-$$" RUST_LOG=warn "$BIN" serve user >"$OUT/service-$2.log" 2>&1 &
-  SERVICE_PID=$!
-  pids+=("$SERVICE_PID")
+wait_healthy() { # port log
   for _ in $(seq 1 100); do
-    "$BIN" health --addr "http://127.0.0.1:$2" >/dev/null 2>&1 && break
+    "$BIN" health --addr "http://127.0.0.1:$1" >/dev/null 2>&1 && return 0
     sleep 0.1
   done
-  kill -0 "$SERVICE_PID" 2>/dev/null || { cat "$OUT/service-$2.log" >&2; exit 1; }
+  cat "$2" >&2
+  exit 1
 }
 
-load() { # port scenario label
-  echo "[bench] $3 ($DURATION, $CONCURRENCY concurrent)" >&2
-  "$BIN" load --addr "http://127.0.0.1:$1" --scenario "$2" --duration "$DURATION" \
-    --concurrency "$CONCURRENCY" | sed "s#^{#{\"label\":\"$3\",#" | tee -a "$OUT/results.jsonl"
+start_service() { # name cache_enabled grpc_port admin_port
+  DATABASE_URL="$BENCH_URL" CACHE_ENABLED="$2" GRPC_ADDR="127.0.0.1:$3" ADMIN_ADDR="127.0.0.1:$4" \
+    CACHE_KEY_PREFIX="bench-$$" RUST_LOG=warn "$BIN" serve user >"$OUT/$1.log" 2>&1 &
+  pids+=($!)
+  eval "PID_$1=$!"
+  wait_healthy "$3" "$OUT/$1.log"
 }
 
-rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
-hwm_kib() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
+start_service cached true 50061 9161
+start_service uncached false 50062 9162
+"$BASELINE" --addr 127.0.0.1:50070 echo >"$OUT/echo.log" 2>&1 &
+pids+=($!)
+DATABASE_URL="$BENCH_URL" "$BASELINE" --addr 127.0.0.1:50071 by-key >"$OUT/by-key.log" 2>&1 &
+pids+=($!)
+sleep 1
 
-start_service true "$PORT_CACHED" "$ADMIN_CACHED"
-cached_pid=$SERVICE_PID
-load "$PORT_CACHED" health "Health/Check"
-load "$PORT_CACHED" get-user "GetUser (cached)"
-load "$PORT_CACHED" list-users "ListUsers (20)"
-load "$PORT_CACHED" create-user "CreateUser"
-cached_rss="$(rss_kib "$cached_pid")"
-cached_hwm="$(hwm_kib "$cached_pid")"
+# label port scenario: the h2load request file and headers of one target.
+TARGETS=(
+  "bare echo, Health/Check|50070|health"
+  "service, Health/Check|50061|health"
+  "service, GetUser (cached)|50061|get-user"
+  "bare tokio-postgres, GetUser by key|50071|get-user"
+  "service, GetUser (cache off)|50062|get-user"
+)
 
-start_service false "$PORT_UNCACHED" "$ADMIN_UNCACHED"
-uncached_pid=$SERVICE_PID
-load "$PORT_UNCACHED" get-user "GetUser (cache off)"
-uncached_rss="$(rss_kib "$uncached_pid")"
+agentic_load() { # port scenario duration label
+  "$BIN" load --addr "http://127.0.0.1:$1" --fixture-addr http://127.0.0.1:50061 \
+    --scenario "$2" --duration "$3" --concurrency "$CONCURRENCY" |
+    sed "s#^{#{\"label\":\"$4\",#"
+}
 
-python3 - "$OUT/results.jsonl" "$OUT/report.md" "$cached_rss" "$cached_hwm" "$uncached_rss" "$DURATION" "$CONCURRENCY" <<'PY'
-import json, sys, platform, os
-results_path, report_path, rss, hwm, rss_off, duration, concurrency = sys.argv[1:8]
-rows = [json.loads(line) for line in open(results_path) if line.strip()]
-by_label = {r["label"]: r for r in rows}
-health = by_label["Health/Check"]["rps"]
-cached = by_label["GetUser (cached)"]["rps"]
+for i in "${!TARGETS[@]}"; do
+  IFS='|' read -r label port scenario <<<"${TARGETS[$i]}"
+  echo "[bench] checking every status: $label" >&2
+  agentic_load "$port" "$scenario" 1s "$label" >>"$OUT/status-checks.jsonl"
+  "$BIN" load --addr "http://127.0.0.1:$port" --fixture-addr http://127.0.0.1:50061 \
+    --scenario "$scenario" --h2load-request "$OUT/request-$i.bin" >"$OUT/request-$i.txt"
+done
+
+for round in $(seq 1 "$ROUNDS"); do
+  for i in "${!TARGETS[@]}"; do
+    IFS='|' read -r label port _ <<<"${TARGETS[$i]}"
+    method="$(sed -n 1p "$OUT/request-$i.txt")"
+    auth="$(sed -n 2p "$OUT/request-$i.txt")"
+    echo "[bench] round $round: $label ($DURATION)" >&2
+    h2load -c 16 -m 32 -t 1 -D "${DURATION%s}" --warm-up-time 1 \
+      -H "content-type: application/grpc" -H "te: trailers" -H "$auth" \
+      -d "$OUT/request-$i.bin" "http://127.0.0.1:$port$method" >"$OUT/h2load-$i-$round.txt"
+    python3 - "$OUT/h2load-$i-$round.txt" "$label" "$round" >>"$OUT/results.jsonl" <<'PY'
+import json, re, sys
+text = open(sys.argv[1]).read()
+rps = float(re.search(r"finished in [\d.]+s, ([\d.]+) req/s", text).group(1))
+done = re.search(r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored", text)
+print(json.dumps({"label": sys.argv[2], "round": int(sys.argv[3]), "rps": rps,
+                  "failed": int(done.group(4)) + int(done.group(5))}))
+PY
+  done
+done
+
+echo "[bench] ListUsers and CreateUser ($DURATION each)" >&2
+agentic_load 50061 list-users "$DURATION" "ListUsers (20)" >"$OUT/latency.jsonl"
+agentic_load 50061 create-user "$DURATION" "CreateUser" >>"$OUT/latency.jsonl"
+
+rss_mib() { awk '/^VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
+python3 - "$OUT" "$(rss_mib "$PID_cached")" "$(rss_mib "$PID_uncached")" "$DURATION" "$ROUNDS" <<'PY'
+import json, os, platform, statistics, sys
+out, rss_cached, rss_uncached, duration, rounds = sys.argv[1:6]
+rows = [json.loads(l) for l in open(f"{out}/results.jsonl") if l.strip()]
+checks = [json.loads(l) for l in open(f"{out}/status-checks.jsonl") if l.strip()]
+latency = [json.loads(l) for l in open(f"{out}/latency.jsonl") if l.strip()]
+labels = list(dict.fromkeys(r["label"] for r in rows))
+median = {l: statistics.median(r["rps"] for r in rows if r["label"] == l) for l in labels}
+errors = {c["label"]: c["errors"] for c in checks}
+echo = median["bare echo, Health/Check"]
+by_key = median["bare tokio-postgres, GetUser by key"]
+def ratio(label, base): return median[label] / base
+goals = [
+    ("service Health/Check / bare echo", ratio("service, Health/Check", echo), 0.95),
+    ("service cached GetUser / bare echo", ratio("service, GetUser (cached)", echo), 0.75),
+    ("service GetUser, cache off / bare tokio-postgres", ratio("service, GetUser (cache off)", by_key), 0.90),
+    ("service cached GetUser / service Health/Check",
+     median["service, GetUser (cached)"] / median["service, Health/Check"], 0.70),
+]
 lines = [
-    "# User service benchmark",
+    "# Benchmark: the user service beside bare baselines",
     "",
-    f"`make bench` on {os.cpu_count()} cores ({platform.machine()}), release build, "
-    f"{duration} per scenario after a warm-up, {concurrency} requests in flight over 4 HTTP/2 "
-    "connections. The load generator (`agentic load`) runs on the same machine as the service, "
-    "PostgreSQL and Redis.",
+    f"`make bench` on {os.cpu_count()} cores ({platform.machine()}), release builds, one run. "
+    f"h2load (16 connections x 32 streams, {duration} per measurement, {rounds} interleaved "
+    "rounds, medians) shares the cores with the servers, PostgreSQL and Redis. Before the "
+    "rounds, `agentic load` drove each target for a second and checked every response's gRPC "
+    "status (errors column).",
     "",
-    "| scenario | requests/s | p50 ms | p95 ms | p99 ms | errors |",
-    "|---|---:|---:|---:|---:|---:|",
+    "| target | requests/s (median) | rounds | status errors |",
+    "|---|---:|---|---:|",
 ]
-for r in rows:
+for l in labels:
+    each = ", ".join(f"{r['rps']:.0f}" for r in rows if r["label"] == l)
+    lines.append(f"| {l} | {median[l]:.0f} | {each} | {errors.get(l, '?')} |")
+lines += ["", "| ratio | measured | goal |", "|---|---:|---:|"]
+for name, value, goal in goals:
+    mark = "met" if value >= goal else "**not met**"
+    lines.append(f"| {name} | {value:.2f} | >= {goal:.2f} ({mark}) |")
+lines += ["", "Latency under load (`agentic load`, 32 in flight over 4 connections):", "",
+          "| scenario | requests/s | p50 ms | p95 ms | p99 ms | errors |", "|---|---:|---:|---:|---:|---:|"]
+for r in latency:
     lines.append(f"| {r['label']} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} |")
-ratio = cached / health if health else 0
-lines += [
-    "",
-    f"Cached GetUser reaches **{ratio:.0%}** of Health/Check's throughput on the same server (target: at least 70%).",
-    "",
-    f"Resident memory of the cached service after its runs: {int(rss)/1024:.1f} MiB "
-    f"(peak {int(hwm)/1024:.1f} MiB); the cache-off service: {int(rss_off)/1024:.1f} MiB.",
-    "",
-]
-open(report_path, "w").write("\n".join(lines))
+lines += ["", f"Resident memory after the run: cached service {rss_cached} MiB, cache-off service {rss_uncached} MiB.", ""]
+open(f"{out}/report.md", "w").write("\n".join(lines))
 print("\n".join(lines))
 PY

@@ -37,6 +37,10 @@ pub(crate) struct LoadArgs {
     /// The service's gRPC address.
     #[arg(long, default_value = "http://127.0.0.1:50051")]
     addr: String,
+    /// Where to create the test data (a tenant and users) when `addr` cannot: a user
+    /// service on the same database as a bare baseline server. Defaults to `addr`.
+    #[arg(long)]
+    fixture_addr: Option<String>,
     #[arg(long, value_enum)]
     scenario: Scenario,
     /// Concurrent in-flight requests.
@@ -48,6 +52,10 @@ pub(crate) struct LoadArgs {
     /// How long to measure (after a warm-up of a tenth of it).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     duration: Duration,
+    /// Write the scenario's request, as a framed gRPC message, to this file and print the
+    /// method path and the `authorization` header instead of running (for h2load).
+    #[arg(long)]
+    h2load_request: Option<std::path::PathBuf>,
     #[command(flatten)]
     auth: AuthArgs,
 }
@@ -87,7 +95,17 @@ pub(crate) async fn run(args: LoadArgs) -> anyhow::Result<()> {
         );
     }
 
-    let fixture = Arc::new(Fixture::create(&tokens, channels[0].clone()).await?);
+    let fixture_channel = match &args.fixture_addr {
+        Some(addr) => Endpoint::from_shared(addr.clone())?
+            .connect()
+            .await
+            .with_context(|| format!("cannot connect to {addr}"))?,
+        None => channels[0].clone(),
+    };
+    let fixture = Arc::new(Fixture::create(&tokens, fixture_channel).await?);
+    if let Some(path) = &args.h2load_request {
+        return write_h2load_request(args.scenario, &fixture, path);
+    }
     let deadline_warmup = args.duration / 10;
     let started = Instant::now();
     let measure_from = started + deadline_warmup;
@@ -143,6 +161,38 @@ pub(crate) async fn run(args: LoadArgs) -> anyhow::Result<()> {
     if histogram.is_empty() {
         anyhow::bail!("no request succeeded ({errors} errors)");
     }
+    Ok(())
+}
+
+/// Writes one framed request of `scenario` to `path`; prints its method path and the
+/// authorization header, one per line.
+fn write_h2load_request(
+    scenario: Scenario,
+    fixture: &Fixture,
+    path: &std::path::Path,
+) -> anyhow::Result<()> {
+    use prost::Message;
+    let (method, message) = match scenario {
+        Scenario::Health => (
+            "/grpc.health.v1.Health/Check",
+            HealthCheckRequest::default().encode_to_vec(),
+        ),
+        Scenario::GetUser => (
+            "/agentic.user.v1.UserService/GetUser",
+            pb::GetUserRequest {
+                id: fixture.user_ids[0].clone(),
+                read_mask: None,
+            }
+            .encode_to_vec(),
+        ),
+        other => anyhow::bail!("{other:?} sends a different request each call"),
+    };
+    let mut framed = vec![0u8];
+    framed.extend_from_slice(&u32::try_from(message.len())?.to_be_bytes());
+    framed.extend_from_slice(&message);
+    std::fs::write(path, framed)?;
+    println!("{method}");
+    println!("authorization: {}", fixture.admin.0.to_str()?);
     Ok(())
 }
 

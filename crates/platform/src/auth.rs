@@ -4,13 +4,13 @@
 //! reflection and the methods a service declares public, and puts the verified [`Caller`]
 //! into the request's extensions.
 
-use std::future::Future;
-use std::pin::Pin;
+use std::future::Ready;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures::future::Either;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use tower::{Layer, Service};
@@ -93,7 +93,8 @@ impl Caller {
     pub fn of<T>(request: &tonic::Request<T>) -> Result<&Caller> {
         request
             .extensions()
-            .get::<Caller>()
+            .get::<Arc<Caller>>()
+            .map(|caller| &**caller)
             .ok_or(Error::Unauthenticated("missing bearer token"))
     }
 }
@@ -109,7 +110,7 @@ pub struct Tokens {
     validation: Validation,
     issuer: String,
     ttl: Duration,
-    verified: moka::sync::Cache<Box<str>, (Caller, i64)>,
+    verified: moka::sync::Cache<Box<str>, (Arc<Caller>, i64)>,
 }
 
 impl Tokens {
@@ -162,7 +163,9 @@ impl Tokens {
         Ok((token, expires))
     }
 
-    pub fn verify(&self, token: &str) -> Result<Caller> {
+    /// The caller `token` names, if it is validly signed and unexpired. Shared: requests
+    /// with the same token share one `Caller`.
+    pub fn verify(&self, token: &str) -> Result<Arc<Caller>> {
         if let Some((caller, expires)) = self.verified.get(token) {
             if Utc::now().timestamp() < expires + LEEWAY_SECS {
                 return Ok(caller);
@@ -178,11 +181,11 @@ impl Tokens {
                 _ => Error::Unauthenticated("invalid token"),
             })?;
         let claims = data.claims;
-        let caller = Caller {
+        let caller = Arc::new(Caller {
             subject: claims.sub,
             tenant: claims.tenant,
             role: claims.role,
-        };
+        });
         self.verified
             .insert(token.into(), (caller.clone(), claims.exp));
         Ok(caller)
@@ -236,7 +239,7 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+    type Future = Either<Ready<Result<S::Response, S::Error>>, S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -250,16 +253,16 @@ where
                 }
                 Err(error) => {
                     let response = tonic::Status::from(error).into_http();
-                    return Box::pin(async move { Ok(response) });
+                    return Either::Left(std::future::ready(Ok(response)));
                 }
             }
         }
-        Box::pin(self.inner.call(request))
+        Either::Right(self.inner.call(request))
     }
 }
 
 impl<S> AuthService<S> {
-    fn authenticate<B>(&self, request: &http::Request<B>) -> Result<Caller> {
+    fn authenticate<B>(&self, request: &http::Request<B>) -> Result<Arc<Caller>> {
         let header = request
             .headers()
             .get(http::header::AUTHORIZATION)

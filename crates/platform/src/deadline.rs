@@ -78,15 +78,17 @@ pub struct DeadlineService<S> {
     max: Duration,
 }
 
+/// The gRPC deadline header, parsed once.
+static GRPC_TIMEOUT: http::HeaderName = http::HeaderName::from_static("grpc-timeout");
+
 impl<S, B, RB> Service<http::Request<B>> for DeadlineService<S>
 where
     S: Service<http::Request<B>, Response = http::Response<RB>>,
-    S::Future: Send + 'static,
     RB: Default,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+    type Future = Deadlined<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -95,20 +97,59 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let asked = request
             .headers()
-            .get("grpc-timeout")
+            .get(&GRPC_TIMEOUT)
             .and_then(|value| value.to_str().ok())
             .and_then(parse_grpc_timeout);
-        let fut = self.inner.call(request);
-        let deadline = asked.map_or(self.max, |asked| asked.min(self.max));
-        Box::pin(async move {
-            match tokio::time::timeout(deadline, scope(deadline, fut)).await {
-                Ok(result) => result,
-                Err(_) => {
-                    metrics::counter!("grpc_server_deadline_exceeded_total").increment(1);
-                    Ok(tonic::Status::deadline_exceeded("deadline exceeded").into_http())
-                }
+        let timeout = asked.map_or(self.max, |asked| asked.min(self.max));
+        let deadline = Instant::now() + timeout;
+        Deadlined {
+            inner: self.inner.call(request),
+            deadline,
+            timer: None,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request's future run inside its deadline scope, answered `DEADLINE_EXCEEDED` if
+    /// still running at the deadline. The timer is only made when the request first
+    /// waits, so requests answered at once never touch the timer wheel.
+    pub struct Deadlined<F> {
+        #[pin]
+        inner: F,
+        deadline: Instant,
+        #[pin]
+        timer: Option<tokio::time::Sleep>,
+    }
+}
+
+impl<F, RB, E> Future for Deadlined<F>
+where
+    F: Future<Output = Result<http::Response<RB>, E>>,
+    RB: Default,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let deadline = *this.deadline;
+        let inner = this.inner;
+        if let Poll::Ready(output) = DEADLINE.sync_scope(deadline, || inner.poll(cx)) {
+            return Poll::Ready(output);
+        }
+        if this.timer.is_none() {
+            this.timer.set(Some(tokio::time::sleep_until(deadline)));
+        }
+        let timer = this.timer.as_pin_mut().expect("timer was just set");
+        match timer.poll(cx) {
+            Poll::Ready(()) => {
+                metrics::counter!("grpc_server_deadline_exceeded_total").increment(1);
+                Poll::Ready(Ok(
+                    tonic::Status::deadline_exceeded("deadline exceeded").into_http()
+                ))
             }
-        })
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 

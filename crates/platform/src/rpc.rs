@@ -6,10 +6,8 @@
 //! without bound. A call is recorded when it ends, or when it is dropped unfinished (the
 //! client went away or a timeout fired): then its code is `Cancelled`.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -56,12 +54,12 @@ impl MethodMetrics {
 /// The known methods by path (`/pkg.Service/Method`), and the one entry for the rest.
 #[derive(Debug)]
 struct Methods {
-    known: HashMap<&'static str, MethodMetrics>,
+    known: foldhash::HashMap<&'static str, MethodMetrics>,
     unknown: MethodMetrics,
 }
 
 impl Methods {
-    fn of(&self, path: &str) -> &MethodMetrics {
+    fn of(&'static self, path: &str) -> &'static MethodMetrics {
         self.known.get(path).unwrap_or(&self.unknown)
     }
 }
@@ -105,7 +103,9 @@ pub(crate) fn known_methods(
 /// One span and one set of metrics per RPC; a warning for each slow one.
 #[derive(Debug, Clone)]
 pub struct RpcLayer {
-    methods: Arc<Methods>,
+    /// Leaked once per server: a bounded table that lives as long as the server, read on
+    /// every call without reference counting.
+    methods: &'static Methods,
     slow: Duration,
 }
 
@@ -121,10 +121,10 @@ impl RpcLayer {
             .map(|&(path, service, method)| (path, MethodMetrics::new(service, method)))
             .collect();
         Self {
-            methods: Arc::new(Methods {
+            methods: Box::leak(Box::new(Methods {
                 known,
                 unknown: MethodMetrics::new(UNKNOWN, UNKNOWN),
-            }),
+            })),
             slow,
         }
     }
@@ -136,7 +136,7 @@ impl<S> Layer<S> for RpcLayer {
     fn layer(&self, inner: S) -> Self::Service {
         RpcService {
             inner,
-            methods: self.methods.clone(),
+            methods: self.methods,
             slow: self.slow,
         }
     }
@@ -145,27 +145,20 @@ impl<S> Layer<S> for RpcLayer {
 #[derive(Debug, Clone)]
 pub struct RpcService<S> {
     inner: S,
-    methods: Arc<Methods>,
+    methods: &'static Methods,
     slow: Duration,
 }
 
 /// Records a call when it ends, or as `Cancelled` when dropped before it ends.
 struct CallRecord {
-    methods: Arc<Methods>,
-    path: http::uri::PathAndQuery,
+    metrics: &'static MethodMetrics,
     started: Instant,
     code: Option<tonic::Code>,
 }
 
-impl CallRecord {
-    fn metrics(&self) -> &MethodMetrics {
-        self.methods.of(self.path.path())
-    }
-}
-
 impl Drop for CallRecord {
     fn drop(&mut self) {
-        let metrics = self.methods.of(self.path.path());
+        let metrics = self.metrics;
         metrics.in_flight.decrement(1.0);
         metrics.handled(
             self.code.unwrap_or(tonic::Code::Cancelled),
@@ -189,19 +182,13 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let path = request
-            .uri()
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+        let metrics = self.methods.of(request.uri().path());
+        metrics.in_flight.increment(1.0);
         let mut record = CallRecord {
-            methods: self.methods.clone(),
-            path,
+            metrics,
             started: Instant::now(),
             code: None,
         };
-        let metrics = record.metrics();
-        metrics.in_flight.increment(1.0);
         let span = tracing::info_span!(
             "rpc",
             otel.name = %format_args!("{}/{}", metrics.service, metrics.method),

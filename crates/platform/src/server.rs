@@ -2,7 +2,7 @@
 //!
 //! It adds, in a fixed order: panic → `INTERNAL`, a span and metrics per RPC, the request
 //! size limit, the caller's deadline, the read consistency it asked for, and bearer-token
-//! auth; plus tonic's request timeout, per-connection
+//! auth (the deadline layer is the request timeout); plus per-connection
 //! concurrency limit and load shedding. It serves grpc.health.v1 (every status starts
 //! `NOT_SERVING` and follows the database), reflection v1 and v1alpha, and the admin HTTP
 //! port, and drains in-flight requests on SIGTERM/SIGINT.
@@ -183,8 +183,6 @@ impl Server {
             }
         };
         let serve = tonic::transport::Server::builder()
-            // A backstop only: the deadline layer answers DEADLINE_EXCEEDED first.
-            .timeout(self.args.request_timeout + std::time::Duration::from_secs(1))
             .concurrency_limit_per_connection(self.args.concurrency_limit_per_connection)
             .load_shed(true)
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))

@@ -10,7 +10,8 @@
 //! heartbeats: every replica publishes its origin alone a few times a second and expects
 //! to hear itself. While it has not for a while, the channel is unhealthy: the replica's
 //! L1 is not trusted (reads go to Redis or the database), and when it hears itself again
-//! it clears its L1 before trusting it.
+//! it starts a new L1 epoch: what L1 held before is no longer fresh (it is reloaded), but
+//! stays at hand as the fail-safe fallback when the database fails.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,11 +29,13 @@ const HEARTBEAT_PERIOD: Duration = Duration::from_millis(200);
 /// Without hearing its own heartbeat this long, a replica stops trusting its L1.
 pub(crate) const HEARTBEAT_TIMEOUT: Duration = Duration::from_millis(750);
 
-/// When this replica last heard itself on the channel, as milliseconds since `start`.
+/// When this replica last heard itself on the channel, as milliseconds since `start`,
+/// and the L1 epoch: bumped whenever invalidations may have been missed.
 pub(crate) struct ChannelHealth {
     start: Instant,
     /// 0: never heard.
     last_heard_ms: AtomicU64,
+    epoch: AtomicU64,
 }
 
 impl ChannelHealth {
@@ -40,7 +43,17 @@ impl ChannelHealth {
         Self {
             start: Instant::now(),
             last_heard_ms: AtomicU64::new(0),
+            epoch: AtomicU64::new(0),
         }
+    }
+
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Starts a new L1 epoch: every slot loaded before is no longer fresh.
+    fn new_epoch(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
     }
 
     fn now_ms(&self) -> u64 {
@@ -128,7 +141,7 @@ pub(crate) fn spawn_listener(
             match subscribed {
                 Ok(pubsub) => {
                     // Anything cached before now may have missed its invalidation.
-                    l1.invalidate_all();
+                    health.new_epoch();
                     let mut messages = pubsub.into_on_message();
                     loop {
                         let next = tokio::select! {
@@ -148,7 +161,7 @@ pub(crate) fn spawn_listener(
                         if is_own_heartbeat(&payload, &origin) {
                             if health.heard() {
                                 // Whatever L1 holds may have missed an invalidation.
-                                l1.invalidate_all();
+                                health.new_epoch();
                                 tracing::info!("cache invalidation channel healthy");
                             }
                             continue;

@@ -13,6 +13,9 @@ use tower::{Layer, Service};
 /// The request metadata that asks for a strong read.
 pub const HEADER: &str = "x-read-consistency";
 
+/// [`HEADER`], parsed once.
+static CONSISTENCY: http::HeaderName = http::HeaderName::from_static(HEADER);
+
 tokio::task_local! {
     static STRONG: bool;
 }
@@ -61,7 +64,7 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let wants_strong = request
             .headers()
-            .get(HEADER)
+            .get(&CONSISTENCY)
             .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"strong"));
         let fut = self.inner.call(request);
         if wants_strong {

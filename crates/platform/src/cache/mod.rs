@@ -220,10 +220,11 @@ impl Cache {
         }
         let full_key = inner.full_key(kind, key);
         let l1_trusted = inner.l1_trusted();
+        let epoch = inner.l1_epoch();
 
         if l1_trusted
             && let Some(slot) = inner.l1.get(&full_key).await
-            && slot.is_fresh()
+            && slot.is_fresh_in(epoch)
         {
             kind.l1_hits.increment(1);
             return slot.decode();
@@ -236,14 +237,16 @@ impl Cache {
                 let held = held.map(|entry| entry.into_value());
                 if l1_trusted
                     && let Some(slot) = &held
-                    && slot.is_fresh()
+                    && slot.is_fresh_in(epoch)
                 {
                     // Another caller loaded it while this one waited for the key.
                     kind.l1_hits.increment(1);
                     return Ok(Op::Nop);
                 }
                 record(kind, "l1", "miss");
-                inner.fill(kind, &full_key, held.as_deref(), load).await
+                inner
+                    .fill(kind, &full_key, held.as_deref(), epoch, load)
+                    .await
             })
             .await?;
 
@@ -298,6 +301,11 @@ impl Inner {
             .is_none_or(|health| health.is_healthy())
     }
 
+    /// The current L1 epoch (always 0 without Redis).
+    fn l1_epoch(&self) -> u64 {
+        self.health.as_ref().map_or(0, |health| health.epoch())
+    }
+
     /// `<prefix>:<service>:<kind>:<key>`, the name of an entry in both levels.
     fn full_key(&self, kind: &CacheKind, key: &str) -> String {
         format!("{}:{}:{key}", self.prefix, kind.name)
@@ -309,6 +317,7 @@ impl Inner {
         kind: &CacheKind,
         full_key: &str,
         stale: Option<&Slot>,
+        epoch: u64,
         load: F,
     ) -> Result<Op<Arc<Slot>>>
     where
@@ -330,7 +339,7 @@ impl Inner {
                 if let Some(slot) =
                     Slot::from_l2(&encoded, kind.ttl, self.negative_ttl, self.stale_ttl)
                 {
-                    return Ok(Op::Put(Arc::new(slot)));
+                    return Ok(Op::Put(Arc::new(slot.in_epoch(epoch))));
                 }
                 tracing::warn!(
                     kind = kind.name,
@@ -356,7 +365,7 @@ impl Inner {
         };
 
         let value: Option<Bytes> = loaded.map(|message| Bytes::from(message.encode_to_vec()));
-        let slot = Slot::new(value, kind.ttl, self.negative_ttl, self.stale_ttl);
+        let slot = Slot::new(value, kind.ttl, self.negative_ttl, self.stale_ttl).in_epoch(epoch);
         if let (Some(l2), Some(version)) = (l2, seen_version) {
             l2.set_if_version(
                 kind.name,

@@ -18,6 +18,9 @@ pub(crate) struct Slot {
     fresh_until: Instant,
     /// How long L1 keeps the slot: fresh time plus the stale grace.
     retain_for: Duration,
+    /// The L1 epoch it was loaded in: a slot from an earlier epoch may have missed an
+    /// invalidation, so it is never fresh, though still a fail-safe fallback.
+    epoch: u64,
 }
 
 impl Slot {
@@ -36,7 +39,13 @@ impl Slot {
             value,
             fresh_until: Instant::now() + fresh_for,
             retain_for: fresh_for + grace,
+            epoch: 0,
         }
+    }
+
+    /// The same slot, loaded in L1 epoch `epoch`.
+    pub(crate) fn in_epoch(self, epoch: u64) -> Self {
+        Self { epoch, ..self }
     }
 
     pub(crate) fn from_l2(
@@ -65,8 +74,9 @@ impl Slot {
         }
     }
 
-    pub(crate) fn is_fresh(&self) -> bool {
-        Instant::now() < self.fresh_until
+    /// Fresh, and loaded in the current L1 epoch.
+    pub(crate) fn is_fresh_in(&self, epoch: u64) -> bool {
+        self.epoch == epoch && Instant::now() < self.fresh_until
     }
 
     pub(crate) fn fresh_for(&self) -> Duration {

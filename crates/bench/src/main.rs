@@ -1,0 +1,196 @@
+//! `agentic-baseline`: the bare servers `make bench` measures the services against. Not a
+//! service: no auth, metrics, cache, pool or limits, only what the measured path needs.
+//!
+//! - `echo`: `grpc.health.v1.Health/Check` answering a constant: tonic's own floor.
+//! - `by-key`: `agentic.user.v1.UserService/GetUser` reading the row by primary key with
+//!   one prepared statement per tokio-postgres connection: the database path's floor.
+//!
+//! Both speak the methods `agentic load` calls, so one load generator drives them all.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use agentic_proto::user::v1 as pb;
+use agentic_proto::user::v1::user_service_server::{UserService, UserServiceServer};
+use agentic_user::model::UserRow;
+use clap::{Parser, Subcommand};
+use tonic::{Request, Response, Status};
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_server::{Health, HealthServer};
+use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
+
+/// The user service with GetUser alone; the other methods are unimplemented.
+macro_rules! get_user_only {
+    ($($method:ident($request:ident) -> $response:ident,)*) => {
+        #[tonic::async_trait]
+        impl UserService for ByKey {
+            async fn get_user(
+                &self,
+                request: Request<pb::GetUserRequest>,
+            ) -> Result<Response<pb::GetUserResponse>, Status> {
+                self.by_key(request).await
+            }
+            $(
+                async fn $method(
+                    &self,
+                    _: Request<pb::$request>,
+                ) -> Result<Response<pb::$response>, Status> {
+                    Err(Status::unimplemented("not part of the baseline"))
+                }
+            )*
+        }
+    };
+}
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(
+    name = "agentic-baseline",
+    about = "Bare tonic baselines for make bench"
+)]
+struct Cli {
+    /// Address to serve on.
+    #[arg(long, default_value = "127.0.0.1:50070")]
+    addr: SocketAddr,
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    /// Health/Check answering SERVING.
+    Echo,
+    /// GetUser by primary key through tokio-postgres.
+    ByKey {
+        /// The user service's database.
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+        /// PostgreSQL connections, each with its prepared statement.
+        #[arg(long, default_value_t = 8)]
+        connections: usize,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let server = tonic::transport::Server::builder();
+    match cli.mode {
+        Mode::Echo => {
+            let mut server = server;
+            server
+                .add_service(HealthServer::new(Echo))
+                .serve(cli.addr)
+                .await?;
+        }
+        Mode::ByKey {
+            database_url,
+            connections,
+        } => {
+            let by_key = ByKey::connect(&database_url, connections).await?;
+            let mut server = server;
+            server
+                .add_service(UserServiceServer::new(by_key))
+                .serve(cli.addr)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+struct Echo;
+
+#[tonic::async_trait]
+impl Health for Echo {
+    async fn check(
+        &self,
+        _: Request<HealthCheckRequest>,
+    ) -> Result<Response<HealthCheckResponse>, Status> {
+        Ok(Response::new(HealthCheckResponse {
+            status: ServingStatus::Serving as i32,
+        }))
+    }
+
+    type WatchStream = futures::stream::Empty<Result<HealthCheckResponse, Status>>;
+
+    async fn watch(
+        &self,
+        _: Request<HealthCheckRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        Err(Status::unimplemented("not part of the baseline"))
+    }
+}
+
+/// The row by primary key with the columns the user service selects, through one
+/// prepared statement per connection; connections are taken round-robin.
+struct ByKey {
+    connections: Vec<(tokio_postgres::Client, tokio_postgres::Statement)>,
+    next: AtomicUsize,
+}
+
+const BY_KEY: &str = "SELECT id, tenant_id, email, username, display_name, role, status, \
+     created_at, updated_at FROM users.users WHERE id = $1";
+
+impl ByKey {
+    async fn connect(url: &str, connections: usize) -> anyhow::Result<Self> {
+        let mut opened = Vec::with_capacity(connections);
+        for _ in 0..connections.max(1) {
+            let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+            tokio::spawn(connection);
+            let statement = client.prepare(BY_KEY).await?;
+            opened.push((client, statement));
+        }
+        Ok(Self {
+            connections: opened,
+            next: AtomicUsize::new(0),
+        })
+    }
+}
+
+impl ByKey {
+    async fn by_key(
+        &self,
+        request: Request<pb::GetUserRequest>,
+    ) -> Result<Response<pb::GetUserResponse>, Status> {
+        let id: uuid::Uuid = request
+            .get_ref()
+            .id
+            .parse()
+            .map_err(|_| Status::invalid_argument("id"))?;
+        let turn = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
+        let (client, statement) = &self.connections[turn];
+        let row = client
+            .query_opt(statement, &[&id])
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?
+            .ok_or_else(|| Status::not_found("user"))?;
+        let user = UserRow {
+            id: row.get(0),
+            tenant_id: row.get(1),
+            email: row.get(2),
+            username: row.get(3),
+            display_name: row.get(4),
+            role: row.get(5),
+            status: row.get(6),
+            created_at: row.get(7),
+            updated_at: row.get(8),
+        };
+        Ok(Response::new(pb::GetUserResponse {
+            user: Some(user.into()),
+        }))
+    }
+}
+
+get_user_only! {
+        create_tenant(CreateTenantRequest) -> CreateTenantResponse,
+        get_tenant(GetTenantRequest) -> GetTenantResponse,
+        create_user(CreateUserRequest) -> CreateUserResponse,
+        lookup_user(LookupUserRequest) -> LookupUserResponse,
+        update_user(UpdateUserRequest) -> UpdateUserResponse,
+        delete_user(DeleteUserRequest) -> DeleteUserResponse,
+        list_users(ListUsersRequest) -> ListUsersResponse,
+        batch_create_users(BatchCreateUsersRequest) -> BatchCreateUsersResponse,
+        authenticate(AuthenticateRequest) -> AuthenticateResponse,
+}
