@@ -3,7 +3,9 @@
 #
 # Targets (all release builds, loopback, RUST_LOG=warn):
 #   echo      agentic-baseline echo: tonic answering Health/Check with a constant
-#   by-key    agentic-baseline by-key: tonic + tokio-postgres, GetUser by primary key
+#   by-key    agentic-baseline by-key: tonic + tokio-postgres, GetUser by primary key, one
+#             request per connection at a time over as many connections as the service's
+#             pool may open (the goal's baseline); and pipelined over 8 (for information)
 #   cached    the user service (L1 + Redis)
 #   uncached  the user service with CACHE_ENABLED=false
 #
@@ -36,6 +38,9 @@ echo "[bench] building release binaries"
 cargo build --release --quiet --bin agentic --bin agentic-baseline
 BIN="$ROOT/target/release/agentic"
 BASELINE="$ROOT/target/release/agentic-baseline"
+# The service's pool defaults (DB_POOL_SIZE + DB_MAX_OVERFLOW), read from its --help.
+DEFAULT_POOL_SIZE=$("$BIN" serve user --help | awk '/--db-pool-size/ {f=1} f && /default:/ {gsub(/[^0-9]/, ""); print; exit}')
+DEFAULT_MAX_OVERFLOW=$("$BIN" serve user --help | awk '/--db-max-overflow/ {f=1} f && /default:/ {gsub(/[^0-9]/, ""); print; exit}')
 
 PSQL=("$PG_BIN/psql" -X -q -h 127.0.0.1 -p 55432 -U postgres)
 "${PSQL[@]}" -c "DROP DATABASE IF EXISTS agentic_bench WITH (FORCE)"
@@ -68,7 +73,10 @@ start_service cached true 50061 9161
 start_service uncached false 50062 9162
 "$BASELINE" --addr 127.0.0.1:50070 echo >"$OUT/echo.log" 2>&1 &
 pids+=($!)
-DATABASE_URL="$BENCH_URL" "$BASELINE" --addr 127.0.0.1:50071 by-key >"$OUT/by-key.log" 2>&1 &
+POOL_MAX=$(( ${DB_POOL_SIZE:-$DEFAULT_POOL_SIZE} + ${DB_MAX_OVERFLOW:-$DEFAULT_MAX_OVERFLOW} ))
+DATABASE_URL="$BENCH_URL" "$BASELINE" --addr 127.0.0.1:50071 by-key --connections "$POOL_MAX" >"$OUT/by-key.log" 2>&1 &
+pids+=($!)
+DATABASE_URL="$BENCH_URL" "$BASELINE" --addr 127.0.0.1:50072 by-key --connections 8 --pipelined >"$OUT/by-key-pipelined.log" 2>&1 &
 pids+=($!)
 sleep 1
 
@@ -79,6 +87,7 @@ TARGETS=(
   "service, GetUser (cached)|50061|get-user"
   "bare tokio-postgres, GetUser by key|50071|get-user"
   "service, GetUser (cache off)|50062|get-user"
+  "bare tokio-postgres pipelined, GetUser by key|50072|get-user"
 )
 
 agentic_load() { # port scenario duration label

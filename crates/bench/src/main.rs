@@ -3,7 +3,9 @@
 //!
 //! - `echo`: `grpc.health.v1.Health/Check` answering a constant: tonic's own floor.
 //! - `by-key`: `agentic.user.v1.UserService/GetUser` reading the row by primary key with
-//!   one prepared statement per tokio-postgres connection: the database path's floor.
+//!   one prepared statement per tokio-postgres connection: the database path's floor. By
+//!   default each request has a connection to itself while it runs, as with any pool;
+//!   `--pipelined` lets requests share connections, which a pool cannot.
 //!
 //! Both speak the methods `agentic load` calls, so one load generator drives them all.
 
@@ -70,6 +72,9 @@ enum Mode {
         /// PostgreSQL connections, each with its prepared statement.
         #[arg(long, default_value_t = 8)]
         connections: usize,
+        /// Send queries of concurrent requests down one connection without waiting.
+        #[arg(long)]
+        pipelined: bool,
     },
 }
 
@@ -88,8 +93,9 @@ async fn main() -> anyhow::Result<()> {
         Mode::ByKey {
             database_url,
             connections,
+            pipelined,
         } => {
-            let by_key = ByKey::connect(&database_url, connections).await?;
+            let by_key = ByKey::connect(&database_url, connections, pipelined).await?;
             let mut server = server;
             server
                 .add_service(UserServiceServer::new(by_key))
@@ -128,13 +134,47 @@ impl Health for Echo {
 struct ByKey {
     connections: Vec<(tokio_postgres::Client, tokio_postgres::Statement)>,
     next: AtomicUsize,
+    /// Indexes of connections no request holds; `None` when pipelined.
+    free: Option<Free>,
+}
+
+/// The idle connections of the exclusive mode: a permit per idle connection.
+struct Free {
+    permits: tokio::sync::Semaphore,
+    idle: std::sync::Mutex<Vec<usize>>,
+}
+
+impl Free {
+    async fn take(&self) -> Held<'_> {
+        let permit = self.permits.acquire().await.expect("never closed");
+        let turn = self.idle.lock().expect("idle lock").pop();
+        Held {
+            free: self,
+            turn: turn.expect("a permit per idle connection"),
+            _permit: permit,
+        }
+    }
+}
+
+/// A connection taken for one request; given back when dropped, even if the request is
+/// abandoned.
+struct Held<'a> {
+    free: &'a Free,
+    turn: usize,
+    _permit: tokio::sync::SemaphorePermit<'a>,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.free.idle.lock().expect("idle lock").push(self.turn);
+    }
 }
 
 const BY_KEY: &str = "SELECT id, tenant_id, email, username, display_name, role, status, \
      created_at, updated_at FROM users.users WHERE id = $1";
 
 impl ByKey {
-    async fn connect(url: &str, connections: usize) -> anyhow::Result<Self> {
+    async fn connect(url: &str, connections: usize, pipelined: bool) -> anyhow::Result<Self> {
         let mut opened = Vec::with_capacity(connections);
         for _ in 0..connections.max(1) {
             let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
@@ -142,9 +182,14 @@ impl ByKey {
             let statement = client.prepare(BY_KEY).await?;
             opened.push((client, statement));
         }
+        let free = (!pipelined).then(|| Free {
+            permits: tokio::sync::Semaphore::new(opened.len()),
+            idle: std::sync::Mutex::new((0..opened.len()).collect()),
+        });
         Ok(Self {
             connections: opened,
             next: AtomicUsize::new(0),
+            free,
         })
     }
 }
@@ -159,13 +204,17 @@ impl ByKey {
             .id
             .parse()
             .map_err(|_| Status::invalid_argument("id"))?;
-        let turn = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
-        let (client, statement) = &self.connections[turn];
-        let row = client
-            .query_opt(statement, &[&id])
-            .await
-            .map_err(|e| Status::unavailable(e.to_string()))?
-            .ok_or_else(|| Status::not_found("user"))?;
+        let row = match &self.free {
+            None => {
+                let turn = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
+                self.query(turn, &id).await
+            }
+            Some(free) => {
+                let held = free.take().await;
+                self.query(held.turn, &id).await
+            }
+        };
+        let row = row?.ok_or_else(|| Status::not_found("user"))?;
         let user = UserRow {
             id: row.get(0),
             tenant_id: row.get(1),
@@ -180,6 +229,20 @@ impl ByKey {
         Ok(Response::new(pb::GetUserResponse {
             user: Some(user.into()),
         }))
+    }
+}
+
+impl ByKey {
+    async fn query(
+        &self,
+        turn: usize,
+        id: &uuid::Uuid,
+    ) -> Result<Option<tokio_postgres::Row>, Status> {
+        let (client, statement) = &self.connections[turn];
+        client
+            .query_opt(statement, &[id])
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))
     }
 }
 

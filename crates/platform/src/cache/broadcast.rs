@@ -14,7 +14,7 @@
 //! stays at hand as the fail-safe fallback when the database fails.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -35,6 +35,8 @@ pub(crate) struct ChannelHealth {
     start: Instant,
     /// 0: never heard.
     last_heard_ms: AtomicU64,
+    /// Kept by the listener, so the read path checks a flag rather than the clock.
+    healthy: AtomicBool,
     epoch: AtomicU64,
 }
 
@@ -43,6 +45,7 @@ impl ChannelHealth {
         Self {
             start: Instant::now(),
             last_heard_ms: AtomicU64::new(0),
+            healthy: AtomicBool::new(false),
             epoch: AtomicU64::new(0),
         }
     }
@@ -63,18 +66,23 @@ impl ChannelHealth {
 
     /// Whether invalidations are reaching this replica.
     pub(crate) fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Acquire)
+    }
+
+    /// Whether this replica's own heartbeat is overdue.
+    fn overdue(&self) -> bool {
         let heard = self.last_heard_ms.load(Ordering::Relaxed);
-        heard != 0 && self.now_ms().saturating_sub(heard) < HEARTBEAT_TIMEOUT.as_millis() as u64
+        heard == 0 || self.now_ms().saturating_sub(heard) >= HEARTBEAT_TIMEOUT.as_millis() as u64
     }
 
     /// Records a heartbeat; true if the channel was unhealthy until now.
     fn heard(&self) -> bool {
-        let was_healthy = self.is_healthy();
         self.last_heard_ms.store(self.now_ms(), Ordering::Relaxed);
-        !was_healthy
+        !self.healthy.swap(true, Ordering::AcqRel)
     }
 
     fn lost(&self) {
+        self.healthy.store(false, Ordering::Release);
         self.last_heard_ms.store(0, Ordering::Relaxed);
     }
 }
@@ -157,6 +165,10 @@ pub(crate) fn spawn_listener(
                             }
                         };
                         let Some(msg) = next else { break };
+                        // Other replicas' messages keep arriving even if our own stop.
+                        if health.overdue() {
+                            health.lost();
+                        }
                         let payload = String::from_utf8_lossy(msg.get_payload_bytes());
                         if is_own_heartbeat(&payload, &origin) {
                             if health.heard() {
