@@ -128,19 +128,30 @@ async fn concurrent_password_batches_hash_one_per_core_and_shed_the_rest() {
         }
     });
     let outcomes = futures::future::join_all(batches).await;
+    let shed = outcomes
+        .iter()
+        .filter(|outcome| {
+            outcome
+                .as_ref()
+                .is_err_and(|status| status.code() == tonic::Code::ResourceExhausted)
+        })
+        .count();
     for outcome in &outcomes {
-        match outcome {
-            Ok(_) => {}
-            Err(status) => assert_eq!(
-                status.code(),
-                tonic::Code::ResourceExhausted,
+        if let Err(status) = outcome {
+            // A batch that got its cores but not its database write in time may run out
+            // of deadline on a saturated machine; nothing else is acceptable.
+            assert!(
+                matches!(
+                    status.code(),
+                    tonic::Code::ResourceExhausted | tonic::Code::DeadlineExceeded
+                ),
                 "a batch that cannot get a core in time is shed: {status:?}"
-            ),
+            );
         }
     }
     assert!(
-        outcomes.iter().any(Result::is_err),
-        "20,000 hashes do not fit in 2 s"
+        shed > 0,
+        "20,000 hashes do not fit in 2 s: some batches are shed"
     );
 
     // One argon2 hash holds 19 MiB; unbounded, hundreds would run at once.

@@ -16,7 +16,7 @@ use crate::deadline;
 use crate::error::{Error, Result};
 
 /// At most this much before the deadline, a job still waiting gives up.
-const GIVE_UP_MARGIN: Duration = Duration::from_millis(100);
+const GIVE_UP_MARGIN: Duration = Duration::from_millis(250);
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -58,7 +58,7 @@ where
     let acquire = pool.permits.clone().acquire_owned();
     let _permit = match deadline::remaining() {
         // Give up a little early, so the caller still hears why.
-        Some(left) => tokio::time::timeout(left - (left / 20).min(GIVE_UP_MARGIN), acquire)
+        Some(left) => tokio::time::timeout(left - (left / 10).min(GIVE_UP_MARGIN), acquire)
             .await
             .map_err(|_| busy())?,
         None => acquire.await,

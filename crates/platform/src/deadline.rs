@@ -78,6 +78,9 @@ pub struct DeadlineService<S> {
     max: Duration,
 }
 
+/// At most this much of a caller's deadline is kept for the answer to travel back.
+const ANSWER_MARGIN: Duration = Duration::from_millis(50);
+
 /// The gRPC deadline header, parsed once.
 static GRPC_TIMEOUT: http::HeaderName = http::HeaderName::from_static("grpc-timeout");
 
@@ -100,7 +103,11 @@ where
             .get(&GRPC_TIMEOUT)
             .and_then(|value| value.to_str().ok())
             .and_then(parse_grpc_timeout);
-        let timeout = asked.map_or(self.max, |asked| asked.min(self.max));
+        // Answer a little before the caller gives up, so it hears why (tonic's own
+        // handling of grpc-timeout, outside these layers, would answer CANCELLED).
+        let timeout = asked.map_or(self.max, |asked| {
+            (asked - (asked / 20).min(ANSWER_MARGIN)).min(self.max)
+        });
         let deadline = Instant::now() + timeout;
         Deadlined {
             inner: self.inner.call(request),

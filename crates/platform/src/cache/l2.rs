@@ -42,6 +42,14 @@ end
 return 0
 ";
 
+/// Whether a call serves a request (skips Redis during the backoff after a failure) or
+/// probes from the background (heartbeats, replays: they find out when Redis is back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Request,
+    Probe,
+}
+
 /// The version of an entry as a loader saw it: '' when it was never invalidated.
 pub(crate) type Version = String;
 
@@ -125,8 +133,9 @@ impl RedisL2 {
         keys: &[String],
         channel: &str,
         message: &str,
+        mode: Mode,
     ) -> bool {
-        let Some(mut conn) = self.connection(kind).await else {
+        let Some(mut conn) = self.connection_for(kind, mode).await else {
             return false;
         };
         let mut invocation = self.invalidate.prepare_invoke();
@@ -144,9 +153,9 @@ impl RedisL2 {
         done.is_some()
     }
 
-    /// Publishes `message` on `channel` (heartbeats).
+    /// Publishes `message` on `channel` (heartbeats, which probe).
     pub(crate) async fn publish(&self, kind: &'static str, channel: &str, message: &str) {
-        let Some(mut conn) = self.connection(kind).await else {
+        let Some(mut conn) = self.connection_for(kind, Mode::Probe).await else {
             return;
         };
         let _: Option<()> = self
@@ -161,7 +170,11 @@ impl RedisL2 {
 
     /// A connection, unless Redis failed within the backoff window.
     async fn connection(&self, kind: &'static str) -> Option<ConnectionManager> {
-        if now_millis() < self.down_until.load(Ordering::Relaxed) {
+        self.connection_for(kind, Mode::Request).await
+    }
+
+    async fn connection_for(&self, kind: &'static str, mode: Mode) -> Option<ConnectionManager> {
+        if mode == Mode::Request && now_millis() < self.down_until.load(Ordering::Relaxed) {
             super::record_kind(kind, "l2", "skipped");
             return None;
         }
@@ -202,7 +215,13 @@ impl RedisL2 {
         command: impl Future<Output = redis::RedisResult<T>>,
     ) -> Option<Option<T>> {
         match tokio::time::timeout(self.timeout, command).await {
-            Ok(Ok(value)) => Some(Some(value)),
+            Ok(Ok(value)) => {
+                // Redis answers again: requests stop skipping it at once.
+                if self.down_until.load(Ordering::Relaxed) != 0 {
+                    self.down_until.store(0, Ordering::Relaxed);
+                }
+                Some(Some(value))
+            }
             Ok(Err(error)) => {
                 self.mark_down(kind, &error.to_string());
                 None

@@ -280,7 +280,13 @@ impl Cache {
         if let Some(l2) = &inner.l2 {
             let message = broadcast::message(&inner.origin, &full_keys);
             let taken = l2
-                .invalidate(first_kind.name, &full_keys, &inner.channel, &message)
+                .invalidate(
+                    first_kind.name,
+                    &full_keys,
+                    &inner.channel,
+                    &message,
+                    l2::Mode::Request,
+                )
                 .await;
             if !taken {
                 tracing::warn!(

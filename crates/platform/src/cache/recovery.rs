@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::l2::RedisL2;
+use super::l2::{Mode, RedisL2};
 
 /// How often pending invalidations are retried.
 pub(crate) const REPLAY_PERIOD: Duration = Duration::from_millis(200);
@@ -84,7 +84,10 @@ async fn replay(pending: &Pending, l2: &RedisL2, channel: &str, origin: &str) {
             return;
         }
         let message = super::broadcast::message(origin, &batch);
-        if !l2.invalidate("replay", &batch, channel, &message).await {
+        if !l2
+            .invalidate("replay", &batch, channel, &message, Mode::Probe)
+            .await
+        {
             return;
         }
         pending.done(&batch);
