@@ -98,6 +98,24 @@ pub async fn wait_for_health(addr: SocketAddr, wanted: ServingStatus) {
     panic!("the server at {addr} never reported {wanted:?}");
 }
 
+/// GET `path` on an admin port: the HTTP status code and the whole response.
+pub async fn admin_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("admin port");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .expect("status line");
+    (status, response)
+}
+
 /// How to start a service under test.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -238,20 +256,7 @@ impl<S: ServiceType> TestService<S> {
 
     /// GET `path` on the admin port: the HTTP status code and the whole response.
     pub async fn admin_get(&self, path: &str) -> (u16, String) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(self.admin_addr)
-            .await
-            .expect("admin port");
-        let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.expect("write");
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await.expect("read");
-        let status = response
-            .split_whitespace()
-            .nth(1)
-            .and_then(|code| code.parse().ok())
-            .expect("status line");
-        (status, response)
+        admin_get(self.admin_addr, path).await
     }
 
     /// The services reflection v1 lists.
