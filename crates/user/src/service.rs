@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use agentic_platform::auth::{Caller, Tokens};
-use agentic_platform::cache::{Cache, CacheKind};
+use agentic_platform::cache::{Cache, CacheKind, TenantKey};
 use agentic_platform::db::Pool;
 use agentic_platform::error::{Error, Result};
 use agentic_platform::paging::{self, FieldPaths, PageTokens};
@@ -62,7 +62,7 @@ impl UserService {
 
     async fn cached_user(&self, tenant: Uuid, id: Uuid) -> Result<Option<pb::User>> {
         self.cache
-            .get_or_load(&self.kinds.user, &format!("{tenant}:{id}"), || {
+            .get_or_load(&self.kinds.user, TenantKey(tenant, id), || {
                 self.pool.run(async |conn| {
                     Ok(store::find_user(conn, tenant, id)
                         .await?
@@ -78,7 +78,7 @@ impl UserService {
             UserKey::Username(username) => (&self.kinds.user_by_username, username),
         };
         self.cache
-            .get_or_load(kind, &format!("{tenant}:{value}"), || {
+            .get_or_load(kind, TenantKey(tenant, value), || {
                 self.pool.run(async |conn| {
                     Ok(store::find_user_by(conn, tenant, key)
                         .await?
@@ -183,7 +183,7 @@ impl UserServiceApi for UserService {
         }
         let tenant = self
             .cache
-            .get_or_load(&self.kinds.tenant, &id.to_string(), || {
+            .get_or_load(&self.kinds.tenant, id, || {
                 self.pool
                     .run(async |conn| Ok(store::find_tenant(conn, id).await?.map(pb::Tenant::from)))
             })

@@ -81,6 +81,17 @@ impl KindSpec {
     }
 }
 
+/// A key scoped to a tenant, shown as `<tenant>:<key>`; formatted straight into the
+/// entry's name.
+#[derive(Debug, Clone, Copy)]
+pub struct TenantKey<K>(pub uuid::Uuid, pub K);
+
+impl<K: std::fmt::Display> std::fmt::Display for TenantKey<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.0, self.1)
+    }
+}
+
 /// One kind of cached value, with its freshness.
 #[derive(Debug, Clone)]
 pub struct CacheKind {
@@ -198,14 +209,31 @@ impl Cache {
         }
     }
 
-    /// Returns the cached value of `key`, or loads, caches and returns it.
+    /// Returns the cached value of `key`, or loads, caches and returns it. The key is any
+    /// `Display` (such as [`TenantKey`]), so the entry's name is built in one allocation.
     ///
     /// `load` returns `Ok(None)` for a missing value (cached briefly as absent). If it
     /// fails and an expired value is still held, that value is served instead.
-    pub async fn get_or_load<M, F, Fut>(
+    pub fn get_or_load<'a, M, F, Fut>(
+        &'a self,
+        kind: &'a CacheKind,
+        key: impl std::fmt::Display,
+        load: F,
+    ) -> impl Future<Output = Result<Option<M>>> + 'a
+    where
+        M: prost::Message + Default + 'a,
+        F: FnOnce() -> Fut + 'a,
+        Fut: Future<Output = Result<Option<M>>> + 'a,
+    {
+        // Formatted now: the future holds one String, not the caller's key.
+        let full_key = self.inner.as_ref().map(|inner| inner.full_key(kind, key));
+        self.get_or_load_entry(kind, full_key, load)
+    }
+
+    async fn get_or_load_entry<M, F, Fut>(
         &self,
         kind: &CacheKind,
-        key: &str,
+        full_key: Option<String>,
         load: F,
     ) -> Result<Option<M>>
     where
@@ -213,14 +241,13 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<M>>>,
     {
-        let Some(inner) = &self.inner else {
+        let (Some(inner), Some(full_key)) = (&self.inner, full_key) else {
             return load().await;
         };
         if consistency::is_strong() {
             record(kind, "strong", "bypass");
             return load().await;
         }
-        let full_key = inner.full_key(kind, key);
         let l1_trusted = inner.l1_trusted();
         let epoch = inner.l1_epoch();
 
@@ -315,7 +342,7 @@ impl Inner {
     }
 
     /// `<prefix>:<service>:<kind>:<key>`, the name of an entry in both levels.
-    fn full_key(&self, kind: &CacheKind, key: &str) -> String {
+    fn full_key(&self, kind: &CacheKind, key: impl std::fmt::Display) -> String {
         format!("{}:{}:{key}", self.prefix, kind.name)
     }
 
