@@ -2,58 +2,26 @@
 
 use std::time::Duration;
 
-use agentic_platform::auth::Tokens;
-use agentic_platform::auth::roles;
+mod common;
+
 use agentic_platform::service::ServiceType;
-use agentic_platform::testsuite::{
-    ServiceProcess, TestDatabase, auth_args, grpc_channel, lock_waiters,
-};
+use agentic_platform::testsuite::{ServiceProcess, TestDatabase, lock_waiters};
 use agentic_proto::user::v1 as pb;
-use agentic_proto::user::v1::user_service_client::UserServiceClient;
 use agentic_user::UserApp;
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
-
-fn authorized<T>(message: T, token: &str) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    request
-}
 
 #[tokio::test]
 async fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
     let db = TestDatabase::create(UserApp::SPEC.name, UserApp::MIGRATIONS).await;
     let mut process = ServiceProcess::start(env!("CARGO_BIN_EXE_agentic-user"), &db.url).await;
 
-    let tokens = Tokens::new(&auth_args()).unwrap();
-    let mut client = UserServiceClient::new(grpc_channel(process.addr).await.unwrap());
-    let (platform, _) = tokens.issue("test", None, roles::PLATFORM, None).unwrap();
-    let tenant = client
-        .create_tenant(authorized(
-            pb::CreateTenantRequest {
-                name: "Drain".into(),
-                slug: "drain".into(),
-            },
-            &platform,
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .tenant
-        .unwrap();
-    let (admin, _) = tokens
-        .issue("test", Some(tenant.id.parse().unwrap()), roles::ADMIN, None)
-        .unwrap();
+    let (mut client, _) = common::tenant_admin(process.addr, "drain").await;
     let user = client
-        .create_user(authorized(
-            pb::CreateUserRequest {
-                email: "drain@example.com".into(),
-                display_name: "D".into(),
-                ..Default::default()
-            },
-            &admin,
-        ))
+        .create_user(pb::CreateUserRequest {
+            email: "drain@example.com".into(),
+            display_name: "D".into(),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner()
@@ -72,19 +40,16 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits_zero() {
     let in_flight: Vec<_> = (0..3)
         .map(|i| {
             let mut client = client.clone();
-            let request = authorized(
-                pb::UpdateUserRequest {
-                    user: Some(pb::User {
-                        id: user.id.clone(),
-                        display_name: format!("Drained {i}"),
-                        ..Default::default()
-                    }),
-                    update_mask: Some(prost_types::FieldMask {
-                        paths: vec!["display_name".into()],
-                    }),
-                },
-                &admin,
-            );
+            let request = pb::UpdateUserRequest {
+                user: Some(pb::User {
+                    id: user.id.clone(),
+                    display_name: format!("Drained {i}"),
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["display_name".into()],
+                }),
+            };
             tokio::spawn(async move { client.update_user(request).await })
         })
         .collect();

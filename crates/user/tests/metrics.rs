@@ -1,15 +1,12 @@
 //! A fresh `agentic-user` process records into every metric it declares: the handles made
 //! at start-up (cache kinds, RPC methods) record once traffic flows.
 
-use agentic_platform::auth::{Tokens, roles};
+mod common;
+
 use agentic_platform::service::ServiceType;
-use agentic_platform::testsuite::{
-    Bearer, ServiceProcess, TestDatabase, admin_get, auth_args, grpc_channel,
-};
+use agentic_platform::testsuite::{ServiceProcess, TestDatabase, admin_get};
 use agentic_proto::user::v1 as pb;
-use agentic_proto::user::v1::user_service_client::UserServiceClient;
 use agentic_user::UserApp;
-use tonic::service::interceptor::InterceptedService;
 
 /// The value of the series whose line starts with `name{` and holds every label.
 fn value(metrics: &str, name: &str, labels: &[&str]) -> Option<f64> {
@@ -24,29 +21,7 @@ fn value(metrics: &str, name: &str, labels: &[&str]) -> Option<f64> {
 async fn every_declared_series_records_in_a_fresh_process() {
     let db = TestDatabase::create(UserApp::SPEC.name, UserApp::MIGRATIONS).await;
     let process = ServiceProcess::start(env!("CARGO_BIN_EXE_agentic-user"), &db.url).await;
-    let tokens = Tokens::new(&auth_args()).unwrap();
-    let channel = grpc_channel(process.addr).await.unwrap();
-    let client = |token: &str| {
-        UserServiceClient::new(InterceptedService::new(
-            channel.clone(),
-            Bearer::new(Some(token)),
-        ))
-    };
-    let (platform, _) = tokens.issue("test", None, roles::PLATFORM, None).unwrap();
-    let tenant = client(&platform)
-        .create_tenant(pb::CreateTenantRequest {
-            name: "Metrics".into(),
-            slug: "metrics".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .tenant
-        .unwrap();
-    let (admin, _) = tokens
-        .issue("test", Some(tenant.id.parse().unwrap()), roles::ADMIN, None)
-        .unwrap();
-    let mut admin = client(&admin);
+    let (mut admin, tenant) = common::tenant_admin(process.addr, "metrics").await;
     let user = admin
         .create_user(pb::CreateUserRequest {
             email: "m@example.com".into(),
