@@ -42,18 +42,7 @@ impl UserFixture for UserService {
     }
 
     async fn tenant(&self, slug: &str) -> (Uuid, UserClient) {
-        let mut platform = self.client(Some(&self.platform_token())).await;
-        let tenant = platform
-            .create_tenant(pb::CreateTenantRequest {
-                name: format!("Tenant {slug}"),
-                slug: slug.to_owned(),
-            })
-            .await
-            .expect("create tenant")
-            .into_inner()
-            .tenant
-            .expect("tenant");
-        let id: Uuid = tenant.id.parse().expect("uuid");
+        let id = testsuite::create_tenant(self.channel().await, &self.tokens, slug).await;
         let admin = self.client(Some(&self.token(id, roles::ADMIN))).await;
         (id, admin)
     }

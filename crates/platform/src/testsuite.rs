@@ -34,7 +34,7 @@ mod service;
 pub use process::ServiceProcess;
 pub use service::{
     Bearer, BearerChannel, Harness, JWT_SECRET, Options, TestService, admin_get, auth_args,
-    free_addr, grpc_channel, health, wait_for_health,
+    create_tenant, free_addr, grpc_channel, health, wait_for_health,
 };
 
 const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:55432/postgres";

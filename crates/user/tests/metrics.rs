@@ -46,7 +46,7 @@ async fn every_declared_series_records_in_a_fresh_process() {
             .unwrap();
         admin
             .get_tenant(pb::GetTenantRequest {
-                id: tenant.id.clone(),
+                id: tenant.to_string(),
             })
             .await
             .unwrap();

@@ -58,6 +58,30 @@ impl tonic::service::Interceptor for Bearer {
     }
 }
 
+/// Creates the tenant `slug` through the user service on `channel` (with a platform
+/// token) and returns its id: every service's tests act inside a tenant.
+pub async fn create_tenant(channel: Channel, tokens: &Tokens, slug: &str) -> Uuid {
+    use agentic_proto::user::v1 as pb;
+    use agentic_proto::user::v1::user_service_client::UserServiceClient;
+    let (platform, _) = tokens
+        .issue("e2e", None, roles::PLATFORM, None)
+        .expect("token");
+    let tenant = UserServiceClient::new(InterceptedService::new(
+        channel,
+        Bearer::new(Some(&platform)),
+    ))
+    .create_tenant(pb::CreateTenantRequest {
+        name: format!("Tenant {slug}"),
+        slug: slug.to_owned(),
+    })
+    .await
+    .expect("create tenant")
+    .into_inner()
+    .tenant
+    .expect("tenant");
+    tenant.id.parse().expect("uuid")
+}
+
 /// A free loopback address to listen on.
 pub async fn free_addr() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0")
