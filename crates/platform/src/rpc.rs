@@ -149,21 +149,38 @@ pub struct RpcService<S> {
     slow: Duration,
 }
 
-/// Records a call when it ends, or as `Cancelled` when dropped before it ends.
+/// A call in flight: recorded once, when it ends, or as `Cancelled` when dropped first.
 struct CallRecord {
     metrics: &'static MethodMetrics,
     started: Instant,
-    code: Option<tonic::Code>,
+    finished: bool,
+}
+
+impl CallRecord {
+    fn start(metrics: &'static MethodMetrics) -> Self {
+        metrics.in_flight.increment(1.0);
+        Self {
+            metrics,
+            started: Instant::now(),
+            finished: false,
+        }
+    }
+
+    /// Records the call's outcome; returns how long it took.
+    fn finish(&mut self, code: tonic::Code) -> Duration {
+        let elapsed = self.started.elapsed();
+        self.metrics.in_flight.decrement(1.0);
+        self.metrics.handled(code, elapsed);
+        self.finished = true;
+        elapsed
+    }
 }
 
 impl Drop for CallRecord {
     fn drop(&mut self) {
-        let metrics = self.metrics;
-        metrics.in_flight.decrement(1.0);
-        metrics.handled(
-            self.code.unwrap_or(tonic::Code::Cancelled),
-            self.started.elapsed(),
-        );
+        if !self.finished {
+            self.finish(tonic::Code::Cancelled);
+        }
     }
 }
 
@@ -183,12 +200,7 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let metrics = self.methods.of(request.uri().path());
-        metrics.in_flight.increment(1.0);
-        let mut record = CallRecord {
-            metrics,
-            started: Instant::now(),
-            code: None,
-        };
+        let mut record = CallRecord::start(metrics);
         let span = tracing::info_span!(
             "rpc",
             otel.name = %format_args!("{}/{}", metrics.service, metrics.method),
@@ -223,14 +235,12 @@ where
                     Err(_) => tonic::Code::Unknown,
                 };
                 record_span.record("rpc.grpc.status_code", code as i32);
-                record.code = Some(code);
-                let elapsed = record.started.elapsed();
+                let elapsed = record.finish(code);
                 if matches!(code, tonic::Code::Internal | tonic::Code::Unavailable) {
                     tracing::warn!(grpc_code = ?code, "rpc failed");
                 } else if elapsed > slow {
                     tracing::warn!(grpc_code = ?code, elapsed_ms = elapsed.as_millis() as u64, "slow rpc");
                 }
-                drop(record);
                 result
             }
             .instrument(span),

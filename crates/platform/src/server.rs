@@ -158,9 +158,9 @@ impl Server {
         ]);
         let mut served = self.services.names.clone();
         served.extend([
-            "grpc.health.v1.Health",
-            "grpc.reflection.v1.ServerReflection",
-            "grpc.reflection.v1alpha.ServerReflection",
+            tonic_health::pb::health_server::SERVICE_NAME,
+            tonic_reflection::pb::v1::server_reflection_server::SERVICE_NAME,
+            tonic_reflection::pb::v1alpha::server_reflection_server::SERVICE_NAME,
         ]);
         let methods = known_methods(&descriptors, &served);
         let layers = tower::ServiceBuilder::new()

@@ -17,8 +17,9 @@
 //! - **auto-recovery**: invalidations Redis did not take are replayed when it answers, and
 //!   until then this replica keeps those keys away from Redis;
 //! - **a trusted L1 only while invalidations arrive**: heartbeats on the channel tell a
-//!   replica when it may be missing invalidations; it then reads past its L1, and clears
-//!   it when it hears itself again;
+//!   replica when it may be missing invalidations; it then reads past its L1, and when it
+//!   hears itself again starts a new L1 epoch (older entries are reloaded, and kept only
+//!   as fail-safe copies);
 //! - **strong reads** (`x-read-consistency: strong`) skip both levels.
 
 mod broadcast;

@@ -60,6 +60,11 @@ impl PgConn {
         result
     }
 
+    /// The `statement_timeout` the server enforces on this connection.
+    pub(crate) fn statement_timeout(&self) -> Option<Duration> {
+        self.statement_timeout
+    }
+
     /// Sets `statement_timeout` when it differs from what the connection has.
     pub(crate) async fn fit_statement_timeout(&mut self, wanted: Option<Duration>) -> Result<()> {
         // Whole milliseconds: what PostgreSQL stores, and what keeps equal values equal.

@@ -40,6 +40,11 @@ impl ConnectFailures {
         self.notify.notify_waiters();
     }
 
+    /// Callers waiting for a connection now.
+    pub(crate) fn waiters(&self) -> usize {
+        self.waiters.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn wait(&self) -> Waiting<'_> {
         self.waiters.fetch_add(1, Ordering::SeqCst);
         Waiting(self)

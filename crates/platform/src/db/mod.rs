@@ -65,7 +65,6 @@ struct Shared {
     base_size: u32,
     checkout_timeout: Duration,
     statement_timeout: Option<Duration>,
-    waiting: AtomicU64,
     queries: Arc<AtomicU64>,
     failures: Arc<ConnectFailures>,
     probe: Probe,
@@ -113,7 +112,6 @@ impl Pool {
                 base_size: args.db_pool_size,
                 checkout_timeout,
                 statement_timeout,
-                waiting: AtomicU64::new(0),
                 queries,
                 failures,
                 probe: Probe::new(args.database_url.clone()),
@@ -141,7 +139,6 @@ impl Pool {
 
         let started = tokio::time::Instant::now();
         let give_up = started + wait;
-        self.shared.waiting.fetch_add(1, Ordering::Relaxed);
         let waiting = self.shared.failures.wait();
         let checkout = loop {
             let failure = self.shared.failures.next();
@@ -159,7 +156,6 @@ impl Pool {
             }
         };
         drop(waiting);
-        self.shared.waiting.fetch_sub(1, Ordering::Relaxed);
         metrics::histogram!("db_pool_checkout_seconds", "pool" => self.shared.name)
             .record(started.elapsed().as_secs_f64());
 
@@ -195,7 +191,7 @@ impl Pool {
     /// after its statement timeout with `UNAVAILABLE`, and the connection is discarded.
     pub async fn run<T>(&self, work: impl AsyncFnOnce(&mut PgConn) -> Result<T>) -> Result<T> {
         let mut conn = self.get().await?;
-        let Some(limit) = self.statement_timeout_now() else {
+        let Some(limit) = conn.statement_timeout() else {
             return work(&mut conn).await;
         };
         let outcome = tokio::time::timeout(limit + HUNG_SERVER_MARGIN, work(&mut conn)).await;
@@ -269,7 +265,7 @@ impl Shared {
             state.connections,
             state.idle_connections,
             self.base_size,
-            self.waiting.load(Ordering::Relaxed),
+            self.failures.waiters() as u64,
         )
     }
 }
