@@ -57,6 +57,25 @@ pub fn new_user(email: &str) -> pb::CreateUserRequest {
     }
 }
 
+/// A plain get of `id`.
+pub fn get_user(id: &str) -> pb::GetUserRequest {
+    pb::GetUserRequest {
+        id: id.to_owned(),
+        read_mask: None,
+    }
+}
+
+/// Creates the user `email` (see [`new_user`]) and returns it.
+pub async fn create_user(client: &mut UserClient, email: &str) -> pb::User {
+    client
+        .create_user(new_user(email))
+        .await
+        .expect("create")
+        .into_inner()
+        .user
+        .expect("user")
+}
+
 /// An update of `id`'s display name alone.
 pub fn rename(id: &str, display_name: impl Into<String>) -> pb::UpdateUserRequest {
     pb::UpdateUserRequest {

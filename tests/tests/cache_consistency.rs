@@ -6,19 +6,14 @@
 
 use std::time::Duration;
 
-use agentic_e2e::{Harness, Options, UserFixture, UserService, new_user, rename, slug};
+use agentic_e2e::{
+    Harness, Options, UserFixture, UserService, create_user, get_user as get, rename, slug,
+};
 use agentic_platform::cache::{Cache, KindSpec};
 use agentic_platform::config::CacheArgs;
 use agentic_platform::testsuite::RedisServer;
 use agentic_proto::user::v1 as pb;
 use tokio::time::Instant;
-
-fn get(id: &str) -> pb::GetUserRequest {
-    pb::GetUserRequest {
-        id: id.to_owned(),
-        read_mask: None,
-    }
-}
 
 async fn name_on(client: &mut agentic_e2e::UserClient, id: &str) -> String {
     client
@@ -41,13 +36,7 @@ async fn a_write_during_a_redis_hang_is_seen_everywhere_within_a_second_of_redis
     let harness = Harness::start_with(options.clone()).await;
     let (db_url, prefix) = (harness.db.url.clone(), harness.db.name.clone());
     let (tenant, mut on_a) = harness.service.tenant(&slug("hang")).await;
-    let user = on_a
-        .create_user(new_user("hang@example.com"))
-        .await
-        .expect("create")
-        .into_inner()
-        .user
-        .expect("user");
+    let user = create_user(&mut on_a, "hang@example.com").await;
     let replica_b = UserService::start_on(&db_url, &prefix, &options).await;
     let mut on_b = replica_b
         .client(Some(&replica_b.token(tenant, "admin")))
@@ -161,13 +150,7 @@ fn strong(request: pb::GetUserRequest) -> tonic::Request<pb::GetUserRequest> {
 async fn another_replica_sees_a_write_within_the_stated_bound_and_strong_reads_never_lag() {
     let harness = Harness::start().await;
     let (tenant, mut on_a) = harness.service.tenant(&slug("lag")).await;
-    let user = on_a
-        .create_user(new_user("lag@example.com"))
-        .await
-        .expect("create")
-        .into_inner()
-        .user
-        .expect("user");
+    let user = create_user(&mut on_a, "lag@example.com").await;
     let replica_b =
         UserService::start_on(&harness.db.url, &harness.db.name, &Options::default()).await;
     let mut on_b = replica_b

@@ -2,28 +2,14 @@
 
 use std::time::Duration;
 
-use agentic_e2e::{Harness, Options, UserFixture, UserService, new_user, rename, slug};
+use agentic_e2e::{
+    Harness, Options, UserFixture, UserService, create_user as create, get_user as get, rename,
+    slug,
+};
 use agentic_platform::testsuite::{RedisServer, TcpProxy, TestDatabase};
 use agentic_proto::user::v1 as pb;
 use futures::future::join_all;
 use tonic::Code;
-
-fn get(id: &str) -> pb::GetUserRequest {
-    pb::GetUserRequest {
-        id: id.to_owned(),
-        read_mask: None,
-    }
-}
-
-async fn create(client: &mut agentic_e2e::UserClient, email: &str) -> pb::User {
-    client
-        .create_user(new_user(email))
-        .await
-        .expect("create")
-        .into_inner()
-        .user
-        .expect("user")
-}
 
 #[tokio::test]
 async fn a_second_get_makes_no_query_and_another_replica_reads_redis() {

@@ -3,9 +3,8 @@
 
 use std::time::Duration;
 
-use agentic_e2e::{Options, UserFixture, UserService, new_user, slug, url_via};
+use agentic_e2e::{Options, UserFixture, UserService, create_user, get_user, slug, url_via};
 use agentic_platform::testsuite::{TcpProxy, TestDatabase, lock_waiters};
-use agentic_proto::user::v1 as pb;
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use tokio::time::Instant;
 use tonic::Code;
@@ -38,17 +37,8 @@ async fn a_hung_database_turns_readiness_off_fails_calls_fast_and_recovers_at_on
     let service = UserService::start_with_args(args).await;
     service.wait_for(ServingStatus::Serving).await;
     let (_, mut admin) = service.tenant(&slug("hung")).await;
-    let user = admin
-        .create_user(new_user("hung@example.com"))
-        .await
-        .expect("create")
-        .into_inner()
-        .user
-        .expect("user");
-    let get = pb::GetUserRequest {
-        id: user.id.clone(),
-        read_mask: None,
-    };
+    let user = create_user(&mut admin, "hung@example.com").await;
+    let get = get_user(&user.id);
 
     proxy.stall();
     // A call without a deadline of its own: bounded by the server, not by the stall.
@@ -98,14 +88,7 @@ async fn readiness_holds_while_slow_queries_saturate_the_pool() {
     let service = UserService::start_with_args(args).await;
     service.wait_for(ServingStatus::Serving).await;
     let (_, admin) = service.tenant(&slug("busy")).await;
-    let user = admin
-        .clone()
-        .create_user(new_user("busy@example.com"))
-        .await
-        .expect("create")
-        .into_inner()
-        .user
-        .expect("user");
+    let user = create_user(&mut admin.clone(), "busy@example.com").await;
 
     // Every connection of the pool (1 + 1 overflow) blocks on a row lock, and more
     // requests queue for a connection.

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use agentic_e2e::{Harness, Options, UserFixture, UserService, new_user, rename, slug, url_via};
+use agentic_e2e::{
+    Harness, Options, UserFixture, UserService, create_user, new_user, rename, slug, url_via,
+};
 use agentic_platform::testsuite::{TcpProxy, TestDatabase, lock_waiters};
 use agentic_proto::user::v1 as pb;
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
@@ -43,13 +45,7 @@ fn run_grpcurl(args: &[&str]) -> String {
 async fn grpcurl_lists_the_service_through_reflection_and_calls_it() {
     let harness = Harness::start().await;
     let (tenant, mut admin) = harness.service.tenant(&slug("grpcurl")).await;
-    let user = admin
-        .create_user(new_user("curl@example.com"))
-        .await
-        .expect("create")
-        .into_inner()
-        .user
-        .expect("user");
+    let user = create_user(&mut admin, "curl@example.com").await;
     let addr = harness.service.addr.to_string();
     let token = harness.service.token(tenant, "admin");
     let auth = format!("authorization: Bearer {token}");
@@ -140,13 +136,7 @@ async fn readiness_follows_the_database_and_requests_fail_fast_without_it() {
     assert_eq!(admin_status(&service, "/health/ready").await, 200);
 
     let (_, mut admin) = service.tenant(&slug("ready")).await;
-    let user = admin
-        .create_user(new_user("ready@example.com"))
-        .await
-        .expect("create")
-        .into_inner()
-        .user
-        .expect("user");
+    let user = create_user(&mut admin, "ready@example.com").await;
 
     proxy.sever();
     service.wait_for(ServingStatus::NotServing).await;
@@ -190,13 +180,7 @@ async fn readiness_follows_the_database_and_requests_fail_fast_without_it() {
 async fn a_callers_deadline_caps_the_statement_timeout() {
     let harness = Harness::start().await;
     let (_, mut admin) = harness.service.tenant(&slug("deadline")).await;
-    let user = admin
-        .create_user(new_user("locked@example.com"))
-        .await
-        .expect("create")
-        .into_inner()
-        .user
-        .expect("user");
+    let user = create_user(&mut admin, "locked@example.com").await;
 
     // Hold the user's row lock so the update has to wait in PostgreSQL.
     let mut locker = AsyncPgConnection::establish(&harness.db.url)
