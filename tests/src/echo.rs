@@ -9,7 +9,6 @@ use agentic_platform::error::Result;
 use agentic_platform::server::Services;
 use agentic_platform::service::{Context, ServiceSpec, ServiceType};
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
-use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status};
 
 pub mod pb {
@@ -33,12 +32,10 @@ impl ServiceType for EchoApp {
     const FILE_DESCRIPTOR_SET: &'static [u8] = FILE_DESCRIPTOR_SET;
 
     fn services(context: &Context, services: &mut Services) -> Result<()> {
-        services.add(
-            pb::echo_service_server::EchoServiceServer::new(Echo)
-                .max_decoding_message_size(context.max_message_size)
-                .max_encoding_message_size(context.max_message_size)
-                .accept_compressed(CompressionEncoding::Gzip),
-        );
+        services.add(agentic_platform::grpc_server!(
+            pb::echo_service_server::EchoServiceServer::new(Echo),
+            context
+        ));
         Ok(())
     }
 }

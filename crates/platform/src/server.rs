@@ -31,6 +31,20 @@ use crate::message_limit::MessageLimitLayer;
 use crate::rpc::{RpcLayer, known_methods};
 use crate::service::ServiceSpec;
 
+/// A generated tonic server configured as every service's must be: requests held to the
+/// context's message limit (so inflated messages are, too), gzip accepted and sent.
+/// Generated servers share no trait for this, hence a macro:
+/// `services.add(agentic_platform::grpc_server!(UserServiceServer::new(service), context))`.
+#[macro_export]
+macro_rules! grpc_server {
+    ($server:expr, $context:expr) => {
+        $server
+            .max_decoding_message_size($context.max_message_size)
+            .accept_compressed(::tonic::codec::CompressionEncoding::Gzip)
+            .send_compressed(::tonic::codec::CompressionEncoding::Gzip)
+    };
+}
+
 /// The tonic services a service registers, and their names for health.
 #[derive(Default)]
 pub struct Services {

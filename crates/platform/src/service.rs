@@ -70,8 +70,8 @@ pub struct Context {
     pub cache: Cache,
     pub tokens: Arc<Tokens>,
     pub pages: PageTokens,
-    /// Largest request message, in bytes: give it to each generated server's
-    /// `max_decoding_message_size`, so inflated messages are held to it too.
+    /// Largest request message, in bytes; [`grpc_server!`](crate::grpc_server) applies it
+    /// to a generated server, so inflated messages are held to it too.
     pub max_message_size: usize,
 }
 

@@ -16,7 +16,6 @@ use agentic_platform::server::Services;
 use agentic_platform::service::{Context, ServiceSpec, ServiceType};
 use agentic_proto::user::v1::user_service_server::UserServiceServer;
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
-use tonic::codec::CompressionEncoding;
 
 /// What the user service caches: users by id, email and username (one TTL), tenants.
 pub mod kinds {
@@ -49,12 +48,10 @@ impl ServiceType for UserApp {
 
     fn services(context: &Context, services: &mut Services) -> Result<()> {
         let service = service::UserService::new(context);
-        services.add(
-            UserServiceServer::new(service)
-                .max_decoding_message_size(context.max_message_size)
-                .accept_compressed(CompressionEncoding::Gzip)
-                .send_compressed(CompressionEncoding::Gzip),
-        );
+        services.add(agentic_platform::grpc_server!(
+            UserServiceServer::new(service),
+            context
+        ));
         Ok(())
     }
 }
