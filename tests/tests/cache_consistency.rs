@@ -9,7 +9,7 @@ use std::time::Duration;
 use agentic_e2e::{
     Harness, Options, UserFixture, UserService, create_user, get_user as get, rename, slug,
 };
-use agentic_platform::cache::{Cache, KindSpec};
+use agentic_platform::cache::{Cache, KindSpec, TenantKey};
 use agentic_platform::config::CacheArgs;
 use agentic_platform::testsuite::RedisServer;
 use agentic_proto::user::v1 as pb;
@@ -200,4 +200,133 @@ async fn another_replica_sees_a_write_within_the_stated_bound_and_strong_reads_n
             "a strong read right after the write"
         );
     }
+}
+
+/// Loads `key` of `tenant` through `cache`, counting loads in `loads`; the value is `value`.
+async fn load_counting(
+    cache: &Cache,
+    kind: &KindSpec,
+    key: TenantKey<&str>,
+    value: i64,
+    loads: &std::sync::atomic::AtomicUsize,
+) -> prost_types::Timestamp {
+    cache
+        .get_or_load(&cache.kind(kind), key, || async {
+            loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(Some(stamp(value)))
+        })
+        .await
+        .expect("load")
+        .expect("present")
+}
+
+#[tokio::test]
+async fn a_tenant_wide_invalidation_drops_every_entry_of_the_tenant_on_every_replica() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let redis = RedisServer::start().await;
+    let mut args = CacheArgs::with_redis(Some(redis.url.clone()));
+    args.cache_key_prefix = format!("ns-{}", uuid::Uuid::new_v4().simple());
+    let by_id = KindSpec::new("thing").in_namespace("things");
+    let by_name = KindSpec::new("thing_by_name").in_namespace("things");
+    let (replica_a, replica_b) = (Cache::new(&args, "ns"), Cache::new(&args, "ns"));
+    let (tenant, other_tenant) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    let keys = [(&by_id, "1"), (&by_id, "2"), (&by_name, "one")];
+
+    // Both replicas cache three entries of the tenant and one of another tenant.
+    let loads = AtomicUsize::new(0);
+    for cache in [&replica_a, &replica_b] {
+        for (kind, key) in keys {
+            load_counting(cache, kind, TenantKey(tenant, key), 1, &loads).await;
+        }
+        load_counting(cache, &by_id, TenantKey(other_tenant, "1"), 1, &loads).await;
+    }
+    assert_eq!(
+        loads.load(Ordering::SeqCst),
+        4,
+        "B read A's loads from redis"
+    );
+    for (kind, key) in keys {
+        load_counting(&replica_b, kind, TenantKey(tenant, key), 1, &loads).await;
+    }
+    assert_eq!(loads.load(Ordering::SeqCst), 4, "cached");
+
+    let mut conn = redis::Client::open(redis.url.as_str())
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut conn)
+        .await
+        .expect("resetstat");
+    replica_a.invalidate_tenant("things", tenant).await;
+
+    // Every entry of the tenant reloads on both replicas, with the new value...
+    let reloads = AtomicUsize::new(0);
+    for (name, cache) in [("A", &replica_a), ("B", &replica_b)] {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let seen = load_counting(cache, &by_id, TenantKey(tenant, "1"), 2, &reloads).await;
+            if seen == stamp(2) || Instant::now() > deadline {
+                assert_eq!(seen, stamp(2), "replica {name} reloads after the bump");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for (kind, key) in &keys[1..] {
+            let seen = load_counting(cache, kind, TenantKey(tenant, key), 2, &reloads).await;
+            assert_eq!(seen, stamp(2), "replica {name}, {key}");
+        }
+        // ...while another tenant's entry stays cached.
+        let seen = load_counting(cache, &by_id, TenantKey(other_tenant, "1"), 2, &reloads).await;
+        assert_eq!(
+            seen,
+            stamp(1),
+            "replica {name}: the other tenant is untouched"
+        );
+    }
+    assert_eq!(
+        reloads.load(Ordering::SeqCst),
+        3,
+        "the first replica's reloads are stored for the second"
+    );
+
+    // One script call did it: no key was enumerated.
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .expect("info");
+    for command in ["cmdstat_keys:", "cmdstat_scan:"] {
+        assert!(!stats.contains(command), "{command} was used:\n{stats}");
+    }
+    assert!(stats.contains("cmdstat_evalsha:"), "the bump ran:\n{stats}");
+}
+
+#[tokio::test]
+async fn a_tenant_wide_invalidation_works_without_redis() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let cache = Cache::new(&CacheArgs::with_redis(None), "ns");
+    let kind = KindSpec::new("thing").in_namespace("things");
+    let tenant = uuid::Uuid::now_v7();
+    let loads = AtomicUsize::new(0);
+    load_counting(&cache, &kind, TenantKey(tenant, "1"), 1, &loads).await;
+    load_counting(&cache, &kind, TenantKey(tenant, "1"), 1, &loads).await;
+    assert_eq!(loads.load(Ordering::SeqCst), 1, "cached in process");
+
+    cache.invalidate_tenant("things", tenant).await;
+    let seen = load_counting(&cache, &kind, TenantKey(tenant, "1"), 2, &loads).await;
+    assert_eq!(seen, stamp(2));
+
+    cache
+        .invalidate(&[(&cache.kind(&kind), TenantKey(tenant, "1"))])
+        .await;
+    let seen = load_counting(&cache, &kind, TenantKey(tenant, "1"), 3, &loads).await;
+    assert_eq!(
+        seen,
+        stamp(3),
+        "one key of a namespace is dropped alone too"
+    );
+    assert_eq!(loads.load(Ordering::SeqCst), 3);
 }

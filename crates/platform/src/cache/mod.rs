@@ -20,10 +20,14 @@
 //!   replica when it may be missing invalidations; it then reads past its L1, and when it
 //!   hears itself again starts a new L1 epoch (older entries are reloaded, and kept only
 //!   as fail-safe copies);
-//! - **strong reads** (`x-read-consistency: strong`) skip both levels.
+//! - **strong reads** (`x-read-consistency: strong`) skip both levels;
+//! - **tenant-wide invalidation in O(1)**: kinds declared in a namespace carry the
+//!   namespace's generation for the tenant in their keys; bumping it orphans every entry
+//!   of the tenant at once, with no KEYS or SCAN (see `generation.rs`).
 
 mod broadcast;
 pub mod consistency;
+mod generation;
 mod l2;
 mod recovery;
 mod slot;
@@ -53,6 +57,9 @@ pub struct KindSpec {
     pub ttl_setting: &'static str,
     /// Seconds when the setting is unset; `None` falls back to `CACHE_DEFAULT_TTL`.
     pub default_ttl: Option<u64>,
+    /// The namespace whose per-tenant generation its keys carry, so that
+    /// [`Cache::invalidate_tenant`] drops all of a tenant's entries at once.
+    pub namespace: Option<&'static str>,
 }
 
 impl KindSpec {
@@ -62,6 +69,7 @@ impl KindSpec {
             name,
             ttl_setting: name,
             default_ttl: None,
+            namespace: None,
         }
     }
 
@@ -80,6 +88,32 @@ impl KindSpec {
             ..self
         }
     }
+
+    /// The same kind, in `namespace`: its keys must be [`TenantKey`]s, and
+    /// [`Cache::invalidate_tenant`] on the namespace drops every one of a tenant's.
+    pub const fn in_namespace(self, namespace: &'static str) -> Self {
+        Self {
+            namespace: Some(namespace),
+            ..self
+        }
+    }
+}
+
+/// The key of a cache entry: shown in the entry's name, and naming the tenant it belongs
+/// to, if any (kinds in a namespace need one).
+pub trait CacheKey: std::fmt::Display {
+    fn tenant(&self) -> Option<uuid::Uuid> {
+        None
+    }
+}
+
+impl CacheKey for str {}
+impl CacheKey for String {}
+impl CacheKey for uuid::Uuid {}
+impl<K: CacheKey + ?Sized> CacheKey for &K {
+    fn tenant(&self) -> Option<uuid::Uuid> {
+        (**self).tenant()
+    }
 }
 
 /// A key scoped to a tenant, shown as `<tenant>:<key>`; formatted straight into the
@@ -93,11 +127,18 @@ impl<K: std::fmt::Display> std::fmt::Display for TenantKey<K> {
     }
 }
 
+impl<K: std::fmt::Display> CacheKey for TenantKey<K> {
+    fn tenant(&self) -> Option<uuid::Uuid> {
+        Some(self.0)
+    }
+}
+
 /// One kind of cached value, with its freshness.
 #[derive(Debug, Clone)]
 pub struct CacheKind {
     name: &'static str,
     ttl: Duration,
+    namespace: Option<&'static str>,
     /// The hot path's counter, registered once.
     l1_hits: metrics::Counter,
 }
@@ -203,22 +244,33 @@ impl Cache {
     /// The declared kind `spec` with its TTL from configuration.
     pub fn kind(&self, spec: &KindSpec) -> CacheKind {
         let name = spec.name;
+        let mut ttl = self.args.ttl_for(spec);
+        if spec.namespace.is_some() && ttl > generation::MAX_TTL {
+            // A generation is forgotten after this long; entries must not outlive it.
+            tracing::warn!(
+                kind = name,
+                "TTL capped at {:?} for a kind in a namespace",
+                generation::MAX_TTL
+            );
+            ttl = generation::MAX_TTL;
+        }
         CacheKind {
             name,
-            ttl: self.args.ttl_for(spec),
+            ttl,
+            namespace: spec.namespace,
             l1_hits: metrics::counter!("cache_requests_total", "kind" => name, "layer" => "l1", "result" => "hit"),
         }
     }
 
     /// Returns the cached value of `key`, or loads, caches and returns it. The key is any
-    /// `Display` (such as [`TenantKey`]), so the entry's name is built in one allocation.
+    /// [`CacheKey`] (such as [`TenantKey`]), so the entry's name is built in one allocation.
     ///
     /// `load` returns `Ok(None)` for a missing value (cached briefly as absent). If it
     /// fails and an expired value is still held, that value is served instead.
     pub fn get_or_load<'a, M, F, Fut>(
         &'a self,
         kind: &'a CacheKind,
-        key: impl std::fmt::Display,
+        key: impl CacheKey,
         load: F,
     ) -> impl Future<Output = Result<Option<M>>> + 'a
     where
@@ -227,8 +279,24 @@ impl Cache {
         Fut: Future<Output = Result<Option<M>>> + 'a,
     {
         // Formatted now: the future holds one String, not the caller's key.
-        let full_key = self.inner.as_ref().map(|inner| inner.full_key(kind, key));
-        self.get_or_load_entry(kind, full_key, load)
+        let name = self.inner.as_ref().map(|inner| match kind.scope(&key) {
+            Some(namespace) => EntryName::InGeneration(namespace, key.to_string()),
+            None => EntryName::Full(inner.full_key(kind, key)),
+        });
+        async move {
+            let full_key = match (&self.inner, name) {
+                (Some(inner), Some(EntryName::InGeneration(namespace, key))) => {
+                    // Without a known generation the entry cannot be named: read through.
+                    inner
+                        .generation(&namespace, kind.ttl)
+                        .await
+                        .map(|generation| inner.generation_key(kind, generation, &key))
+                }
+                (_, Some(EntryName::Full(full_key))) => Some(full_key),
+                _ => None,
+            };
+            self.get_or_load_entry(kind, full_key, load).await
+        }
     }
 
     async fn get_or_load_entry<M, F, Fut>(
@@ -291,44 +359,78 @@ impl Cache {
     /// Drops entries from both levels and from the other replicas' L1; call after every
     /// write, with every key the write changed. Duplicates are dropped once, and Redis
     /// sees one DEL and one PUBLISH however many keys there are.
-    pub async fn invalidate(&self, entries: &[(&CacheKind, String)]) {
+    pub async fn invalidate<K: CacheKey>(&self, entries: &[(&CacheKind, K)]) {
         let Some(inner) = &self.inner else { return };
         let Some((first_kind, _)) = entries.first() else {
             return;
         };
-        let mut full_keys: Vec<String> = entries
-            .iter()
-            .map(|(kind, key)| inner.full_key(kind, key))
-            .collect();
-        full_keys.sort_unstable();
-        full_keys.dedup();
-        for full_key in &full_keys {
-            remove_from_l1(&inner.l1, full_key).await;
-        }
-        if let Some(l2) = &inner.l2 {
-            let message = broadcast::message(&inner.origin, &full_keys);
-            let taken = l2
-                .invalidate(
-                    first_kind.name,
-                    &full_keys,
-                    &inner.channel,
-                    &message,
-                    l2::Mode::Request,
-                )
-                .await;
-            if !taken {
-                tracing::warn!(
-                    kind = first_kind.name,
-                    keys = full_keys.len(),
-                    "redis did not take an invalidation; replaying it when it answers"
-                );
-                inner.pending.add(&full_keys);
+        let mut full_keys = Vec::with_capacity(entries.len());
+        for (kind, key) in entries {
+            match kind.scope(key) {
+                Some(namespace) => {
+                    inner
+                        .generation_keys(kind, &namespace, key, &mut full_keys)
+                        .await
+                }
+                None => full_keys.push(inner.full_key(kind, key)),
             }
         }
+        inner.invalidate_keys(first_kind.name, full_keys).await;
+    }
+
+    /// Drops every entry of `tenant` in `namespace` (every kind declared in it), on every
+    /// replica, in O(1): the namespace's generation for the tenant moves on, so no old
+    /// entry is named again. For writes that change many rows at once.
+    pub async fn invalidate_tenant(&self, namespace: &'static str, tenant: uuid::Uuid) {
+        let Some(inner) = &self.inner else { return };
+        let key = inner.namespace_key(&generation::Namespace::new(namespace, tenant));
+        inner.invalidate_keys("generation", vec![key]).await;
+    }
+}
+
+/// How an entry is named: in full already, or within its namespace's generation, which
+/// is known only once read.
+enum EntryName {
+    Full(String),
+    InGeneration(generation::Namespace, String),
+}
+
+impl CacheKind {
+    /// The namespace `key` is scoped to, for a kind in one; a key without a tenant is
+    /// never in a namespace.
+    fn scope(&self, key: &impl CacheKey) -> Option<generation::Namespace> {
+        let namespace = self.namespace?;
+        let tenant = key.tenant();
+        debug_assert!(tenant.is_some(), "kind {} needs tenant keys", self.name);
+        Some(generation::Namespace::new(namespace, tenant?))
     }
 }
 
 impl Inner {
+    /// Drops `full_keys` from L1 (after any in-flight load of each), then from Redis and
+    /// the other replicas; what Redis does not take is replayed when it answers.
+    async fn invalidate_keys(&self, kind: &'static str, mut full_keys: Vec<String>) {
+        full_keys.sort_unstable();
+        full_keys.dedup();
+        for full_key in &full_keys {
+            remove_from_l1(&self.l1, full_key).await;
+        }
+        if let Some(l2) = &self.l2 {
+            let message = broadcast::message(&self.origin, &full_keys);
+            let taken = l2
+                .invalidate(kind, &full_keys, &self.channel, &message, l2::Mode::Request)
+                .await;
+            if !taken {
+                tracing::warn!(
+                    kind,
+                    keys = full_keys.len(),
+                    "redis did not take an invalidation; replaying it when it answers"
+                );
+                self.pending.add(&full_keys);
+            }
+        }
+    }
+
     /// Whether L1 may answer: without Redis always; with it, only while this replica
     /// hears its own heartbeats (so it is not missing other replicas' invalidations).
     fn l1_trusted(&self) -> bool {

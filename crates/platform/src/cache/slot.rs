@@ -79,6 +79,10 @@ impl Slot {
         self.epoch == epoch && Instant::now() < self.fresh_until
     }
 
+    pub(crate) fn value(&self) -> Option<&Bytes> {
+        self.value.as_ref()
+    }
+
     pub(crate) fn fresh_for(&self) -> Duration {
         self.fresh_until.saturating_duration_since(Instant::now())
     }
