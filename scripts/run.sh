@@ -17,6 +17,12 @@ if [ -z "${JWT_SECRET:-}" ]; then
   SECRET_HINT="\$(cat $ROOT/.local/jwt_secret)"
 fi
 export JWT_SECRET
+# The key that seals stored secrets (MCP server headers), made and kept the same way.
+if [ -z "${SECRETS_KEY:-}" ]; then
+  (umask 077 && [ -s .local/secrets_key ] || head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >.local/secrets_key)
+  SECRETS_KEY="$(cat .local/secrets_key)"
+fi
+export SECRETS_KEY
 export RUST_LOG="${RUST_LOG:-info}"
 
 cargo build --quiet --bin agentic
@@ -37,10 +43,14 @@ trap stop INT TERM
 # Loopback only: a development secret must not guard a port others can reach.
 "$AGENTIC" serve user --grpc-addr 127.0.0.1:50051 --admin-addr 127.0.0.1:9151 &
 pids+=($!)
+"$AGENTIC" serve agent --grpc-addr 127.0.0.1:50052 --admin-addr 127.0.0.1:9152 &
+pids+=($!)
 
-for _ in $(seq 1 100); do
-  "$ROOT/.local/bin/grpcurl" -plaintext 127.0.0.1:50051 grpc.health.v1.Health/Check >/dev/null 2>&1 && break
-  sleep 0.2
+for port in 50051 50052; do
+  for _ in $(seq 1 100); do
+    "$ROOT/.local/bin/grpcurl" -plaintext "127.0.0.1:$port" grpc.health.v1.Health/Check >/dev/null 2>&1 && break
+    sleep 0.2
+  done
 done
 
 cat <<INFO
@@ -48,6 +58,7 @@ cat <<INFO
   Agentic Platform is running.
 
   user service   grpc 127.0.0.1:50051   admin http://127.0.0.1:9151/metrics
+  agent service  grpc 127.0.0.1:50052   admin http://127.0.0.1:9152/metrics
   PostgreSQL     ${DATABASE_URL}
   Redis          ${REDIS_URL:-none (in-process cache only)}
 

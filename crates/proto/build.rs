@@ -7,6 +7,7 @@ use prost::Message;
 
 const PROTOS: &[&str] = &[
     "agentic/user/v1/user.proto",
+    "agentic/agent/v1/agent.proto",
     // For reflection only: lets clients decode the error details the services send.
     "google/rpc/error_details.proto",
 ];

@@ -2,6 +2,7 @@
 //! generic [`TestService`]), against a fresh PostgreSQL database and the shared (or a
 //! private) Redis, called over real gRPC. What is specific to the user service is here.
 
+pub mod agent;
 pub mod echo;
 
 use std::net::SocketAddr;

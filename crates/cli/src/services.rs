@@ -38,7 +38,10 @@ fn run_service<S: ServiceType>(matches: &ArgMatches) -> Result<Running, clap::Er
 }
 
 /// Every service, in port order.
-pub(crate) const ALL: &[Entry] = &[Entry::of::<agentic_user::UserApp>()];
+pub(crate) const ALL: &[Entry] = &[
+    Entry::of::<agentic_user::UserApp>(),
+    Entry::of::<agentic_agent::AgentApp>(),
+];
 
 /// `agentic serve <service> [flags]`: the chosen service, configured.
 pub(crate) struct Serve(Running);

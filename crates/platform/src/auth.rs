@@ -89,6 +89,16 @@ impl Caller {
         Ok(tenant)
     }
 
+    /// The caller's tenant, for writes open to members: members and admins, not viewers.
+    pub fn member_tenant(&self) -> Result<Uuid> {
+        let tenant = self.tenant()?;
+        if self.role == roles::ADMIN || self.role == roles::MEMBER {
+            Ok(tenant)
+        } else {
+            Err(Error::PermissionDenied("this call needs the member or admin role"))
+        }
+    }
+
     /// The caller a request carries (put there by [`AuthLayer`]).
     pub fn of<T>(request: &tonic::Request<T>) -> Result<&Caller> {
         request

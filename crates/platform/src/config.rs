@@ -182,6 +182,15 @@ pub fn cache_ttls_from(matches: &ArgMatches, kinds: &[KindSpec]) -> BTreeMap<&'s
         .collect()
 }
 
+/// Secrets a service stores (MCP server headers), sealed at rest.
+#[derive(Debug, Clone, Default, Args)]
+pub struct SecretsArgs {
+    /// Key that seals stored secrets; at least 32 bytes (e.g. 32 random bytes in hex).
+    /// Required by services that store secrets; keep it when rotating JWT_SECRET.
+    #[arg(long, env = "SECRETS_KEY", hide_env_values = true)]
+    pub secrets_key: Option<String>,
+}
+
 /// Bearer tokens.
 #[derive(Debug, Clone, Args)]
 pub struct AuthArgs {

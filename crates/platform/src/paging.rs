@@ -92,6 +92,24 @@ impl PageTokens {
             .transpose()
     }
 
+    /// Closes a page read with one row more than `page_size` (which tells whether another
+    /// page follows, without COUNT(*)): drops the extra row and returns the token that
+    /// resumes after the last row kept, or "" on the last page.
+    pub fn finish_uuid_page<T>(
+        &self,
+        rows: &mut Vec<T>,
+        page_size: i64,
+        id: impl Fn(&T) -> Uuid,
+        filters: &str,
+    ) -> String {
+        let more = rows.len() as i64 > page_size;
+        rows.truncate(page_size as usize);
+        match (more, rows.last()) {
+            (true, Some(last)) => self.encode_uuid(id(last), filters),
+            _ => String::new(),
+        }
+    }
+
     fn tag(&self, body: &[u8], filters: &str) -> Vec<u8> {
         let mut mac = self.key.clone();
         mac.update(body);
@@ -139,6 +157,32 @@ impl FieldPaths {
     pub fn includes(&self, path: &str) -> bool {
         self.paths.as_ref().is_none_or(|paths| paths.contains(path))
     }
+}
+
+/// Declares `FIELDS`, the paths a read mask may name for a message (its field names),
+/// and `fn apply(message, keep)`, which clears the fields `keep` leaves out:
+///
+/// ```ignore
+/// agentic_platform::read_mask!(pub fn apply_agent_mask(pb::Agent), AGENT_FIELDS = [id, name]);
+/// ```
+#[macro_export]
+macro_rules! read_mask {
+    ($vis:vis fn $apply:ident($message:ty), $fields:ident = [$($field:ident),+ $(,)?]) => {
+        /// Field paths a `read_mask` may name.
+        $vis const $fields: &[&str] = &[$(stringify!($field)),+];
+
+        /// Clears the fields `keep` does not select; an empty mask keeps them all.
+        $vis fn $apply(message: &mut $message, keep: &$crate::paging::FieldPaths) {
+            if keep.is_empty() {
+                return;
+            }
+            $(
+                if !keep.includes(stringify!($field)) {
+                    message.$field = Default::default();
+                }
+            )+
+        }
+    };
 }
 
 #[cfg(test)]

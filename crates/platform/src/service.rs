@@ -18,10 +18,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{AuthLayer, Tokens};
 use crate::cache::{Cache, KindSpec};
-use crate::config::{AuthArgs, CacheArgs, DatabaseArgs, ServerArgs, TelemetryArgs};
+use crate::config::{
+    AuthArgs, CacheArgs, DatabaseArgs, SecretsArgs, ServerArgs, TelemetryArgs,
+};
 use crate::db::Pool;
 use crate::error::{Error, Result};
 use crate::paging::PageTokens;
+use crate::secrets::Sealer;
 use crate::server::{Server, Services};
 
 /// A service's name and default ports.
@@ -73,6 +76,17 @@ pub struct Context {
     /// Largest request message, in bytes; [`grpc_server!`](crate::grpc_server) applies it
     /// to a generated server, so inflated messages are held to it too.
     pub max_message_size: usize,
+    /// Seals stored secrets; `None` without `SECRETS_KEY` (see [`Context::sealer`]).
+    pub secrets: Option<Sealer>,
+}
+
+impl Context {
+    /// The sealer, for services that store secrets: they cannot start without one.
+    pub fn sealer(&self) -> Result<Sealer> {
+        self.secrets
+            .clone()
+            .ok_or_else(|| Error::internal("SECRETS_KEY is required by this service"))
+    }
 }
 
 /// Everything a service is configured with.
@@ -88,6 +102,8 @@ pub struct ServiceArgs {
     pub server: ServerArgs,
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
+    #[command(flatten)]
+    pub secrets: SecretsArgs,
     /// Apply pending migrations before serving.
     #[arg(long, env = "MIGRATE_ON_START", default_value_t = false, action = ArgAction::Set)]
     pub migrate_on_start: bool,
@@ -148,6 +164,12 @@ impl<S: ServiceType> App<S> {
                 // Page tokens get a key of their own, derived from the shared secret.
                 pages: PageTokens::new(args.auth.jwt_secret.as_bytes()),
                 max_message_size: args.server.grpc_max_message_size,
+                secrets: args
+                    .secrets
+                    .secrets_key
+                    .as_deref()
+                    .map(Sealer::new)
+                    .transpose()?,
             },
             server: args.server.clone(),
             service: PhantomData,

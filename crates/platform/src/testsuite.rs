@@ -33,7 +33,7 @@ mod service;
 
 pub use process::ServiceProcess;
 pub use service::{
-    Bearer, BearerChannel, Harness, JWT_SECRET, Options, TestService, admin_get, auth_args,
+    Bearer, BearerChannel, Harness, JWT_SECRET, Options, SECRETS_KEY, TestService, admin_get, auth_args,
     create_tenant, free_addr, grpc_channel, health, wait_for_health,
 };
 

@@ -135,6 +135,27 @@ pub fn text(field: &str, value: &str, min: usize, max: usize) -> Result<String> 
     Ok(trimmed.to_owned())
 }
 
+/// Multi-line text (prompts, templates) of at most `max` characters, kept as written:
+/// line breaks and tabs are allowed, other control characters (NUL included) are not.
+pub fn multiline(field: &str, value: &str, max: usize) -> Result<String> {
+    if value.chars().count() > max {
+        return Err(Error::invalid(
+            field,
+            format!("must be at most {max} characters"),
+        ));
+    }
+    if value
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Err(Error::invalid(
+            field,
+            "must not contain control characters other than line breaks and tabs",
+        ));
+    }
+    Ok(value.to_owned())
+}
+
 /// A lowercase identifier: letters, digits and `allowed_punctuation`, starting with a
 /// letter or digit.
 pub fn identifier(
@@ -171,6 +192,13 @@ mod tests {
             let error = id("user.id", bad).unwrap_err();
             assert!(matches!(&error, Error::InvalidArgument(v) if v[0].field == "user.id"));
         }
+    }
+
+    #[test]
+    fn multiline_text_keeps_line_breaks_and_refuses_nul() {
+        assert_eq!(multiline("p", "a\n\tb", 10).unwrap(), "a\n\tb");
+        assert!(multiline("p", "a\0b", 10).is_err());
+        assert!(multiline("p", &"x".repeat(11), 10).is_err());
     }
 
     #[test]

@@ -9,3 +9,9 @@ pub mod user {
         tonic::include_proto!("agentic.user.v1");
     }
 }
+
+pub mod agent {
+    pub mod v1 {
+        tonic::include_proto!("agentic.agent.v1");
+    }
+}

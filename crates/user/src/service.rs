@@ -364,17 +364,13 @@ impl UserServiceApi for UserService {
         let fingerprint = filter.fingerprint(tenant);
         let after = self.pages.decode_uuid(&message.page_token, &fingerprint)?;
 
-        // One row more than the page tells whether another page follows, without COUNT(*).
         let mut rows = self
             .pool
             .run(async |conn| store::list_users(conn, tenant, &filter, after, page_size + 1).await)
             .await?;
-        let more = rows.len() as i64 > page_size;
-        rows.truncate(page_size as usize);
-        let next_page_token = match (more, rows.last()) {
-            (true, Some(last)) => self.pages.encode_uuid(last.id, &fingerprint),
-            _ => String::new(),
-        };
+        let next_page_token =
+            self.pages
+                .finish_uuid_page(&mut rows, page_size, |row| row.id, &fingerprint);
         let users = rows
             .into_iter()
             .map(|row| {

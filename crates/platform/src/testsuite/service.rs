@@ -16,9 +16,14 @@ use uuid::Uuid;
 
 use super::TestDatabase;
 use crate::auth::{Tokens, roles};
-use crate::config::{AuthArgs, CacheArgs, DatabaseArgs, LogFormat, ServerArgs, TelemetryArgs};
+use crate::config::{
+    AuthArgs, CacheArgs, DatabaseArgs, LogFormat, SecretsArgs, ServerArgs, TelemetryArgs,
+};
 use crate::db::Pool;
 use crate::service::{App, ServiceArgs, ServiceType};
+
+/// The key every service under test seals stored secrets with.
+pub const SECRETS_KEY: &str = "e2e-test-secrets-key-0123456789abcdef";
 
 /// The secret every service under test signs and verifies tokens with.
 pub const JWT_SECRET: &str = "e2e-test-secret-0123456789abcdef0123456789";
@@ -188,6 +193,9 @@ impl Options {
                 log_format: LogFormat::Pretty,
                 log_filter: "warn".into(),
                 otel_exporter_otlp_endpoint: None,
+            },
+            secrets: SecretsArgs {
+                secrets_key: Some(SECRETS_KEY.into()),
             },
             migrate_on_start: false,
         }

@@ -1,0 +1,480 @@
+//! Validation of the agent service's requests; every error names its field.
+
+use std::collections::BTreeMap;
+
+use agentic_platform::error::{Error, Result};
+use agentic_platform::json;
+use agentic_platform::validate::{self, Violations};
+use agentic_proto::agent::v1 as pb;
+use prost::Message;
+use uuid::Uuid;
+
+use crate::model::{StepJson, ToolJson, agent_status_name, transport_name};
+
+pub(crate) const MAX_NAME_LEN: usize = 200;
+pub(crate) const MAX_DESCRIPTION_LEN: usize = 2_000;
+pub(crate) const MAX_MODEL_LEN: usize = 100;
+pub(crate) const MAX_PROMPT_LEN: usize = 100_000;
+/// Largest `config` (and tool input schema), encoded.
+pub(crate) const MAX_CONFIG_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_TOOL_REFS: usize = 32;
+pub(crate) const DEFAULT_TEMPERATURE: f32 = 0.7;
+pub(crate) const DEFAULT_MAX_TOKENS: i32 = 2048;
+pub(crate) const MAX_MAX_TOKENS: i32 = 1_000_000;
+pub(crate) const MAX_BATCH_GET: usize = 100;
+
+pub(crate) const MAX_URL_LEN: usize = 2_048;
+pub(crate) const MAX_COMMAND_LEN: usize = 1_000;
+pub(crate) const MAX_ARGS: usize = 64;
+pub(crate) const MAX_HEADERS: usize = 32;
+pub(crate) const MAX_HEADER_NAME_LEN: usize = 100;
+pub(crate) const MAX_HEADER_VALUE_LEN: usize = 8_192;
+pub(crate) const MAX_TOOLS: usize = 256;
+
+pub(crate) const MAX_STEPS: usize = 50;
+pub(crate) const MAX_TEMPLATE_LEN: usize = 20_000;
+
+// ---- shared ----
+
+pub(crate) fn name(field: &str, value: &str) -> Result<String> {
+    validate::text(field, value, 1, MAX_NAME_LEN)
+}
+
+pub(crate) fn description(field: &str, value: &str) -> Result<String> {
+    validate::multiline(field, value, MAX_DESCRIPTION_LEN)
+}
+
+/// The update time an `etag` names; empty means "whatever the current one".
+pub(crate) fn etag(field: &str, value: &str) -> Result<Option<i64>> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    value
+        .parse()
+        .map(Some)
+        .map_err(|_| Error::invalid(field, "is not an etag this service issued"))
+}
+
+/// A JSON object of at most [`MAX_CONFIG_BYTES`] encoded.
+fn json_object(field: &str, value: Option<&prost_types::Struct>) -> Result<serde_json::Value> {
+    if value.is_some_and(|value| value.encoded_len() > MAX_CONFIG_BYTES) {
+        return Err(Error::invalid(
+            field,
+            format!("must be at most {MAX_CONFIG_BYTES} bytes encoded"),
+        ));
+    }
+    json::from_struct(field, value)
+}
+
+// ---- agents ----
+
+pub(crate) fn slug(field: &str, value: &str) -> Result<String> {
+    validate::identifier(field, value, 3, 63, &['-'])
+}
+
+/// A model name: letters, digits and `-._:/@`, as model ids are written.
+pub(crate) fn model(field: &str, value: &str) -> Result<String> {
+    let model = validate::text(field, value, 1, MAX_MODEL_LEN)?;
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "-._:/@".contains(c);
+    if !model.chars().all(allowed) {
+        return Err(Error::invalid(
+            field,
+            "must be letters, digits or \"-._:/@\"",
+        ));
+    }
+    Ok(model)
+}
+
+pub(crate) fn system_prompt(field: &str, value: &str) -> Result<String> {
+    validate::multiline(field, value, MAX_PROMPT_LEN)
+}
+
+/// 0 to 2; `default` when unset (`None`: unset is an error).
+pub(crate) fn temperature(field: &str, value: Option<f32>, default: Option<f32>) -> Result<f32> {
+    let value = value
+        .or(default)
+        .ok_or_else(|| Error::invalid(field, "is required"))?;
+    if !(0.0..=2.0).contains(&value) {
+        return Err(Error::invalid(field, "must be from 0 to 2"));
+    }
+    Ok(value)
+}
+
+pub(crate) fn max_tokens(field: &str, value: Option<i32>, default: Option<i32>) -> Result<i32> {
+    let value = value
+        .or(default)
+        .ok_or_else(|| Error::invalid(field, "is required"))?;
+    if !(1..=MAX_MAX_TOKENS).contains(&value) {
+        return Err(Error::invalid(
+            field,
+            format!("must be from 1 to {MAX_MAX_TOKENS}"),
+        ));
+    }
+    Ok(value)
+}
+
+pub(crate) fn config(field: &str, value: Option<&prost_types::Struct>) -> Result<serde_json::Value> {
+    json_object(field, value)
+}
+
+/// Distinct MCP server ids, in the order given.
+pub(crate) fn mcp_server_ids(field: &str, values: &[String]) -> Result<Vec<Uuid>, Violations> {
+    let mut violations = Violations::new();
+    if values.len() > MAX_TOOL_REFS {
+        violations.add(field, format!("must hold at most {MAX_TOOL_REFS} ids"));
+        return Err(violations);
+    }
+    let mut ids = Vec::with_capacity(values.len());
+    for (index, value) in values.iter().enumerate() {
+        if let Some(id) = violations.check(validate::id(&format!("{field}[{index}]"), value))
+            && !ids.contains(&id)
+        {
+            ids.push(id);
+        }
+    }
+    if violations.is_empty() {
+        Ok(ids)
+    } else {
+        Err(violations)
+    }
+}
+
+pub(crate) fn agent_status(
+    field: &str,
+    value: i32,
+    default: Option<&'static str>,
+) -> Result<&'static str> {
+    let status = pb::AgentStatus::try_from(value)
+        .map_err(|_| Error::invalid(field, "is not a known status"))?;
+    agent_status_name(status)
+        .or(default)
+        .ok_or_else(|| Error::invalid(field, "is required"))
+}
+
+/// A validated agent for CreateAgent.
+#[derive(Debug)]
+pub(crate) struct AgentInput {
+    pub(crate) name: String,
+    pub(crate) slug: String,
+    pub(crate) description: String,
+    pub(crate) model: String,
+    pub(crate) system_prompt: String,
+    pub(crate) temperature: f32,
+    pub(crate) max_tokens: i32,
+    pub(crate) config: serde_json::Value,
+    pub(crate) mcp_server_ids: Vec<Uuid>,
+    pub(crate) status: &'static str,
+}
+
+pub(crate) fn new_agent(agent: &pb::Agent) -> Result<AgentInput> {
+    let mut v = Violations::new();
+    let name = v.check(name("agent.name", &agent.name));
+    let slug = v.check(slug("agent.slug", &agent.slug));
+    let description = v.check(description("agent.description", &agent.description));
+    let model = v.check(model("agent.model", &agent.model));
+    let system_prompt = v.check(system_prompt("agent.system_prompt", &agent.system_prompt));
+    let temperature = v.check(temperature(
+        "agent.temperature",
+        agent.temperature,
+        Some(DEFAULT_TEMPERATURE),
+    ));
+    let max_tokens = v.check(max_tokens(
+        "agent.max_tokens",
+        agent.max_tokens,
+        Some(DEFAULT_MAX_TOKENS),
+    ));
+    let config = v.check(config("agent.config", agent.config.as_ref()));
+    let mcp_server_ids = match mcp_server_ids("agent.mcp_server_ids", &agent.mcp_server_ids) {
+        Ok(ids) => Some(ids),
+        Err(bad) => {
+            v.extend(bad);
+            None
+        }
+    };
+    let status = v.check(agent_status("agent.status", agent.status, Some("active")));
+    v.into_result()?;
+    // Every field is Some once no violation was recorded.
+    match (
+        name,
+        slug,
+        description,
+        model,
+        system_prompt,
+        temperature,
+        max_tokens,
+        config,
+        mcp_server_ids,
+        status,
+    ) {
+        (
+            Some(name),
+            Some(slug),
+            Some(description),
+            Some(model),
+            Some(system_prompt),
+            Some(temperature),
+            Some(max_tokens),
+            Some(config),
+            Some(mcp_server_ids),
+            Some(status),
+        ) => Ok(AgentInput {
+            name,
+            slug,
+            description,
+            model,
+            system_prompt,
+            temperature,
+            max_tokens,
+            config,
+            mcp_server_ids,
+            status,
+        }),
+        _ => Err(Error::internal("agent validation lost a field")),
+    }
+}
+
+// ---- MCP servers ----
+
+pub(crate) fn transport(field: &str, value: i32) -> Result<&'static str> {
+    let transport = pb::McpTransport::try_from(value)
+        .map_err(|_| Error::invalid(field, "is not a known transport"))?;
+    transport_name(transport).ok_or_else(|| Error::invalid(field, "is required"))
+}
+
+/// An http(s) URL, or empty.
+pub(crate) fn url(field: &str, value: &str) -> Result<String> {
+    let url = validate::text(field, value, 0, MAX_URL_LEN)?;
+    let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
+    if !url.is_empty() && (!scheme_ok || url.chars().any(char::is_whitespace)) {
+        return Err(Error::invalid(field, "must be an http:// or https:// URL"));
+    }
+    validate::visible(field, &url)?;
+    Ok(url)
+}
+
+pub(crate) fn command(field: &str, value: &str) -> Result<String> {
+    validate::text(field, value, 0, MAX_COMMAND_LEN)
+}
+
+pub(crate) fn args(field: &str, values: &[String]) -> Result<Vec<String>> {
+    if values.len() > MAX_ARGS {
+        return Err(Error::invalid(
+            field,
+            format!("must hold at most {MAX_ARGS} arguments"),
+        ));
+    }
+    values
+        .iter()
+        .enumerate()
+        .map(|(index, value)| {
+            let field = format!("{field}[{index}]");
+            if value.chars().count() > MAX_COMMAND_LEN {
+                return Err(Error::invalid(
+                    field,
+                    format!("must be at most {MAX_COMMAND_LEN} characters"),
+                ));
+            }
+            validate::plain(&field, value)?;
+            Ok(value.clone())
+        })
+        .collect()
+}
+
+/// Header names (HTTP token characters) and values (no line breaks), sorted by name.
+pub(crate) fn headers(
+    field: &str,
+    values: &std::collections::HashMap<String, String>,
+) -> Result<BTreeMap<String, String>> {
+    if values.len() > MAX_HEADERS {
+        return Err(Error::invalid(
+            field,
+            format!("must hold at most {MAX_HEADERS} headers"),
+        ));
+    }
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    let mut headers = BTreeMap::new();
+    for (name, value) in values {
+        let shown: String = name.chars().take(40).collect();
+        let name_field = format!("{field}[{shown:?}]");
+        if name.is_empty() || name.len() > MAX_HEADER_NAME_LEN || !name.chars().all(token) {
+            return Err(Error::invalid(
+                name_field,
+                format!("header names are 1 to {MAX_HEADER_NAME_LEN} token characters"),
+            ));
+        }
+        if value.len() > MAX_HEADER_VALUE_LEN {
+            return Err(Error::invalid(
+                name_field,
+                format!("must be at most {MAX_HEADER_VALUE_LEN} bytes"),
+            ));
+        }
+        validate::plain(&name_field, value)?;
+        headers.insert(name.to_ascii_lowercase(), value.clone());
+    }
+    Ok(headers)
+}
+
+pub(crate) fn tools(field: &str, values: &[pb::McpTool]) -> Result<serde_json::Value> {
+    if values.len() > MAX_TOOLS {
+        return Err(Error::invalid(
+            field,
+            format!("must hold at most {MAX_TOOLS} tools"),
+        ));
+    }
+    let mut tools = Vec::with_capacity(values.len());
+    for (index, tool) in values.iter().enumerate() {
+        tools.push(ToolJson {
+            name: validate::text(&format!("{field}[{index}].name"), &tool.name, 1, MAX_NAME_LEN)?,
+            description: validate::multiline(
+                &format!("{field}[{index}].description"),
+                &tool.description,
+                MAX_DESCRIPTION_LEN,
+            )?,
+            input_schema: json_object(
+                &format!("{field}[{index}].input_schema"),
+                tool.input_schema.as_ref(),
+            )?,
+        });
+    }
+    serde_json::to_value(tools).map_err(Error::internal)
+}
+
+/// Checks that a server's endpoint fits its transport: a URL for the HTTP transports,
+/// a command for stdio, and not the other.
+pub(crate) fn endpoint(transport: &str, url: &str, command: &str, args: &[String]) -> Result<()> {
+    if transport == "stdio" {
+        if command.is_empty() {
+            return Err(Error::invalid(
+                "mcp_server.command",
+                "is required for the stdio transport",
+            ));
+        }
+        if !url.is_empty() {
+            return Err(Error::invalid(
+                "mcp_server.url",
+                "must be empty for the stdio transport",
+            ));
+        }
+    } else {
+        if url.is_empty() {
+            return Err(Error::invalid(
+                "mcp_server.url",
+                "is required for the HTTP transports",
+            ));
+        }
+        if !command.is_empty() || !args.is_empty() {
+            return Err(Error::invalid(
+                "mcp_server.command",
+                "command and args are for the stdio transport only",
+            ));
+        }
+    }
+    Ok(())
+}
+
+// ---- workflows ----
+
+pub(crate) fn steps(field: &str, values: &[pb::WorkflowStep]) -> Result<Vec<StepJson>> {
+    if values.is_empty() || values.len() > MAX_STEPS {
+        return Err(Error::invalid(
+            field,
+            format!("must hold 1 to {MAX_STEPS} steps"),
+        ));
+    }
+    let mut v = Violations::new();
+    let mut steps = Vec::with_capacity(values.len());
+    for (index, step) in values.iter().enumerate() {
+        let name = v.check(validate::text(
+            &format!("{field}[{index}].name"),
+            &step.name,
+            0,
+            MAX_NAME_LEN,
+        ));
+        let agent_id = v.check(validate::id(
+            &format!("{field}[{index}].agent_id"),
+            &step.agent_id,
+        ));
+        let input_template = v.check(validate::multiline(
+            &format!("{field}[{index}].input_template"),
+            &step.input_template,
+            MAX_TEMPLATE_LEN,
+        ));
+        if let (Some(name), Some(agent_id), Some(input_template)) = (name, agent_id, input_template)
+        {
+            steps.push(StepJson {
+                name,
+                agent_id,
+                input_template,
+            });
+        }
+    }
+    v.into_result()?;
+    Ok(steps)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(error: Error) -> Vec<String> {
+        let Error::InvalidArgument(violations) = error else {
+            panic!("expected violations, got {error:?}");
+        };
+        violations.into_iter().map(|v| v.field).collect()
+    }
+
+    #[test]
+    fn a_bad_agent_reports_every_field() {
+        let agent = pb::Agent {
+            name: String::new(),
+            slug: "No".into(),
+            model: "gpt 4".into(),
+            system_prompt: "nul\0".into(),
+            temperature: Some(2.5),
+            max_tokens: Some(0),
+            mcp_server_ids: vec!["x".into()],
+            status: 9,
+            ..Default::default()
+        };
+        assert_eq!(
+            fields(new_agent(&agent).unwrap_err()),
+            [
+                "agent.name",
+                "agent.slug",
+                "agent.model",
+                "agent.system_prompt",
+                "agent.temperature",
+                "agent.max_tokens",
+                "agent.mcp_server_ids[0]",
+                "agent.status"
+            ]
+        );
+    }
+
+    #[test]
+    fn defaults_fill_unset_numbers_and_status() {
+        let agent = pb::Agent {
+            name: "Helper".into(),
+            slug: "helper".into(),
+            model: "llama3.1:8b".into(),
+            ..Default::default()
+        };
+        let input = new_agent(&agent).unwrap();
+        assert_eq!(input.temperature, DEFAULT_TEMPERATURE);
+        assert_eq!(input.max_tokens, DEFAULT_MAX_TOKENS);
+        assert_eq!(input.status, "active");
+        assert!(temperature("t", Some(f32::NAN), None).is_err());
+    }
+
+    #[test]
+    fn endpoints_fit_their_transport() {
+        assert!(endpoint("stdio", "", "npx", &[]).is_ok());
+        assert!(endpoint("stdio", "http://x", "npx", &[]).is_err());
+        assert!(endpoint("sse", "https://x", "", &[]).is_ok());
+        assert!(endpoint("sse", "", "", &[]).is_err());
+        assert!(url("u", "ftp://x").is_err());
+        let mut bad = std::collections::HashMap::new();
+        bad.insert("X Bad".to_owned(), "v".to_owned());
+        assert!(headers("h", &bad).is_err());
+    }
+}

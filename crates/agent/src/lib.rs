@@ -1,0 +1,63 @@
+//! The agent service: agents, the MCP servers they call, and workflows of agents
+//! (`agentic.agent.v1.AgentService`).
+//!
+//! `service/` implements the RPCs (one module per resource), `store.rs` holds the
+//! queries, `model.rs` the rows and their protobuf mapping, `input.rs` the validation;
+//! this file declares the service to the platform.
+
+mod input;
+pub mod model;
+pub mod schema;
+pub mod service;
+pub mod store;
+
+use agentic_platform::cache::KindSpec;
+use agentic_platform::error::Result;
+use agentic_platform::server::Services;
+use agentic_platform::service::{Context, ServiceSpec, ServiceType};
+use agentic_proto::agent::v1::agent_service_server::AgentServiceServer;
+use diesel_migrations::{EmbeddedMigrations, embed_migrations};
+
+/// What the agent service caches, with the seeds' TTLs.
+pub mod kinds {
+    use super::KindSpec;
+
+    /// Every agent entry of a tenant, dropped at once when a write changes many agents.
+    pub const AGENTS: &str = "agents";
+
+    pub const AGENT: KindSpec = KindSpec::new("agent").default_ttl(300).in_namespace(AGENTS);
+    pub const AGENT_BY_SLUG: KindSpec = KindSpec::new("agent_by_slug")
+        .ttl_of("agent")
+        .default_ttl(300)
+        .in_namespace(AGENTS);
+    pub const MCP_SERVER: KindSpec = KindSpec::new("mcp_server").default_ttl(600);
+    pub const WORKFLOW: KindSpec = KindSpec::new("workflow").default_ttl(300);
+}
+
+/// The agent service, as the platform runs it.
+pub struct AgentApp;
+
+impl ServiceType for AgentApp {
+    const SPEC: ServiceSpec = ServiceSpec {
+        name: "agent",
+        about: "The Agentic agent service: agents, MCP servers and workflows",
+        grpc_port: 50052,
+        admin_port: 9152,
+    };
+    const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/agent");
+    const CACHE_KINDS: &'static [KindSpec] = &[
+        kinds::AGENT,
+        kinds::AGENT_BY_SLUG,
+        kinds::MCP_SERVER,
+        kinds::WORKFLOW,
+    ];
+
+    fn services(context: &Context, services: &mut Services) -> Result<()> {
+        let service = service::AgentService::new(context)?;
+        services.add(agentic_platform::grpc_server!(
+            AgentServiceServer::new(service),
+            context
+        ));
+        Ok(())
+    }
+}

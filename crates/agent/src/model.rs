@@ -1,0 +1,334 @@
+//! Rows, domain enums, and their mapping to and from protobuf.
+
+use agentic_platform::json;
+use agentic_platform::time::to_timestamp;
+use agentic_proto::agent::v1 as pb;
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::schema::{agents, mcp_servers, workflows};
+
+/// The etag of a row: its update time in microseconds, which every write moves forward
+/// (see `store::next_update_time`).
+pub fn etag(updated_at: DateTime<Utc>) -> String {
+    updated_at.timestamp_micros().to_string()
+}
+
+// ---- agents ----
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = agents, check_for_backend(diesel::pg::Pg))]
+pub struct AgentRow {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub name: String,
+    pub slug: String,
+    pub description: String,
+    pub model: String,
+    pub system_prompt: String,
+    pub temperature: f32,
+    pub max_tokens: i32,
+    pub config: serde_json::Value,
+    pub mcp_server_ids: Vec<Uuid>,
+    pub status: String,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = agents)]
+pub struct NewAgent {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub name: String,
+    pub slug: String,
+    pub description: String,
+    pub model: String,
+    pub system_prompt: String,
+    pub temperature: f32,
+    pub max_tokens: i32,
+    pub config: serde_json::Value,
+    pub mcp_server_ids: Vec<Uuid>,
+    pub status: String,
+    pub created_by: String,
+}
+
+/// The columns an update writes; `None` leaves a column as it is.
+#[derive(Debug, Default, AsChangeset)]
+#[diesel(table_name = agents)]
+pub struct AgentChanges {
+    pub name: Option<String>,
+    pub slug: Option<String>,
+    pub description: Option<String>,
+    pub model: Option<String>,
+    pub system_prompt: Option<String>,
+    pub temperature: Option<f32>,
+    pub max_tokens: Option<i32>,
+    pub config: Option<serde_json::Value>,
+    pub mcp_server_ids: Option<Vec<Uuid>>,
+    pub status: Option<String>,
+}
+
+/// Filters of an agent listing.
+#[derive(Debug, Clone, Default)]
+pub struct AgentFilter {
+    pub status: Option<&'static str>,
+    pub model: Option<String>,
+}
+
+impl AgentFilter {
+    /// What a page token is bound to, so it cannot be replayed with other filters.
+    pub fn fingerprint(&self, tenant: Uuid) -> String {
+        format!(
+            "agents|{tenant}|{}|{}",
+            self.status.unwrap_or(""),
+            self.model.as_deref().unwrap_or("")
+        )
+    }
+}
+
+pub fn agent_status_name(status: pb::AgentStatus) -> Option<&'static str> {
+    match status {
+        pb::AgentStatus::Active => Some("active"),
+        pb::AgentStatus::Paused => Some("paused"),
+        pb::AgentStatus::Archived => Some("archived"),
+        pb::AgentStatus::Unspecified => None,
+    }
+}
+
+fn agent_status_from_name(name: &str) -> pb::AgentStatus {
+    match name {
+        "active" => pb::AgentStatus::Active,
+        "paused" => pb::AgentStatus::Paused,
+        "archived" => pb::AgentStatus::Archived,
+        _ => pb::AgentStatus::Unspecified,
+    }
+}
+
+impl From<AgentRow> for pb::Agent {
+    fn from(row: AgentRow) -> Self {
+        Self {
+            id: row.id.to_string(),
+            tenant_id: row.tenant_id.to_string(),
+            name: row.name,
+            slug: row.slug,
+            description: row.description,
+            model: row.model,
+            system_prompt: row.system_prompt,
+            temperature: Some(row.temperature),
+            max_tokens: Some(row.max_tokens),
+            config: Some(json::to_struct(&row.config)),
+            mcp_server_ids: row.mcp_server_ids.iter().map(Uuid::to_string).collect(),
+            status: agent_status_from_name(&row.status) as i32,
+            created_by: row.created_by,
+            create_time: Some(to_timestamp(row.created_at)),
+            update_time: Some(to_timestamp(row.updated_at)),
+            etag: etag(row.updated_at),
+        }
+    }
+}
+
+agentic_platform::read_mask!(
+    pub fn apply_agent_mask(pb::Agent),
+    AGENT_FIELDS = [
+        id,
+        tenant_id,
+        name,
+        slug,
+        description,
+        model,
+        system_prompt,
+        temperature,
+        max_tokens,
+        config,
+        mcp_server_ids,
+        status,
+        created_by,
+        create_time,
+        update_time,
+        etag,
+    ]
+);
+
+// ---- MCP servers ----
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = mcp_servers, check_for_backend(diesel::pg::Pg))]
+pub struct McpServerRow {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub name: String,
+    pub transport: String,
+    pub url: String,
+    pub command: String,
+    pub args: Vec<String>,
+    pub headers_sealed: Option<Vec<u8>>,
+    pub header_names: Vec<String>,
+    pub enabled: bool,
+    pub tools: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = mcp_servers)]
+pub struct NewMcpServer {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub name: String,
+    pub transport: String,
+    pub url: String,
+    pub command: String,
+    pub args: Vec<String>,
+    pub headers_sealed: Option<Vec<u8>>,
+    pub header_names: Vec<String>,
+    pub enabled: bool,
+    pub tools: serde_json::Value,
+}
+
+#[derive(Debug, Default, AsChangeset)]
+#[diesel(table_name = mcp_servers)]
+pub struct McpServerChanges {
+    pub name: Option<String>,
+    pub transport: Option<String>,
+    pub url: Option<String>,
+    pub command: Option<String>,
+    pub args: Option<Vec<String>>,
+    pub headers_sealed: Option<Option<Vec<u8>>>,
+    pub header_names: Option<Vec<String>>,
+    pub enabled: Option<bool>,
+    pub tools: Option<serde_json::Value>,
+}
+
+pub fn transport_name(transport: pb::McpTransport) -> Option<&'static str> {
+    match transport {
+        pb::McpTransport::Stdio => Some("stdio"),
+        pb::McpTransport::Sse => Some("sse"),
+        pb::McpTransport::StreamableHttp => Some("streamable_http"),
+        pb::McpTransport::Unspecified => None,
+    }
+}
+
+fn transport_from_name(name: &str) -> pb::McpTransport {
+    match name {
+        "stdio" => pb::McpTransport::Stdio,
+        "sse" => pb::McpTransport::Sse,
+        "streamable_http" => pb::McpTransport::StreamableHttp,
+        _ => pb::McpTransport::Unspecified,
+    }
+}
+
+/// A discovered tool as stored in `tools`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ToolJson {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub input_schema: serde_json::Value,
+}
+
+/// The server as clients see it: header values never leave the service.
+impl From<McpServerRow> for pb::McpServer {
+    fn from(row: McpServerRow) -> Self {
+        let tools: Vec<ToolJson> = serde_json::from_value(row.tools).unwrap_or_default();
+        Self {
+            id: row.id.to_string(),
+            tenant_id: row.tenant_id.to_string(),
+            name: row.name,
+            transport: transport_from_name(&row.transport) as i32,
+            url: row.url,
+            command: row.command,
+            args: row.args,
+            headers: Default::default(),
+            header_names: row.header_names,
+            enabled: row.enabled,
+            tools: tools
+                .into_iter()
+                .map(|tool| pb::McpTool {
+                    name: tool.name,
+                    description: tool.description,
+                    input_schema: Some(json::to_struct(&tool.input_schema)),
+                })
+                .collect(),
+            create_time: Some(to_timestamp(row.created_at)),
+            update_time: Some(to_timestamp(row.updated_at)),
+            etag: etag(row.updated_at),
+        }
+    }
+}
+
+// ---- workflows ----
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = workflows, check_for_backend(diesel::pg::Pg))]
+pub struct WorkflowRow {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub name: String,
+    pub description: String,
+    pub steps: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = workflows)]
+pub struct NewWorkflow {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub name: String,
+    pub description: String,
+    pub steps: serde_json::Value,
+}
+
+#[derive(Debug, Default, AsChangeset)]
+#[diesel(table_name = workflows)]
+pub struct WorkflowChanges {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub steps: Option<serde_json::Value>,
+}
+
+/// A workflow step as stored in `steps`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepJson {
+    #[serde(default)]
+    pub name: String,
+    pub agent_id: Uuid,
+    #[serde(default)]
+    pub input_template: String,
+}
+
+impl WorkflowRow {
+    pub fn steps(&self) -> Vec<StepJson> {
+        serde_json::from_value(self.steps.clone()).unwrap_or_default()
+    }
+}
+
+impl From<WorkflowRow> for pb::Workflow {
+    fn from(row: WorkflowRow) -> Self {
+        let steps = row.steps();
+        Self {
+            id: row.id.to_string(),
+            tenant_id: row.tenant_id.to_string(),
+            name: row.name,
+            description: row.description,
+            steps: steps
+                .into_iter()
+                .map(|step| pb::WorkflowStep {
+                    name: step.name,
+                    agent_id: step.agent_id.to_string(),
+                    input_template: step.input_template,
+                })
+                .collect(),
+            create_time: Some(to_timestamp(row.created_at)),
+            update_time: Some(to_timestamp(row.updated_at)),
+            etag: etag(row.updated_at),
+        }
+    }
+}

@@ -1,0 +1,367 @@
+//! Agents: create, read (by id, slug, batch, list), update, soft delete and undelete.
+
+use agentic_platform::auth::Caller;
+use agentic_platform::cache::TenantKey;
+use agentic_platform::error::{Error, Result};
+use agentic_platform::paging::{self, FieldPaths};
+use agentic_platform::validate::{self, Violations};
+use agentic_proto::agent::v1 as pb;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use super::{AgentService, StaleKey, UNDELETE_RETENTION};
+use crate::input::{self, MAX_BATCH_GET};
+use crate::model::{self, AGENT_FIELDS, AgentChanges, AgentFilter, AgentRow, NewAgent};
+use crate::store;
+
+/// Paths an `update_mask` may name.
+const UPDATABLE_FIELDS: &[&str] = &[
+    "name",
+    "slug",
+    "description",
+    "model",
+    "system_prompt",
+    "temperature",
+    "max_tokens",
+    "config",
+    "mcp_server_ids",
+    "status",
+];
+
+impl AgentService {
+    async fn cached_agent(&self, tenant: Uuid, id: Uuid) -> Result<Option<pb::Agent>> {
+        self.cache
+            .get_or_load(&self.kinds.agent, TenantKey(tenant, id), || {
+                self.pool.run(async |conn| {
+                    Ok(store::find_agent(conn, tenant, id)
+                        .await?
+                        .map(pb::Agent::from))
+                })
+            })
+            .await
+    }
+
+    async fn cached_agent_by_slug(&self, tenant: Uuid, slug: &str) -> Result<Option<pb::Agent>> {
+        self.cache
+            .get_or_load(&self.kinds.agent_by_slug, TenantKey(tenant, slug), || {
+                self.pool.run(async |conn| {
+                    Ok(store::find_agent_by_slug(conn, tenant, slug)
+                        .await?
+                        .map(pb::Agent::from))
+                })
+            })
+            .await
+    }
+
+    /// The entries an agent can be read through: by id and by slug.
+    fn agent_keys<'k>(&'k self, agent: &AgentRow, keys: &mut Vec<StaleKey<'k>>) {
+        keys.push((
+            &self.kinds.agent,
+            TenantKey(agent.tenant_id, agent.id.to_string()),
+        ));
+        self.slug_key(agent, keys);
+    }
+
+    /// The slug entry, which may hold a cached "absent" for an agent that now exists.
+    fn slug_key<'k>(&'k self, agent: &AgentRow, keys: &mut Vec<StaleKey<'k>>) {
+        keys.push((
+            &self.kinds.agent_by_slug,
+            TenantKey(agent.tenant_id, agent.slug.clone()),
+        ));
+    }
+}
+
+fn read_mask(mask: Option<&prost_types::FieldMask>) -> Result<FieldPaths> {
+    FieldPaths::parse(mask, AGENT_FIELDS, "read_mask")
+}
+
+fn masked(mut agent: pb::Agent, mask: &FieldPaths) -> pb::Agent {
+    model::apply_agent_mask(&mut agent, mask);
+    agent
+}
+
+pub(super) async fn create(
+    service: &AgentService,
+    request: Request<pb::CreateAgentRequest>,
+) -> Result<Response<pb::CreateAgentResponse>, Status> {
+    let caller = Caller::of(&request)?;
+    let tenant = caller.member_tenant()?;
+    let agent = request
+        .get_ref()
+        .agent
+        .as_ref()
+        .ok_or_else(|| Error::invalid("agent", "is required"))?;
+    let input = input::new_agent(agent)?;
+    let new_agent = NewAgent {
+        id: Uuid::now_v7(),
+        tenant_id: tenant,
+        name: input.name,
+        slug: input.slug,
+        description: input.description,
+        model: input.model,
+        system_prompt: input.system_prompt,
+        temperature: input.temperature,
+        max_tokens: input.max_tokens,
+        config: input.config,
+        mcp_server_ids: input.mcp_server_ids,
+        status: input.status.to_owned(),
+        created_by: caller.subject.clone(),
+    };
+    let row = service
+        .pool
+        .run(async |conn| store::insert_agent(conn, &new_agent).await)
+        .await?;
+    let mut stale = Vec::new();
+    service.slug_key(&row, &mut stale);
+    service.cache.invalidate(&stale).await;
+    Ok(Response::new(pb::CreateAgentResponse {
+        agent: Some(row.into()),
+    }))
+}
+
+pub(super) async fn get(
+    service: &AgentService,
+    request: Request<pb::GetAgentRequest>,
+) -> Result<Response<pb::GetAgentResponse>, Status> {
+    let tenant = Caller::of(&request)?.tenant()?;
+    let message = request.get_ref();
+    let id = validate::id("id", &message.id)?;
+    let mask = read_mask(message.read_mask.as_ref())?;
+    let agent = service
+        .cached_agent(tenant, id)
+        .await?
+        .ok_or(Error::NotFound("agent"))?;
+    Ok(Response::new(pb::GetAgentResponse {
+        agent: Some(masked(agent, &mask)),
+    }))
+}
+
+pub(super) async fn get_by_slug(
+    service: &AgentService,
+    request: Request<pb::GetAgentBySlugRequest>,
+) -> Result<Response<pb::GetAgentBySlugResponse>, Status> {
+    let tenant = Caller::of(&request)?.tenant()?;
+    let message = request.get_ref();
+    let slug = input::slug("slug", &message.slug)?;
+    let mask = read_mask(message.read_mask.as_ref())?;
+    let agent = service
+        .cached_agent_by_slug(tenant, &slug)
+        .await?
+        .ok_or(Error::NotFound("agent"))?;
+    Ok(Response::new(pb::GetAgentBySlugResponse {
+        agent: Some(masked(agent, &mask)),
+    }))
+}
+
+pub(super) async fn batch_get(
+    service: &AgentService,
+    request: Request<pb::BatchGetAgentsRequest>,
+) -> Result<Response<pb::BatchGetAgentsResponse>, Status> {
+    let tenant = Caller::of(&request)?.tenant()?;
+    let message = request.get_ref();
+    if message.ids.is_empty() || message.ids.len() > MAX_BATCH_GET {
+        return Err(Error::invalid("ids", format!("must hold 1 to {MAX_BATCH_GET} ids")).into());
+    }
+    let mut violations = Violations::new();
+    let mut ids = Vec::with_capacity(message.ids.len());
+    for (index, id) in message.ids.iter().enumerate() {
+        if let Some(id) = violations.check(validate::id(&format!("ids[{index}]"), id))
+            && !ids.contains(&id)
+        {
+            ids.push(id);
+        }
+    }
+    let mask = violations
+        .check(read_mask(message.read_mask.as_ref()))
+        .unwrap_or_default();
+    violations.into_result()?;
+
+    let mut rows = service
+        .pool
+        .run(async |conn| store::find_agents(conn, tenant, &ids).await)
+        .await?;
+    // In the order asked for; what is not found is named.
+    let mut agents = Vec::with_capacity(rows.len());
+    let mut missing_ids = Vec::new();
+    for id in ids {
+        match rows.iter().position(|row| row.id == id) {
+            Some(at) => agents.push(masked(rows.swap_remove(at).into(), &mask)),
+            None => missing_ids.push(id.to_string()),
+        }
+    }
+    Ok(Response::new(pb::BatchGetAgentsResponse {
+        agents,
+        missing_ids,
+    }))
+}
+
+pub(super) async fn list(
+    service: &AgentService,
+    request: Request<pb::ListAgentsRequest>,
+) -> Result<Response<pb::ListAgentsResponse>, Status> {
+    let tenant = Caller::of(&request)?.tenant()?;
+    let message = request.get_ref();
+    let mut violations = Violations::new();
+    let page_size = violations
+        .check(paging::page_size(message.page_size))
+        .unwrap_or_default();
+    let status = violations
+        .check(input::agent_status("status", message.status, Some("")))
+        .unwrap_or_default();
+    let model = if message.model.is_empty() {
+        None
+    } else {
+        violations.check(input::model("model", &message.model))
+    };
+    let mask = violations
+        .check(read_mask(message.read_mask.as_ref()))
+        .unwrap_or_default();
+    violations.into_result()?;
+
+    let filter = AgentFilter {
+        status: (!status.is_empty()).then_some(status),
+        model,
+    };
+    let fingerprint = filter.fingerprint(tenant);
+    let after = service
+        .pages
+        .decode_uuid(&message.page_token, &fingerprint)?;
+    let mut rows = service
+        .pool
+        .run(async |conn| store::list_agents(conn, tenant, &filter, after, page_size + 1).await)
+        .await?;
+    let next_page_token =
+        service
+            .pages
+            .finish_uuid_page(&mut rows, page_size, |row| row.id, &fingerprint);
+    Ok(Response::new(pb::ListAgentsResponse {
+        agents: rows
+            .into_iter()
+            .map(|row| masked(row.into(), &mask))
+            .collect(),
+        next_page_token,
+    }))
+}
+
+/// The columns an update writes, from the fields its mask names.
+fn changes(agent: &pb::Agent, mask: &FieldPaths) -> Result<AgentChanges> {
+    let mut v = Violations::new();
+    let mut changes = AgentChanges::default();
+    if mask.includes("name") {
+        changes.name = v.check(input::name("agent.name", &agent.name));
+    }
+    if mask.includes("slug") {
+        changes.slug = v.check(input::slug("agent.slug", &agent.slug));
+    }
+    if mask.includes("description") {
+        changes.description = v.check(input::description(
+            "agent.description",
+            &agent.description,
+        ));
+    }
+    if mask.includes("model") {
+        changes.model = v.check(input::model("agent.model", &agent.model));
+    }
+    if mask.includes("system_prompt") {
+        changes.system_prompt = v.check(input::system_prompt(
+            "agent.system_prompt",
+            &agent.system_prompt,
+        ));
+    }
+    if mask.includes("temperature") {
+        changes.temperature =
+            v.check(input::temperature("agent.temperature", agent.temperature, None));
+    }
+    if mask.includes("max_tokens") {
+        changes.max_tokens =
+            v.check(input::max_tokens("agent.max_tokens", agent.max_tokens, None));
+    }
+    if mask.includes("config") {
+        changes.config = v.check(input::config("agent.config", agent.config.as_ref()));
+    }
+    if mask.includes("mcp_server_ids") {
+        match input::mcp_server_ids("agent.mcp_server_ids", &agent.mcp_server_ids) {
+            Ok(ids) => changes.mcp_server_ids = Some(ids),
+            Err(bad) => v.extend(bad),
+        }
+    }
+    if mask.includes("status") {
+        changes.status = v
+            .check(input::agent_status("agent.status", agent.status, None))
+            .map(str::to_owned);
+    }
+    v.into_result()?;
+    Ok(changes)
+}
+
+pub(super) async fn update(
+    service: &AgentService,
+    request: Request<pb::UpdateAgentRequest>,
+) -> Result<Response<pb::UpdateAgentResponse>, Status> {
+    let tenant = Caller::of(&request)?.admin_tenant()?;
+    let message = request.get_ref();
+    let agent = message
+        .agent
+        .as_ref()
+        .ok_or_else(|| Error::invalid("agent", "is required"))?;
+    let id = validate::id("agent.id", &agent.id)?;
+    let expected = input::etag("agent.etag", &agent.etag)?;
+    let mask = FieldPaths::parse(
+        message.update_mask.as_ref(),
+        UPDATABLE_FIELDS,
+        "update_mask",
+    )?;
+    if mask.is_empty() {
+        return Err(Error::invalid("update_mask", "must name at least one field").into());
+    }
+    let changes = changes(agent, &mask)?;
+
+    let (before, after) = service
+        .pool
+        .run(async |conn| store::update_agent(conn, tenant, id, expected, &changes).await)
+        .await?;
+    // The old slug and the new one (which may hold a cached "absent").
+    let mut stale = Vec::new();
+    service.agent_keys(&before, &mut stale);
+    service.slug_key(&after, &mut stale);
+    service.cache.invalidate(&stale).await;
+    Ok(Response::new(pb::UpdateAgentResponse {
+        agent: Some(after.into()),
+    }))
+}
+
+pub(super) async fn delete(
+    service: &AgentService,
+    request: Request<pb::DeleteAgentRequest>,
+) -> Result<Response<pb::DeleteAgentResponse>, Status> {
+    let tenant = Caller::of(&request)?.admin_tenant()?;
+    let message = request.get_ref();
+    let id = validate::id("id", &message.id)?;
+    let expected = input::etag("etag", &message.etag)?;
+    let deleted = service
+        .pool
+        .run(async |conn| store::delete_agent(conn, tenant, id, expected).await)
+        .await?;
+    let mut stale = Vec::new();
+    service.agent_keys(&deleted, &mut stale);
+    service.cache.invalidate(&stale).await;
+    Ok(Response::new(pb::DeleteAgentResponse {}))
+}
+
+pub(super) async fn undelete(
+    service: &AgentService,
+    request: Request<pb::UndeleteAgentRequest>,
+) -> Result<Response<pb::UndeleteAgentResponse>, Status> {
+    let tenant = Caller::of(&request)?.admin_tenant()?;
+    let id = validate::id("id", &request.get_ref().id)?;
+    let restored = service
+        .pool
+        .run(async |conn| store::undelete_agent(conn, tenant, id, UNDELETE_RETENTION).await)
+        .await?;
+    let mut stale = Vec::new();
+    service.agent_keys(&restored, &mut stale);
+    service.cache.invalidate(&stale).await;
+    Ok(Response::new(pb::UndeleteAgentResponse {
+        agent: Some(restored.into()),
+    }))
+}

@@ -1,0 +1,299 @@
+//! MCP servers: the tool servers agents may call. Header values are sealed before they
+//! are stored and never leave the service; reads show only their names.
+
+use std::collections::BTreeMap;
+
+use agentic_platform::auth::Caller;
+use agentic_platform::cache::TenantKey;
+use agentic_platform::error::{Error, Result};
+use agentic_platform::paging::{self, FieldPaths};
+use agentic_platform::validate::{self, Violations};
+use agentic_proto::agent::v1 as pb;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use super::AgentService;
+use crate::input;
+use crate::kinds;
+use crate::model::{McpServerChanges, NewMcpServer};
+use crate::store;
+
+/// Paths an `update_mask` may name.
+const UPDATABLE_FIELDS: &[&str] = &[
+    "name",
+    "transport",
+    "url",
+    "command",
+    "args",
+    "headers",
+    "enabled",
+    "tools",
+];
+
+/// Header values sealed for one server, and their names.
+struct SealedHeaders {
+    sealed: Option<Vec<u8>>,
+    names: Vec<String>,
+}
+
+impl AgentService {
+    /// Seals `headers` for server `id` of `tenant`: the sealed value opens only on that row.
+    fn seal_headers(
+        &self,
+        tenant: Uuid,
+        id: Uuid,
+        headers: &BTreeMap<String, String>,
+    ) -> Result<SealedHeaders> {
+        if headers.is_empty() {
+            return Ok(SealedHeaders {
+                sealed: None,
+                names: Vec::new(),
+            });
+        }
+        let plain = serde_json::to_vec(headers).map_err(Error::internal)?;
+        Ok(SealedHeaders {
+            sealed: Some(self.sealer.seal(&plain, &seal_context(tenant, id))?),
+            names: headers.keys().cloned().collect(),
+        })
+    }
+
+    fn mcp_server_key(&self, tenant: Uuid, id: Uuid) -> [super::StaleKey<'_>; 1] {
+        [(&self.kinds.mcp_server, TenantKey(tenant, id.to_string()))]
+    }
+}
+
+/// What a server's sealed headers are bound to.
+fn seal_context(tenant: Uuid, id: Uuid) -> Vec<u8> {
+    [b"mcp_server".as_slice(), tenant.as_bytes(), id.as_bytes()].concat()
+}
+
+/// A validated server for CreateMcpServer.
+struct ServerInput {
+    name: String,
+    transport: &'static str,
+    url: String,
+    command: String,
+    args: Vec<String>,
+    headers: BTreeMap<String, String>,
+    tools: serde_json::Value,
+}
+
+fn new_server(server: &pb::McpServer) -> Result<ServerInput> {
+    let mut v = Violations::new();
+    let name = v.check(input::name("mcp_server.name", &server.name));
+    let transport = v.check(input::transport("mcp_server.transport", server.transport));
+    let url = v.check(input::url("mcp_server.url", &server.url));
+    let command = v.check(input::command("mcp_server.command", &server.command));
+    let args = v.check(input::args("mcp_server.args", &server.args));
+    let headers = v.check(input::headers("mcp_server.headers", &server.headers));
+    let tools = v.check(input::tools("mcp_server.tools", &server.tools));
+    v.into_result()?;
+    let (
+        Some(name),
+        Some(transport),
+        Some(url),
+        Some(command),
+        Some(args),
+        Some(headers),
+        Some(tools),
+    ) = (name, transport, url, command, args, headers, tools)
+    else {
+        return Err(Error::internal("MCP server validation lost a field"));
+    };
+    input::endpoint(transport, &url, &command, &args)?;
+    Ok(ServerInput {
+        name,
+        transport,
+        url,
+        command,
+        args,
+        headers,
+        tools,
+    })
+}
+
+pub(super) async fn create(
+    service: &AgentService,
+    request: Request<pb::CreateMcpServerRequest>,
+) -> Result<Response<pb::CreateMcpServerResponse>, Status> {
+    let tenant = Caller::of(&request)?.admin_tenant()?;
+    let server = request
+        .get_ref()
+        .mcp_server
+        .as_ref()
+        .ok_or_else(|| Error::invalid("mcp_server", "is required"))?;
+    let input = new_server(server)?;
+    let id = Uuid::now_v7();
+    let headers = service.seal_headers(tenant, id, &input.headers)?;
+    let new_server = NewMcpServer {
+        id,
+        tenant_id: tenant,
+        name: input.name,
+        transport: input.transport.to_owned(),
+        url: input.url,
+        command: input.command,
+        args: input.args,
+        headers_sealed: headers.sealed,
+        header_names: headers.names,
+        enabled: server.enabled,
+        tools: input.tools,
+    };
+    let row = service
+        .pool
+        .run(async |conn| store::insert_mcp_server(conn, &new_server).await)
+        .await?;
+    Ok(Response::new(pb::CreateMcpServerResponse {
+        mcp_server: Some(row.into()),
+    }))
+}
+
+pub(super) async fn get(
+    service: &AgentService,
+    request: Request<pb::GetMcpServerRequest>,
+) -> Result<Response<pb::GetMcpServerResponse>, Status> {
+    let tenant = Caller::of(&request)?.tenant()?;
+    let id = validate::id("id", &request.get_ref().id)?;
+    let server = service
+        .cache
+        .get_or_load(&service.kinds.mcp_server, TenantKey(tenant, id), || {
+            service.pool.run(async |conn| {
+                Ok(store::find_mcp_server(conn, tenant, id)
+                    .await?
+                    .map(pb::McpServer::from))
+            })
+        })
+        .await?
+        .ok_or(Error::NotFound("MCP server"))?;
+    Ok(Response::new(pb::GetMcpServerResponse {
+        mcp_server: Some(server),
+    }))
+}
+
+pub(super) async fn list(
+    service: &AgentService,
+    request: Request<pb::ListMcpServersRequest>,
+) -> Result<Response<pb::ListMcpServersResponse>, Status> {
+    let tenant = Caller::of(&request)?.tenant()?;
+    let message = request.get_ref();
+    let page_size = paging::page_size(message.page_size)?;
+    let fingerprint = format!("mcp_servers|{tenant}");
+    let after = service
+        .pages
+        .decode_uuid(&message.page_token, &fingerprint)?;
+    let mut rows = service
+        .pool
+        .run(async |conn| store::list_mcp_servers(conn, tenant, after, page_size + 1).await)
+        .await?;
+    let next_page_token =
+        service
+            .pages
+            .finish_uuid_page(&mut rows, page_size, |row| row.id, &fingerprint);
+    Ok(Response::new(pb::ListMcpServersResponse {
+        mcp_servers: rows.into_iter().map(pb::McpServer::from).collect(),
+        next_page_token,
+    }))
+}
+
+/// The columns an update writes, from the fields its mask names.
+fn changes(
+    service: &AgentService,
+    tenant: Uuid,
+    id: Uuid,
+    server: &pb::McpServer,
+    mask: &FieldPaths,
+) -> Result<McpServerChanges> {
+    let mut v = Violations::new();
+    let mut changes = McpServerChanges::default();
+    if mask.includes("name") {
+        changes.name = v.check(input::name("mcp_server.name", &server.name));
+    }
+    if mask.includes("transport") {
+        changes.transport = v
+            .check(input::transport("mcp_server.transport", server.transport))
+            .map(str::to_owned);
+    }
+    if mask.includes("url") {
+        changes.url = v.check(input::url("mcp_server.url", &server.url));
+    }
+    if mask.includes("command") {
+        changes.command = v.check(input::command("mcp_server.command", &server.command));
+    }
+    if mask.includes("args") {
+        changes.args = v.check(input::args("mcp_server.args", &server.args));
+    }
+    if mask.includes("headers")
+        && let Some(headers) = v.check(input::headers("mcp_server.headers", &server.headers))
+    {
+        let sealed = service.seal_headers(tenant, id, &headers)?;
+        changes.headers_sealed = Some(sealed.sealed);
+        changes.header_names = Some(sealed.names);
+    }
+    if mask.includes("enabled") {
+        changes.enabled = Some(server.enabled);
+    }
+    if mask.includes("tools") {
+        changes.tools = v.check(input::tools("mcp_server.tools", &server.tools));
+    }
+    v.into_result()?;
+    Ok(changes)
+}
+
+pub(super) async fn update(
+    service: &AgentService,
+    request: Request<pb::UpdateMcpServerRequest>,
+) -> Result<Response<pb::UpdateMcpServerResponse>, Status> {
+    let tenant = Caller::of(&request)?.admin_tenant()?;
+    let message = request.get_ref();
+    let server = message
+        .mcp_server
+        .as_ref()
+        .ok_or_else(|| Error::invalid("mcp_server", "is required"))?;
+    let id = validate::id("mcp_server.id", &server.id)?;
+    let expected = input::etag("mcp_server.etag", &server.etag)?;
+    let mask = FieldPaths::parse(
+        message.update_mask.as_ref(),
+        UPDATABLE_FIELDS,
+        "update_mask",
+    )?;
+    if mask.is_empty() {
+        return Err(Error::invalid("update_mask", "must name at least one field").into());
+    }
+    let changes = changes(service, tenant, id, server, &mask)?;
+    let row = service
+        .pool
+        .run(async |conn| {
+            store::update_mcp_server(conn, tenant, id, expected, &changes, |after| {
+                input::endpoint(&after.transport, &after.url, &after.command, &after.args)
+            })
+            .await
+        })
+        .await?;
+    service
+        .cache
+        .invalidate(&service.mcp_server_key(tenant, id))
+        .await;
+    Ok(Response::new(pb::UpdateMcpServerResponse {
+        mcp_server: Some(row.into()),
+    }))
+}
+
+pub(super) async fn delete(
+    service: &AgentService,
+    request: Request<pb::DeleteMcpServerRequest>,
+) -> Result<Response<pb::DeleteMcpServerResponse>, Status> {
+    let tenant = Caller::of(&request)?.admin_tenant()?;
+    let id = validate::id("id", &request.get_ref().id)?;
+    let agents_changed = service
+        .pool
+        .run(async |conn| store::delete_mcp_server(conn, tenant, id).await)
+        .await?;
+    service
+        .cache
+        .invalidate(&service.mcp_server_key(tenant, id))
+        .await;
+    if agents_changed > 0 {
+        // Any number of agents lost the server: drop every cached agent of the tenant.
+        service.cache.invalidate_tenant(kinds::AGENTS, tenant).await;
+    }
+    Ok(Response::new(pb::DeleteMcpServerResponse {}))
+}

@@ -1,0 +1,199 @@
+//! The `agentic.agent.v1.AgentService` implementation: one module per resource
+//! (`agents`, `mcp_servers`, `workflows`); this file holds what they share and the
+//! tonic trait, which hands each RPC to its module.
+
+mod agents;
+mod mcp_servers;
+mod workflows;
+
+use std::time::Duration;
+
+use agentic_platform::cache::{Cache, CacheKind, TenantKey};
+use agentic_platform::db::Pool;
+use agentic_platform::error::Result;
+use agentic_platform::paging::PageTokens;
+use agentic_platform::secrets::Sealer;
+use agentic_platform::service::Context;
+use agentic_proto::agent::v1 as pb;
+use agentic_proto::agent::v1::agent_service_server::AgentService as AgentServiceApi;
+use tonic::{Request, Response, Status};
+
+use crate::kinds;
+
+/// How long a deleted agent can be restored.
+pub const UNDELETE_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+
+pub struct AgentService {
+    pool: Pool,
+    cache: Cache,
+    pages: PageTokens,
+    /// Seals MCP server header values.
+    sealer: Sealer,
+    kinds: Kinds,
+}
+
+/// Cached kinds: agents by id and by slug, MCP servers and workflows by id.
+struct Kinds {
+    agent: CacheKind,
+    agent_by_slug: CacheKind,
+    mcp_server: CacheKind,
+    workflow: CacheKind,
+}
+
+/// A cache entry a write made stale.
+type StaleKey<'k> = (&'k CacheKind, TenantKey<String>);
+
+impl AgentService {
+    /// Fails without `SECRETS_KEY`: MCP server headers cannot be stored without it.
+    pub fn new(context: &Context) -> Result<Self> {
+        let cache = &context.cache;
+        Ok(Self {
+            pool: context.pool.clone(),
+            cache: context.cache.clone(),
+            pages: context.pages.clone(),
+            sealer: context.sealer()?,
+            kinds: Kinds {
+                agent: cache.kind(&kinds::AGENT),
+                agent_by_slug: cache.kind(&kinds::AGENT_BY_SLUG),
+                mcp_server: cache.kind(&kinds::MCP_SERVER),
+                workflow: cache.kind(&kinds::WORKFLOW),
+            },
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl AgentServiceApi for AgentService {
+    async fn create_agent(
+        &self,
+        request: Request<pb::CreateAgentRequest>,
+    ) -> Result<Response<pb::CreateAgentResponse>, Status> {
+        agents::create(self, request).await
+    }
+
+    async fn get_agent(
+        &self,
+        request: Request<pb::GetAgentRequest>,
+    ) -> Result<Response<pb::GetAgentResponse>, Status> {
+        agents::get(self, request).await
+    }
+
+    async fn get_agent_by_slug(
+        &self,
+        request: Request<pb::GetAgentBySlugRequest>,
+    ) -> Result<Response<pb::GetAgentBySlugResponse>, Status> {
+        agents::get_by_slug(self, request).await
+    }
+
+    async fn batch_get_agents(
+        &self,
+        request: Request<pb::BatchGetAgentsRequest>,
+    ) -> Result<Response<pb::BatchGetAgentsResponse>, Status> {
+        agents::batch_get(self, request).await
+    }
+
+    async fn list_agents(
+        &self,
+        request: Request<pb::ListAgentsRequest>,
+    ) -> Result<Response<pb::ListAgentsResponse>, Status> {
+        agents::list(self, request).await
+    }
+
+    async fn update_agent(
+        &self,
+        request: Request<pb::UpdateAgentRequest>,
+    ) -> Result<Response<pb::UpdateAgentResponse>, Status> {
+        agents::update(self, request).await
+    }
+
+    async fn delete_agent(
+        &self,
+        request: Request<pb::DeleteAgentRequest>,
+    ) -> Result<Response<pb::DeleteAgentResponse>, Status> {
+        agents::delete(self, request).await
+    }
+
+    async fn undelete_agent(
+        &self,
+        request: Request<pb::UndeleteAgentRequest>,
+    ) -> Result<Response<pb::UndeleteAgentResponse>, Status> {
+        agents::undelete(self, request).await
+    }
+
+    async fn create_mcp_server(
+        &self,
+        request: Request<pb::CreateMcpServerRequest>,
+    ) -> Result<Response<pb::CreateMcpServerResponse>, Status> {
+        mcp_servers::create(self, request).await
+    }
+
+    async fn get_mcp_server(
+        &self,
+        request: Request<pb::GetMcpServerRequest>,
+    ) -> Result<Response<pb::GetMcpServerResponse>, Status> {
+        mcp_servers::get(self, request).await
+    }
+
+    async fn list_mcp_servers(
+        &self,
+        request: Request<pb::ListMcpServersRequest>,
+    ) -> Result<Response<pb::ListMcpServersResponse>, Status> {
+        mcp_servers::list(self, request).await
+    }
+
+    async fn update_mcp_server(
+        &self,
+        request: Request<pb::UpdateMcpServerRequest>,
+    ) -> Result<Response<pb::UpdateMcpServerResponse>, Status> {
+        mcp_servers::update(self, request).await
+    }
+
+    async fn delete_mcp_server(
+        &self,
+        request: Request<pb::DeleteMcpServerRequest>,
+    ) -> Result<Response<pb::DeleteMcpServerResponse>, Status> {
+        mcp_servers::delete(self, request).await
+    }
+
+    async fn create_workflow(
+        &self,
+        request: Request<pb::CreateWorkflowRequest>,
+    ) -> Result<Response<pb::CreateWorkflowResponse>, Status> {
+        workflows::create(self, request).await
+    }
+
+    async fn get_workflow(
+        &self,
+        request: Request<pb::GetWorkflowRequest>,
+    ) -> Result<Response<pb::GetWorkflowResponse>, Status> {
+        workflows::get(self, request).await
+    }
+
+    async fn list_workflows(
+        &self,
+        request: Request<pb::ListWorkflowsRequest>,
+    ) -> Result<Response<pb::ListWorkflowsResponse>, Status> {
+        workflows::list(self, request).await
+    }
+
+    async fn update_workflow(
+        &self,
+        request: Request<pb::UpdateWorkflowRequest>,
+    ) -> Result<Response<pb::UpdateWorkflowResponse>, Status> {
+        workflows::update(self, request).await
+    }
+
+    async fn delete_workflow(
+        &self,
+        request: Request<pb::DeleteWorkflowRequest>,
+    ) -> Result<Response<pb::DeleteWorkflowResponse>, Status> {
+        workflows::delete(self, request).await
+    }
+
+    async fn validate_workflow(
+        &self,
+        request: Request<pb::ValidateWorkflowRequest>,
+    ) -> Result<Response<pb::ValidateWorkflowResponse>, Status> {
+        workflows::validate(self, request).await
+    }
+}

@@ -1,0 +1,224 @@
+//! Workflows: ordered steps, each naming an agent and its input. Execution is elsewhere;
+//! Validate says whether every step could run now.
+
+use agentic_platform::auth::Caller;
+use agentic_platform::cache::TenantKey;
+use agentic_platform::error::{Error, Result};
+use agentic_platform::paging::{self, FieldPaths};
+use agentic_platform::validate::{self, Violations};
+use agentic_proto::agent::v1 as pb;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use super::AgentService;
+use crate::input;
+use crate::model::{NewWorkflow, StepJson, WorkflowChanges};
+use crate::store;
+
+/// Paths an `update_mask` may name.
+const UPDATABLE_FIELDS: &[&str] = &["name", "description", "steps"];
+
+impl AgentService {
+    async fn cached_workflow(&self, tenant: Uuid, id: Uuid) -> Result<pb::Workflow> {
+        self.cache
+            .get_or_load(&self.kinds.workflow, TenantKey(tenant, id), || {
+                self.pool.run(async |conn| {
+                    Ok(store::find_workflow(conn, tenant, id)
+                        .await?
+                        .map(pb::Workflow::from))
+                })
+            })
+            .await?
+            .ok_or(Error::NotFound("workflow"))
+    }
+
+    async fn forget_workflow(&self, tenant: Uuid, id: Uuid) {
+        self.cache
+            .invalidate(&[(&self.kinds.workflow, TenantKey(tenant, id.to_string()))])
+            .await;
+    }
+}
+
+fn steps_json(steps: Vec<StepJson>) -> Result<serde_json::Value> {
+    serde_json::to_value(steps).map_err(Error::internal)
+}
+
+pub(super) async fn create(
+    service: &AgentService,
+    request: Request<pb::CreateWorkflowRequest>,
+) -> Result<Response<pb::CreateWorkflowResponse>, Status> {
+    let tenant = Caller::of(&request)?.admin_tenant()?;
+    let workflow = request
+        .get_ref()
+        .workflow
+        .as_ref()
+        .ok_or_else(|| Error::invalid("workflow", "is required"))?;
+    let mut v = Violations::new();
+    let name = v.check(input::name("workflow.name", &workflow.name));
+    let description = v.check(input::description(
+        "workflow.description",
+        &workflow.description,
+    ));
+    let steps = v.check(input::steps("workflow.steps", &workflow.steps));
+    v.into_result()?;
+    let (Some(name), Some(description), Some(steps)) = (name, description, steps) else {
+        return Err(Error::internal("workflow validation lost a field").into());
+    };
+    let new_workflow = NewWorkflow {
+        id: Uuid::now_v7(),
+        tenant_id: tenant,
+        name,
+        description,
+        steps: steps_json(steps)?,
+    };
+    let row = service
+        .pool
+        .run(async |conn| store::insert_workflow(conn, &new_workflow).await)
+        .await?;
+    Ok(Response::new(pb::CreateWorkflowResponse {
+        workflow: Some(row.into()),
+    }))
+}
+
+pub(super) async fn get(
+    service: &AgentService,
+    request: Request<pb::GetWorkflowRequest>,
+) -> Result<Response<pb::GetWorkflowResponse>, Status> {
+    let tenant = Caller::of(&request)?.tenant()?;
+    let id = validate::id("id", &request.get_ref().id)?;
+    let workflow = service.cached_workflow(tenant, id).await?;
+    Ok(Response::new(pb::GetWorkflowResponse {
+        workflow: Some(workflow),
+    }))
+}
+
+pub(super) async fn list(
+    service: &AgentService,
+    request: Request<pb::ListWorkflowsRequest>,
+) -> Result<Response<pb::ListWorkflowsResponse>, Status> {
+    let tenant = Caller::of(&request)?.tenant()?;
+    let message = request.get_ref();
+    let page_size = paging::page_size(message.page_size)?;
+    let fingerprint = format!("workflows|{tenant}");
+    let after = service
+        .pages
+        .decode_uuid(&message.page_token, &fingerprint)?;
+    let mut rows = service
+        .pool
+        .run(async |conn| store::list_workflows(conn, tenant, after, page_size + 1).await)
+        .await?;
+    let next_page_token =
+        service
+            .pages
+            .finish_uuid_page(&mut rows, page_size, |row| row.id, &fingerprint);
+    Ok(Response::new(pb::ListWorkflowsResponse {
+        workflows: rows.into_iter().map(pb::Workflow::from).collect(),
+        next_page_token,
+    }))
+}
+
+pub(super) async fn update(
+    service: &AgentService,
+    request: Request<pb::UpdateWorkflowRequest>,
+) -> Result<Response<pb::UpdateWorkflowResponse>, Status> {
+    let tenant = Caller::of(&request)?.admin_tenant()?;
+    let message = request.get_ref();
+    let workflow = message
+        .workflow
+        .as_ref()
+        .ok_or_else(|| Error::invalid("workflow", "is required"))?;
+    let id = validate::id("workflow.id", &workflow.id)?;
+    let expected = input::etag("workflow.etag", &workflow.etag)?;
+    let mask = FieldPaths::parse(
+        message.update_mask.as_ref(),
+        UPDATABLE_FIELDS,
+        "update_mask",
+    )?;
+    if mask.is_empty() {
+        return Err(Error::invalid("update_mask", "must name at least one field").into());
+    }
+    let mut v = Violations::new();
+    let mut changes = WorkflowChanges::default();
+    if mask.includes("name") {
+        changes.name = v.check(input::name("workflow.name", &workflow.name));
+    }
+    if mask.includes("description") {
+        changes.description = v.check(input::description(
+            "workflow.description",
+            &workflow.description,
+        ));
+    }
+    if mask.includes("steps")
+        && let Some(steps) = v.check(input::steps("workflow.steps", &workflow.steps))
+    {
+        changes.steps = Some(steps_json(steps)?);
+    }
+    v.into_result()?;
+
+    let row = service
+        .pool
+        .run(async |conn| store::update_workflow(conn, tenant, id, expected, &changes).await)
+        .await?;
+    service.forget_workflow(tenant, id).await;
+    Ok(Response::new(pb::UpdateWorkflowResponse {
+        workflow: Some(row.into()),
+    }))
+}
+
+pub(super) async fn delete(
+    service: &AgentService,
+    request: Request<pb::DeleteWorkflowRequest>,
+) -> Result<Response<pb::DeleteWorkflowResponse>, Status> {
+    let tenant = Caller::of(&request)?.admin_tenant()?;
+    let id = validate::id("id", &request.get_ref().id)?;
+    service
+        .pool
+        .run(async |conn| store::delete_workflow(conn, tenant, id).await)
+        .await?;
+    service.forget_workflow(tenant, id).await;
+    Ok(Response::new(pb::DeleteWorkflowResponse {}))
+}
+
+pub(super) async fn validate(
+    service: &AgentService,
+    request: Request<pb::ValidateWorkflowRequest>,
+) -> Result<Response<pb::ValidateWorkflowResponse>, Status> {
+    let tenant = Caller::of(&request)?.tenant()?;
+    let id = validate::id("id", &request.get_ref().id)?;
+    let workflow = service.cached_workflow(tenant, id).await?;
+    let ids: Vec<Uuid> = workflow
+        .steps
+        .iter()
+        .filter_map(|step| Uuid::try_parse(&step.agent_id).ok())
+        .collect();
+    // One query for every step's agent, whatever the number of steps.
+    let statuses = service
+        .pool
+        .run(async |conn| store::agent_statuses(conn, tenant, &ids).await)
+        .await?;
+    let problems: Vec<pb::WorkflowProblem> = workflow
+        .steps
+        .iter()
+        .enumerate()
+        .filter_map(|(index, step)| {
+            let status = statuses
+                .iter()
+                .find(|(id, _)| id.to_string() == step.agent_id)
+                .map(|(_, status)| status.as_str());
+            let reason = match status {
+                None => "agent not found".to_owned(),
+                Some("active") => return None,
+                Some(other) => format!("agent is {other}"),
+            };
+            Some(pb::WorkflowProblem {
+                step: index as i32,
+                agent_id: step.agent_id.clone(),
+                reason,
+            })
+        })
+        .collect();
+    Ok(Response::new(pb::ValidateWorkflowResponse {
+        valid: problems.is_empty(),
+        problems,
+    }))
+}

@@ -1,0 +1,100 @@
+//! `google.protobuf.Struct` ↔ JSON, for the free-form fields services store as `jsonb`.
+
+use prost_types::value::Kind;
+use prost_types::{ListValue, Struct, Value};
+use serde_json::{Map, Number, Value as Json};
+
+use crate::error::{Error, Result};
+
+/// The JSON object of `value`; `None` is an empty object. Fails, naming `field`, on a
+/// number JSON cannot hold (NaN, infinity) or a value with no kind.
+pub fn from_struct(field: &str, value: Option<&Struct>) -> Result<Json> {
+    let Some(value) = value else {
+        return Ok(Json::Object(Map::new()));
+    };
+    object(field, value)
+}
+
+fn object(field: &str, value: &Struct) -> Result<Json> {
+    let mut map = Map::with_capacity(value.fields.len());
+    for (key, item) in &value.fields {
+        map.insert(key.clone(), from_value(field, item)?);
+    }
+    Ok(Json::Object(map))
+}
+
+fn from_value(field: &str, value: &Value) -> Result<Json> {
+    Ok(match &value.kind {
+        None | Some(Kind::NullValue(_)) => Json::Null,
+        Some(Kind::BoolValue(b)) => Json::Bool(*b),
+        Some(Kind::NumberValue(n)) => Json::Number(
+            Number::from_f64(*n)
+                .ok_or_else(|| Error::invalid(field, "holds a number that is not finite"))?,
+        ),
+        Some(Kind::StringValue(s)) => Json::String(s.clone()),
+        Some(Kind::ListValue(list)) => Json::Array(
+            list.values
+                .iter()
+                .map(|item| from_value(field, item))
+                .collect::<Result<_>>()?,
+        ),
+        Some(Kind::StructValue(inner)) => object(field, inner)?,
+    })
+}
+
+/// The `Struct` of a JSON object (anything else is an empty one).
+pub fn to_struct(value: &Json) -> Struct {
+    match value {
+        Json::Object(map) => Struct {
+            fields: map
+                .iter()
+                .map(|(key, item)| (key.clone(), to_value(item)))
+                .collect(),
+        },
+        _ => Struct::default(),
+    }
+}
+
+fn to_value(value: &Json) -> Value {
+    let kind = match value {
+        Json::Null => Kind::NullValue(0),
+        Json::Bool(b) => Kind::BoolValue(*b),
+        Json::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
+        Json::String(s) => Kind::StringValue(s.clone()),
+        Json::Array(items) => Kind::ListValue(ListValue {
+            values: items.iter().map(to_value).collect(),
+        }),
+        Json::Object(_) => Kind::StructValue(to_struct(value)),
+    };
+    Value { kind: Some(kind) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_round_trips_through_struct() {
+        let json: Json = serde_json::json!({
+            "a": 1.5, "b": [true, null, "x"], "c": {"d": {}}
+        });
+        assert_eq!(from_struct("config", Some(&to_struct(&json))).unwrap(), json);
+        assert_eq!(from_struct("config", None).unwrap(), serde_json::json!({}));
+    }
+
+    #[test]
+    fn numbers_json_cannot_hold_are_refused_by_field() {
+        let mut value = Struct::default();
+        value.fields.insert(
+            "x".into(),
+            Value {
+                kind: Some(Kind::NumberValue(f64::NAN)),
+            },
+        );
+        let Err(Error::InvalidArgument(violations)) = from_struct("agent.config", Some(&value))
+        else {
+            panic!("NaN accepted");
+        };
+        assert_eq!(violations[0].field, "agent.config");
+    }
+}
