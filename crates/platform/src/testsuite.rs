@@ -92,6 +92,60 @@ impl TestDatabase {
     }
 }
 
+/// One line of an EXPLAIN.
+#[derive(diesel::QueryableByName)]
+struct PlanRow {
+    #[diesel(sql_type = diesel::sql_types::Text, column_name = "QUERY PLAN")]
+    line: String,
+}
+
+/// One bytea column of a raw query's rows.
+#[derive(diesel::QueryableByName)]
+struct BytesRow {
+    #[diesel(sql_type = diesel::sql_types::Bytea)]
+    value: Vec<u8>,
+}
+
+impl TestDatabase {
+    /// A connection of the test's own, beside the service's pool.
+    pub async fn connect(&self) -> AsyncPgConnection {
+        connect(&self.url).await
+    }
+
+    /// Runs SQL statements (set-up such as bulk inserts).
+    pub async fn execute(&self, sql: &str) {
+        self.connect()
+            .await
+            .batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// The plan PostgreSQL chooses for `query`, one line per plan node.
+    pub async fn explain(&self, query: &str) -> String {
+        use diesel_async::RunQueryDsl;
+        let sql = format!("EXPLAIN {query}");
+        let rows: Vec<PlanRow> = diesel::sql_query(&sql)
+            .load(&mut self.connect().await)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        rows.into_iter()
+            .map(|row| row.line)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The rows of a query returning one bytea column named `value`.
+    pub async fn query_bytes(&self, sql: &str) -> Vec<Vec<u8>> {
+        use diesel_async::RunQueryDsl;
+        let rows: Vec<BytesRow> = diesel::sql_query(sql)
+            .load(&mut self.connect().await)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        rows.into_iter().map(|row| row.value).collect()
+    }
+}
+
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
