@@ -4,8 +4,7 @@
 use std::collections::HashSet;
 
 use agentic_e2e::agent::{
-    AgentFixture, AgentHarness, agent, create_agent, create_mcp_server, get_agent, mask,
-    mcp_server,
+    AgentFixture, AgentHarness, agent, create_agent, create_mcp_server, get_agent, mask, mcp_server,
 };
 use agentic_platform::auth::roles;
 use agentic_proto::agent::v1 as pb;
@@ -136,7 +135,7 @@ async fn an_agent_is_created_read_updated_deleted_and_restored() {
         .await
         .expect("batch")
         .into_inner();
-    assert_eq!(batch.missing_ids, [created.id.clone()]);
+    assert_eq!(batch.missing_ids, std::slice::from_ref(&created.id));
     let again = admin
         .delete_agent(pb::DeleteAgentRequest {
             id: created.id.clone(),
@@ -243,7 +242,11 @@ async fn paging_returns_every_agent_exactly_once_while_agents_are_added_and_filt
     let (_, mut admin) = harness.service.tenant().await;
     let mut expected = HashSet::new();
     for i in 0..25 {
-        let model = if i % 2 == 0 { "even-model" } else { "odd-model" };
+        let model = if i % 2 == 0 {
+            "even-model"
+        } else {
+            "odd-model"
+        };
         let mut new = agent(&format!("page-{i:02}"), model);
         if i % 5 == 0 {
             new.status = pb::AgentStatus::Paused as i32;
@@ -301,7 +304,11 @@ async fn paging_returns_every_agent_exactly_once_while_agents_are_added_and_filt
         .expect("odd")
         .into_inner();
     assert_eq!(odd.agents.len(), 12);
-    assert!(odd.agents.iter().all(|a| a.model == "odd-model" && a.id.is_empty()));
+    assert!(
+        odd.agents
+            .iter()
+            .all(|a| a.model == "odd-model" && a.id.is_empty())
+    );
 
     // A token from one filter does not page another.
     let first = admin
@@ -373,9 +380,7 @@ async fn mcp_header_values_are_never_returned_or_stored_in_the_clear() {
 
     let stored = harness
         .db
-        .query_bytes(
-            "SELECT coalesce(headers_sealed, ''::bytea) AS value FROM agents.mcp_servers",
-        )
+        .query_bytes("SELECT coalesce(headers_sealed, ''::bytea) AS value FROM agents.mcp_servers")
         .await;
     assert!(!stored.is_empty() && stored.iter().all(|row| !row.is_empty()));
     for row in stored {
@@ -448,7 +453,7 @@ async fn agents_may_only_use_enabled_servers_and_lose_a_deleted_one() {
         },
     )
     .await;
-    assert_eq!(tooled.mcp_server_ids, [enabled.id.clone()]);
+    assert_eq!(tooled.mcp_server_ids, std::slice::from_ref(&enabled.id));
     let refused = admin
         .update_agent(pb::UpdateAgentRequest {
             agent: Some(pb::Agent {

@@ -113,7 +113,10 @@ pub(crate) fn max_tokens(field: &str, value: Option<i32>, default: Option<i32>) 
     Ok(value)
 }
 
-pub(crate) fn config(field: &str, value: Option<&prost_types::Struct>) -> Result<serde_json::Value> {
+pub(crate) fn config(
+    field: &str,
+    value: Option<&prost_types::Struct>,
+) -> Result<serde_json::Value> {
     json_object(field, value)
 }
 
@@ -324,7 +327,12 @@ pub(crate) fn tools(field: &str, values: &[pb::McpTool]) -> Result<serde_json::V
     let mut tools = Vec::with_capacity(values.len());
     for (index, tool) in values.iter().enumerate() {
         tools.push(ToolJson {
-            name: validate::text(&format!("{field}[{index}].name"), &tool.name, 1, MAX_NAME_LEN)?,
+            name: validate::text(
+                &format!("{field}[{index}].name"),
+                &tool.name,
+                1,
+                MAX_NAME_LEN,
+            )?,
             description: validate::multiline(
                 &format!("{field}[{index}].description"),
                 &tool.description,

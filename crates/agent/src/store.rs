@@ -28,9 +28,9 @@ fn write_error(error: diesel::result::Error) -> Error {
         Some("agents_tenant_slug_live_key") => {
             Error::AlreadyExists("an agent with this slug already exists in the tenant".into())
         }
-        Some("mcp_servers_tenant_name_key") => Error::AlreadyExists(
-            "an MCP server with this name already exists in the tenant".into(),
-        ),
+        Some("mcp_servers_tenant_name_key") => {
+            Error::AlreadyExists("an MCP server with this name already exists in the tenant".into())
+        }
         _ => Error::from(error),
     }
 }
@@ -181,11 +181,7 @@ pub async fn list_agents(
 }
 
 /// The live agent `id`, locked for the rest of the transaction.
-async fn lock_live_agent(
-    conn: &mut AsyncPgConnection,
-    tenant: Uuid,
-    id: Uuid,
-) -> Result<AgentRow> {
+async fn lock_live_agent(conn: &mut AsyncPgConnection, tenant: Uuid, id: Uuid) -> Result<AgentRow> {
     agents::table
         .filter(agents::tenant_id.eq(tenant).and(agents::id.eq(id)))
         .filter(agents::deleted_at.is_null())
@@ -208,7 +204,11 @@ pub async fn update_agent(
 ) -> Result<(AgentRow, AgentRow)> {
     conn.transaction::<_, Error, _>(async |conn| {
         let before = lock_live_agent(conn, tenant, id).await?;
-        check_etag(expected, before.updated_at, "the agent changed since its etag was read")?;
+        check_etag(
+            expected,
+            before.updated_at,
+            "the agent changed since its etag was read",
+        )?;
         if let Some(ids) = &changes.mcp_server_ids {
             require_mcp_servers(conn, tenant, ids).await?;
         }
@@ -235,7 +235,11 @@ pub async fn delete_agent(
 ) -> Result<AgentRow> {
     conn.transaction::<_, Error, _>(async |conn| {
         let before = lock_live_agent(conn, tenant, id).await?;
-        check_etag(expected, before.updated_at, "the agent changed since its etag was read")?;
+        check_etag(
+            expected,
+            before.updated_at,
+            "the agent changed since its etag was read",
+        )?;
         let updated_at = next_update_time(before.updated_at);
         diesel::update(agents::table.filter(agents::id.eq(id)))
             .set((
@@ -268,9 +272,7 @@ pub async fn undelete_agent(
         let cutoff = Utc::now() - chrono::Duration::from_std(retention).map_err(Error::internal)?;
         match row.deleted_at {
             None => {
-                return Err(Error::FailedPrecondition(
-                    "the agent is not deleted".into(),
-                ));
+                return Err(Error::FailedPrecondition("the agent is not deleted".into()));
             }
             // Past the retention window it is as good as purged.
             Some(deleted_at) if deleted_at < cutoff => return Err(Error::NotFound("agent")),
@@ -327,7 +329,11 @@ pub async fn find_mcp_server(
     id: Uuid,
 ) -> Result<Option<McpServerRow>> {
     Ok(mcp_servers::table
-        .filter(mcp_servers::tenant_id.eq(tenant).and(mcp_servers::id.eq(id)))
+        .filter(
+            mcp_servers::tenant_id
+                .eq(tenant)
+                .and(mcp_servers::id.eq(id)),
+        )
         .select(McpServerRow::as_select())
         .first(conn)
         .await
@@ -364,14 +370,22 @@ pub async fn update_mcp_server(
 ) -> Result<McpServerRow> {
     conn.transaction::<_, Error, _>(async |conn| {
         let before = mcp_servers::table
-            .filter(mcp_servers::tenant_id.eq(tenant).and(mcp_servers::id.eq(id)))
+            .filter(
+                mcp_servers::tenant_id
+                    .eq(tenant)
+                    .and(mcp_servers::id.eq(id)),
+            )
             .select(McpServerRow::as_select())
             .for_update()
             .first(conn)
             .await
             .optional()?
             .ok_or(Error::NotFound("MCP server"))?;
-        check_etag(expected, before.updated_at, "the MCP server changed since its etag was read")?;
+        check_etag(
+            expected,
+            before.updated_at,
+            "the MCP server changed since its etag was read",
+        )?;
         let after = diesel::update(mcp_servers::table.filter(mcp_servers::id.eq(id)))
             .set((
                 changes,
@@ -396,7 +410,11 @@ pub async fn delete_mcp_server(
 ) -> Result<usize> {
     conn.transaction::<_, Error, _>(async |conn| {
         let deleted = diesel::delete(
-            mcp_servers::table.filter(mcp_servers::tenant_id.eq(tenant).and(mcp_servers::id.eq(id))),
+            mcp_servers::table.filter(
+                mcp_servers::tenant_id
+                    .eq(tenant)
+                    .and(mcp_servers::id.eq(id)),
+            ),
         )
         .execute(conn)
         .await?;
@@ -480,15 +498,21 @@ pub async fn update_workflow(
             .await
             .optional()?
             .ok_or(Error::NotFound("workflow"))?;
-        check_etag(expected, updated_at, "the workflow changed since its etag was read")?;
-        Ok(diesel::update(workflows::table.filter(workflows::id.eq(id)))
-            .set((
-                changes,
-                workflows::updated_at.eq(next_update_time(updated_at)),
-            ))
-            .returning(WorkflowRow::as_returning())
-            .get_result(conn)
-            .await?)
+        check_etag(
+            expected,
+            updated_at,
+            "the workflow changed since its etag was read",
+        )?;
+        Ok(
+            diesel::update(workflows::table.filter(workflows::id.eq(id)))
+                .set((
+                    changes,
+                    workflows::updated_at.eq(next_update_time(updated_at)),
+                ))
+                .returning(WorkflowRow::as_returning())
+                .get_result(conn)
+                .await?,
+        )
     })
     .await
 }

@@ -95,7 +95,9 @@ impl Caller {
         if self.role == roles::ADMIN || self.role == roles::MEMBER {
             Ok(tenant)
         } else {
-            Err(Error::PermissionDenied("this call needs the member or admin role"))
+            Err(Error::PermissionDenied(
+                "this call needs the member or admin role",
+            ))
         }
     }
 

@@ -78,7 +78,10 @@ mod tests {
         let json: Json = serde_json::json!({
             "a": 1.5, "b": [true, null, "x"], "c": {"d": {}}
         });
-        assert_eq!(from_struct("config", Some(&to_struct(&json))).unwrap(), json);
+        assert_eq!(
+            from_struct("config", Some(&to_struct(&json))).unwrap(),
+            json
+        );
         assert_eq!(from_struct("config", None).unwrap(), serde_json::json!({}));
     }
 

@@ -92,7 +92,10 @@ mod tests {
     fn sealed_values_open_only_with_their_key_and_context() {
         let sealer = Sealer::new(KEY).unwrap();
         let sealed = sealer.seal(b"Bearer s3cret", b"row-1").unwrap();
-        assert!(!sealed.windows(6).any(|w| w == b"s3cret"), "not in the clear");
+        assert!(
+            !sealed.windows(6).any(|w| w == b"s3cret"),
+            "not in the clear"
+        );
         assert_eq!(sealer.open(&sealed, b"row-1").unwrap(), b"Bearer s3cret");
         assert!(sealer.open(&sealed, b"row-2").is_err(), "bound to its row");
         let other = Sealer::new("another key that is long enough!!").unwrap();

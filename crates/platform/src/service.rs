@@ -18,9 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{AuthLayer, Tokens};
 use crate::cache::{Cache, KindSpec};
-use crate::config::{
-    AuthArgs, CacheArgs, DatabaseArgs, SecretsArgs, ServerArgs, TelemetryArgs,
-};
+use crate::config::{AuthArgs, CacheArgs, DatabaseArgs, SecretsArgs, ServerArgs, TelemetryArgs};
 use crate::db::Pool;
 use crate::error::{Error, Result};
 use crate::paging::PageTokens;

@@ -33,8 +33,8 @@ mod service;
 
 pub use process::ServiceProcess;
 pub use service::{
-    Bearer, BearerChannel, Harness, JWT_SECRET, Options, SECRETS_KEY, TestService, admin_get, auth_args,
-    create_tenant, free_addr, grpc_channel, health, wait_for_health,
+    Bearer, BearerChannel, Harness, JWT_SECRET, Options, SECRETS_KEY, TestService, admin_get,
+    auth_args, create_tenant, free_addr, grpc_channel, health, wait_for_health,
 };
 
 const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:55432/postgres";

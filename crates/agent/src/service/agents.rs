@@ -254,10 +254,7 @@ fn changes(agent: &pb::Agent, mask: &FieldPaths) -> Result<AgentChanges> {
         changes.slug = v.check(input::slug("agent.slug", &agent.slug));
     }
     if mask.includes("description") {
-        changes.description = v.check(input::description(
-            "agent.description",
-            &agent.description,
-        ));
+        changes.description = v.check(input::description("agent.description", &agent.description));
     }
     if mask.includes("model") {
         changes.model = v.check(input::model("agent.model", &agent.model));
@@ -269,12 +266,18 @@ fn changes(agent: &pb::Agent, mask: &FieldPaths) -> Result<AgentChanges> {
         ));
     }
     if mask.includes("temperature") {
-        changes.temperature =
-            v.check(input::temperature("agent.temperature", agent.temperature, None));
+        changes.temperature = v.check(input::temperature(
+            "agent.temperature",
+            agent.temperature,
+            None,
+        ));
     }
     if mask.includes("max_tokens") {
-        changes.max_tokens =
-            v.check(input::max_tokens("agent.max_tokens", agent.max_tokens, None));
+        changes.max_tokens = v.check(input::max_tokens(
+            "agent.max_tokens",
+            agent.max_tokens,
+            None,
+        ));
     }
     if mask.includes("config") {
         changes.config = v.check(input::config("agent.config", agent.config.as_ref()));
