@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make bench`: the user service beside bare baselines, in one run, on this machine.
+# `make bench`: the user and agent services beside bare baselines, in one run.
 #
 # Targets (all release builds, loopback, RUST_LOG=warn):
 #   echo      agentic-baseline echo: tonic answering Health/Check with a constant
@@ -8,6 +8,8 @@
 #             pool may open (the goal's baseline); and pipelined over 8 (for information)
 #   cached    the user service (L1 + Redis)
 #   uncached  the user service with CACHE_ENABLED=false
+#   agent     the agent service (L1 + Redis): cached GetAgent, BatchGetAgents (100),
+#             ListAgents (20), beside its own Health/Check
 #
 # Throughput comes from h2load (16 connections x 32 streams, BENCH_DURATION each), in
 # BENCH_ROUNDS interleaved rounds; the report gives medians and the ratios the services
@@ -26,8 +28,10 @@ ROUNDS="${BENCH_ROUNDS:-3}"
 CONCURRENCY="${BENCH_CONCURRENCY:-32}"
 OUT="$ROOT/bench/out"
 export JWT_SECRET="${JWT_SECRET:-bench-secret-0123456789abcdef0123456789}"
+export SECRETS_KEY="${SECRETS_KEY:-bench-secrets-key-0123456789abcdef0123}"
 mkdir -p "$OUT"
 : >"$OUT/results.jsonl"
+: >"$OUT/status-checks.jsonl"
 
 if ! command -v h2load >/dev/null 2>&1; then
   echo "[bench] installing h2load (Debian nghttp2-client)"
@@ -61,9 +65,9 @@ wait_healthy() { # port log
   exit 1
 }
 
-start_service() { # name cache_enabled grpc_port admin_port
+start_service() { # name cache_enabled grpc_port admin_port [service]
   DATABASE_URL="$BENCH_URL" CACHE_ENABLED="$2" GRPC_ADDR="127.0.0.1:$3" ADMIN_ADDR="127.0.0.1:$4" \
-    CACHE_KEY_PREFIX="bench-$$" RUST_LOG=warn "$BIN" serve user >"$OUT/$1.log" 2>&1 &
+    CACHE_KEY_PREFIX="bench-$$" RUST_LOG=warn "$BIN" serve "${5:-user}" >"$OUT/$1.log" 2>&1 &
   pids+=($!)
   eval "PID_$1=$!"
   wait_healthy "$3" "$OUT/$1.log"
@@ -71,6 +75,7 @@ start_service() { # name cache_enabled grpc_port admin_port
 
 start_service cached true 50061 9161
 start_service uncached false 50062 9162
+start_service agent true 50063 9163 agent
 "$BASELINE" --addr 127.0.0.1:50070 echo >"$OUT/echo.log" 2>&1 &
 pids+=($!)
 POOL_MAX=$(( ${DB_POOL_SIZE:-$DEFAULT_POOL_SIZE} + ${DB_MAX_OVERFLOW:-$DEFAULT_MAX_OVERFLOW} ))
@@ -88,6 +93,10 @@ TARGETS=(
   "bare tokio-postgres, GetUser by key|50071|get-user"
   "service, GetUser (cache off)|50062|get-user"
   "bare tokio-postgres pipelined, GetUser by key|50072|get-user"
+  "agent service, Health/Check|50063|health"
+  "agent service, GetAgent (cached)|50063|get-agent"
+  "agent service, BatchGetAgents (100)|50063|batch-get-agents"
+  "agent service, ListAgents (20)|50063|list-agents"
 )
 
 agentic_load() { # port scenario duration label
@@ -129,9 +138,9 @@ agentic_load 50061 list-users "$DURATION" "ListUsers (20)" >"$OUT/latency.jsonl"
 agentic_load 50061 create-user "$DURATION" "CreateUser" >>"$OUT/latency.jsonl"
 
 rss_mib() { awk '/^VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
-python3 - "$OUT" "$(rss_mib "$PID_cached")" "$(rss_mib "$PID_uncached")" "$DURATION" "$ROUNDS" <<'PY'
+python3 - "$OUT" "$(rss_mib "$PID_cached")" "$(rss_mib "$PID_uncached")" "$DURATION" "$ROUNDS" "$(rss_mib "$PID_agent")" <<'PY'
 import json, os, platform, statistics, sys
-out, rss_cached, rss_uncached, duration, rounds = sys.argv[1:6]
+out, rss_cached, rss_uncached, duration, rounds, rss_agent = sys.argv[1:7]
 rows = [json.loads(l) for l in open(f"{out}/results.jsonl") if l.strip()]
 checks = [json.loads(l) for l in open(f"{out}/status-checks.jsonl") if l.strip()]
 latency = [json.loads(l) for l in open(f"{out}/latency.jsonl") if l.strip()]
@@ -147,9 +156,11 @@ goals = [
     ("service GetUser, cache off / bare tokio-postgres", ratio("service, GetUser (cache off)", by_key), 0.90),
     ("service cached GetUser / service Health/Check",
      median["service, GetUser (cached)"] / median["service, Health/Check"], 0.70),
+    ("agent cached GetAgent / agent Health/Check",
+     median["agent service, GetAgent (cached)"] / median["agent service, Health/Check"], 0.70),
 ]
 lines = [
-    "# Benchmark: the user service beside bare baselines",
+    "# Benchmark: the user and agent services beside bare baselines",
     "",
     f"`make bench` on {os.cpu_count()} cores ({platform.machine()}), release builds, one run. "
     f"h2load (16 connections x 32 streams, {duration} per measurement, {rounds} interleaved "
@@ -171,7 +182,7 @@ lines += ["", "Latency under load (`agentic load`, 32 in flight over 4 connectio
           "| scenario | requests/s | p50 ms | p95 ms | p99 ms | errors |", "|---|---:|---:|---:|---:|---:|"]
 for r in latency:
     lines.append(f"| {r['label']} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | {r['p99_ms']:.2f} | {r['errors']} |")
-lines += ["", f"Resident memory after the run: cached service {rss_cached} MiB, cache-off service {rss_uncached} MiB.", ""]
+lines += ["", f"Resident memory after the run: cached user service {rss_cached} MiB, cache-off user service {rss_uncached} MiB, agent service {rss_agent} MiB.", ""]
 open(f"{out}/report.md", "w").write("\n".join(lines))
 print("\n".join(lines))
 PY

@@ -1,14 +1,16 @@
 //! A small gRPC load generator: N concurrent clients call one RPC for a fixed time, and
 //! the run reports requests/s and latency percentiles as one JSON line.
 //!
-//! It sets up its own data (a tenant and users) through the public API, so it needs the
-//! JWT secret the service verifies tokens with.
+//! It sets up its own data (a tenant and users; agents for the agent scenarios) through
+//! the public API, so it needs the JWT secret the services verify tokens with.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agentic_platform::auth::{Tokens, roles};
 use agentic_platform::config::AuthArgs;
+use agentic_proto::agent::v1 as agent_pb;
+use agentic_proto::agent::v1::agent_service_client::AgentServiceClient;
 use agentic_proto::user::v1 as pb;
 use agentic_proto::user::v1::user_service_client::UserServiceClient;
 use anyhow::Context;
@@ -30,6 +32,19 @@ pub(crate) enum Scenario {
     ListUsers,
     /// CreateUser with a fresh email each call.
     CreateUser,
+    /// GetAgent of the same few agents, on an agent service (`--addr`).
+    GetAgent,
+    /// BatchGetAgents of 100 agents.
+    BatchGetAgents,
+    /// ListAgents, 20 per page.
+    ListAgents,
+}
+
+impl Scenario {
+    /// Whether the scenario calls the agent service (which then holds the agents).
+    fn needs_agents(self) -> bool {
+        matches!(self, Self::GetAgent | Self::BatchGetAgents | Self::ListAgents)
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -62,6 +77,8 @@ pub(crate) struct LoadArgs {
 
 type UserClient =
     UserServiceClient<tonic::service::interceptor::InterceptedService<Channel, Bearer>>;
+type AgentClient =
+    AgentServiceClient<tonic::service::interceptor::InterceptedService<Channel, Bearer>>;
 
 #[derive(Clone)]
 struct Bearer(MetadataValue<tonic::metadata::Ascii>);
@@ -102,7 +119,11 @@ pub(crate) async fn run(args: LoadArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot connect to {addr}"))?,
         None => channels[0].clone(),
     };
-    let fixture = Arc::new(Fixture::create(&tokens, fixture_channel).await?);
+    let mut fixture = Fixture::create(&tokens, fixture_channel).await?;
+    if args.scenario.needs_agents() {
+        fixture.add_agents(channels[0].clone()).await?;
+    }
+    let fixture = Arc::new(fixture);
     if let Some(path) = &args.h2load_request {
         return write_h2load_request(args.scenario, &fixture, path);
     }
@@ -185,6 +206,22 @@ fn write_h2load_request(
             }
             .encode_to_vec(),
         ),
+        Scenario::GetAgent => (
+            "/agentic.agent.v1.AgentService/GetAgent",
+            agent_pb::GetAgentRequest {
+                id: fixture.agent_ids[0].clone(),
+                read_mask: None,
+            }
+            .encode_to_vec(),
+        ),
+        Scenario::BatchGetAgents => (
+            "/agentic.agent.v1.AgentService/BatchGetAgents",
+            fixture.batch_get_agents().encode_to_vec(),
+        ),
+        Scenario::ListAgents => (
+            "/agentic.agent.v1.AgentService/ListAgents",
+            list_agents().encode_to_vec(),
+        ),
         other => anyhow::bail!("{other:?} sends a different request each call"),
     };
     let mut framed = vec![0u8];
@@ -196,11 +233,22 @@ fn write_h2load_request(
     Ok(())
 }
 
-/// A tenant with an admin token and a few users to read.
+/// A tenant with an admin token, users to read, and agents for the agent scenarios.
 struct Fixture {
     admin: Bearer,
     user_ids: Vec<String>,
+    agent_ids: Vec<String>,
     run_id: String,
+}
+
+/// Agents the agent scenarios create: as many as one BatchGetAgents takes.
+const AGENTS: usize = 100;
+
+fn list_agents() -> agent_pb::ListAgentsRequest {
+    agent_pb::ListAgentsRequest {
+        page_size: 20,
+        ..Default::default()
+    }
 }
 
 impl Fixture {
@@ -239,14 +287,47 @@ impl Fixture {
         Ok(Self {
             admin,
             user_ids: users.into_iter().map(|u| u.id).collect(),
+            agent_ids: Vec::new(),
             run_id,
         })
+    }
+
+    /// Creates [`AGENTS`] agents in the tenant on the agent service at `channel`.
+    async fn add_agents(&mut self, channel: Channel) -> anyhow::Result<()> {
+        let mut client = AgentServiceClient::with_interceptor(channel, self.admin.clone());
+        for i in 0..AGENTS {
+            let agent = client
+                .create_agent(agent_pb::CreateAgentRequest {
+                    agent: Some(agent_pb::Agent {
+                        name: format!("Load agent {i}"),
+                        slug: format!("load-{i}"),
+                        model: "llama3.1:8b".into(),
+                        system_prompt: "You answer load tests.".into(),
+                        ..Default::default()
+                    }),
+                })
+                .await
+                .context("seed agents")?
+                .into_inner()
+                .agent
+                .context("agent in response")?;
+            self.agent_ids.push(agent.id);
+        }
+        Ok(())
+    }
+
+    fn batch_get_agents(&self) -> agent_pb::BatchGetAgentsRequest {
+        agent_pb::BatchGetAgentsRequest {
+            ids: self.agent_ids.clone(),
+            read_mask: None,
+        }
     }
 }
 
 /// One worker's clients and counters.
 struct Caller {
     users: UserClient,
+    agents: AgentClient,
     health: HealthClient<Channel>,
     worker: usize,
     sequence: usize,
@@ -256,6 +337,7 @@ impl Caller {
     fn new(channel: Channel, fixture: &Fixture, worker: usize) -> Self {
         Self {
             users: UserServiceClient::with_interceptor(channel.clone(), fixture.admin.clone()),
+            agents: AgentServiceClient::with_interceptor(channel.clone(), fixture.admin.clone()),
             health: HealthClient::new(channel),
             worker,
             sequence: 0,
@@ -303,6 +385,23 @@ impl Caller {
                 })
                 .await
                 .is_ok(),
+            Scenario::GetAgent => {
+                let id = &fixture.agent_ids
+                    [(self.worker * 7 + self.sequence) % fixture.agent_ids.len()];
+                self.agents
+                    .get_agent(agent_pb::GetAgentRequest {
+                        id: id.clone(),
+                        read_mask: None,
+                    })
+                    .await
+                    .is_ok()
+            }
+            Scenario::BatchGetAgents => self
+                .agents
+                .batch_get_agents(fixture.batch_get_agents())
+                .await
+                .is_ok(),
+            Scenario::ListAgents => self.agents.list_agents(list_agents()).await.is_ok(),
         }
     }
 }
