@@ -43,7 +43,10 @@ pub(crate) enum Scenario {
 impl Scenario {
     /// Whether the scenario calls the agent service (which then holds the agents).
     fn needs_agents(self) -> bool {
-        matches!(self, Self::GetAgent | Self::BatchGetAgents | Self::ListAgents)
+        matches!(
+            self,
+            Self::GetAgent | Self::BatchGetAgents | Self::ListAgents
+        )
     }
 }
 
@@ -386,8 +389,8 @@ impl Caller {
                 .await
                 .is_ok(),
             Scenario::GetAgent => {
-                let id = &fixture.agent_ids
-                    [(self.worker * 7 + self.sequence) % fixture.agent_ids.len()];
+                let id =
+                    &fixture.agent_ids[(self.worker * 7 + self.sequence) % fixture.agent_ids.len()];
                 self.agents
                     .get_agent(agent_pb::GetAgentRequest {
                         id: id.clone(),
