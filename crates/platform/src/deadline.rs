@@ -68,6 +68,7 @@ impl<S> Layer<S> for DeadlineLayer {
         DeadlineService {
             inner,
             max: self.max,
+            asked: metrics::histogram!("grpc_server_caller_deadline_seconds"),
         }
     }
 }
@@ -76,6 +77,9 @@ impl<S> Layer<S> for DeadlineLayer {
 pub struct DeadlineService<S> {
     inner: S,
     max: Duration,
+    /// The deadlines callers arrive with (calls without one are not counted): shows
+    /// whether upstream services pass theirs on.
+    asked: metrics::Histogram,
 }
 
 /// At most this much of a caller's deadline is kept for the answer to travel back.
@@ -103,6 +107,9 @@ where
             .get(&GRPC_TIMEOUT)
             .and_then(|value| value.to_str().ok())
             .and_then(parse_grpc_timeout);
+        if let Some(asked) = asked {
+            self.asked.record(asked.as_secs_f64());
+        }
         // Answer a little before the caller gives up, so it hears why (tonic's own
         // handling of grpc-timeout, outside these layers, would answer CANCELLED).
         let timeout = asked.map_or(self.max, |asked| {

@@ -40,6 +40,9 @@ pub enum Error {
     ResourceExhausted(&'static str),
     #[error("{0}")]
     Unavailable(String),
+    /// Another service this one needs is down; names it.
+    #[error("the {0} service is unavailable")]
+    DependencyUnavailable(&'static str),
     #[error("{0}")]
     Internal(String),
 }
@@ -117,6 +120,22 @@ impl From<Error> for Status {
                 Status::with_error_details(
                     Code::Unavailable,
                     "service temporarily unavailable",
+                    details,
+                )
+            }
+            Error::DependencyUnavailable(dependency) => {
+                let mut details = ErrorDetails::with_retry_info(Some(Duration::from_secs(1)));
+                details.set_error_info(
+                    "DEPENDENCY_UNAVAILABLE",
+                    "agentic",
+                    std::collections::HashMap::from([(
+                        "dependency".to_owned(),
+                        dependency.to_owned(),
+                    )]),
+                );
+                Status::with_error_details(
+                    Code::Unavailable,
+                    format!("the {dependency} service is unavailable"),
                     details,
                 )
             }

@@ -8,6 +8,7 @@ pub mod admin;
 pub mod auth;
 pub mod blocking;
 pub mod cache;
+pub mod client;
 pub mod config;
 pub mod db;
 pub mod deadline;

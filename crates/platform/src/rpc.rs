@@ -249,7 +249,7 @@ where
 }
 
 /// The label of a gRPC code, without formatting on the request path.
-fn code_label(code: tonic::Code) -> &'static str {
+pub(crate) fn code_label(code: tonic::Code) -> &'static str {
     use tonic::Code::*;
     match code {
         Ok => "Ok",

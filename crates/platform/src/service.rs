@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{AuthLayer, Tokens};
 use crate::cache::{Cache, KindSpec};
+use crate::client::ClientArgs;
 use crate::config::{AuthArgs, CacheArgs, DatabaseArgs, SecretsArgs, ServerArgs, TelemetryArgs};
 use crate::db::Pool;
 use crate::error::{Error, Result};
@@ -76,6 +77,8 @@ pub struct Context {
     pub max_message_size: usize,
     /// Seals stored secrets; `None` without `SECRETS_KEY` (see [`Context::sealer`]).
     pub secrets: Option<Sealer>,
+    /// Where the other services are (see [`crate::client::Dependency`]).
+    pub clients: ClientArgs,
 }
 
 impl Context {
@@ -102,6 +105,8 @@ pub struct ServiceArgs {
     pub telemetry: TelemetryArgs,
     #[command(flatten)]
     pub secrets: SecretsArgs,
+    #[command(flatten)]
+    pub clients: ClientArgs,
     /// Apply pending migrations before serving.
     #[arg(long, env = "MIGRATE_ON_START", default_value_t = false, action = ArgAction::Set)]
     pub migrate_on_start: bool,
@@ -168,6 +173,7 @@ impl<S: ServiceType> App<S> {
                     .as_deref()
                     .map(Sealer::new)
                     .transpose()?,
+                clients: args.clients.clone(),
             },
             server: args.server.clone(),
             service: PhantomData,

@@ -155,6 +155,8 @@ pub struct Options {
     pub database_url: Option<String>,
     pub cache_ttl: Duration,
     pub pool_size: u32,
+    /// Where the services this one calls are.
+    pub clients: crate::client::ClientArgs,
 }
 
 impl Default for Options {
@@ -165,6 +167,7 @@ impl Default for Options {
             database_url: None,
             cache_ttl: Duration::from_secs(300),
             pool_size: 4,
+            clients: crate::client::ClientArgs::default(),
         }
     }
 }
@@ -197,6 +200,7 @@ impl Options {
             secrets: SecretsArgs {
                 secrets_key: Some(SECRETS_KEY.into()),
             },
+            clients: self.clients.clone(),
             migrate_on_start: false,
         }
     }

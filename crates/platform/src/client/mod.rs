@@ -1,0 +1,338 @@
+//! Calls to other services of the suite.
+//!
+//! One [`Dependency`] per target service, built from configuration (`USER_SERVICE_URL`,
+//! `AGENT_SERVICE_URL`, `RAG_SERVICE_URL`): a lazily connected channel with HTTP/2
+//! keep-alive, balanced per request over every address the URLs name. Every call
+//!
+//! - carries credentials: the incoming request's bearer token, or a service token;
+//! - carries the W3C trace context of the current span;
+//! - has a deadline a little before the incoming one (the server's request timeout when
+//!   the caller set none), enforced here as well as sent;
+//! - goes through the dependency's circuit breaker, so a dead dependency costs
+//!   microseconds rather than a timeout per request;
+//! - is retried on `UNAVAILABLE` with jittered backoff within the deadline if it is a
+//!   read; writes are never retried.
+//!
+//! A dependency that is down makes the call fail with `UNAVAILABLE`, naming the
+//! dependency in `google.rpc.ErrorInfo`. Readiness is not affected: it follows only the
+//! service's own database.
+
+mod breaker;
+mod discovery;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use opentelemetry::propagation::Injector;
+use rand::Rng;
+use tonic::metadata::{Ascii, MetadataKey, MetadataMap, MetadataValue};
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use self::breaker::{Breaker, Permit};
+use crate::auth::Tokens;
+use crate::error::{Error, Result};
+
+/// Where the other services are, and how calls to them behave.
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// The user service: one URL, several comma-separated, or a DNS name of many pods.
+    #[arg(
+        long,
+        env = "USER_SERVICE_URL",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub user_service_url: String,
+    #[arg(
+        long,
+        env = "AGENT_SERVICE_URL",
+        default_value = "http://127.0.0.1:50052"
+    )]
+    pub agent_service_url: String,
+    #[arg(
+        long,
+        env = "RAG_SERVICE_URL",
+        default_value = "http://127.0.0.1:50054"
+    )]
+    pub rag_service_url: String,
+    /// Retries of a read that failed with UNAVAILABLE (within its deadline).
+    #[arg(long, env = "CLIENT_RETRIES", default_value_t = 2)]
+    pub client_retries: u32,
+    /// Consecutive failures that open a dependency's circuit breaker.
+    #[arg(long, env = "CLIENT_BREAKER_THRESHOLD", default_value_t = 5)]
+    pub client_breaker_threshold: u32,
+    /// How long an open breaker fails calls at once before letting one probe through.
+    #[arg(long, env = "CLIENT_BREAKER_COOLDOWN", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub client_breaker_cooldown: Duration,
+    /// Longest wait for a connection to a dependency.
+    #[arg(long, env = "CLIENT_CONNECT_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub client_connect_timeout: Duration,
+}
+
+impl Default for ClientArgs {
+    fn default() -> Self {
+        Self {
+            user_service_url: "http://127.0.0.1:50051".into(),
+            agent_service_url: "http://127.0.0.1:50052".into(),
+            rag_service_url: "http://127.0.0.1:50054".into(),
+            client_retries: 2,
+            client_breaker_threshold: 5,
+            client_breaker_cooldown: Duration::from_secs(2),
+            client_connect_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Whether a call may be repeated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Idempotency {
+    /// Reads: retried on UNAVAILABLE.
+    Read,
+    /// Writes: sent once.
+    Write,
+}
+
+/// The bearer credentials an outgoing call carries.
+#[derive(Debug, Clone)]
+pub struct Credentials(MetadataValue<Ascii>);
+
+impl Credentials {
+    /// The incoming request's own `authorization`: the callee sees the same caller.
+    pub fn of<T>(incoming: &Request<T>) -> Result<Self> {
+        incoming
+            .metadata()
+            .get("authorization")
+            .cloned()
+            .map(Self)
+            .ok_or(Error::Unauthenticated("missing bearer token"))
+    }
+
+    /// A token of this service's own (`subject`), for calls made on nobody's behalf.
+    pub fn service(
+        tokens: &Tokens,
+        subject: &str,
+        tenant: Option<uuid::Uuid>,
+        role: &str,
+    ) -> Result<Self> {
+        let (token, _) = tokens.issue(subject, tenant, role, Some(Duration::from_secs(300)))?;
+        format!("Bearer {token}")
+            .parse()
+            .map(Self)
+            .map_err(|_| Error::internal("a minted token is not a header value"))
+    }
+}
+
+/// Why a call to a dependency produced no answer.
+#[derive(Debug)]
+pub enum CallError {
+    /// The dependency is down (or its breaker is open).
+    Unavailable(&'static str),
+    /// No answer before the deadline.
+    DeadlineExceeded(&'static str),
+    /// The dependency answered with an error of its own.
+    Status(Status),
+}
+
+impl From<CallError> for Error {
+    fn from(error: CallError) -> Self {
+        match error {
+            CallError::Unavailable(dependency) => Error::DependencyUnavailable(dependency),
+            CallError::DeadlineExceeded(_) => {
+                Error::DeadlineExceeded("a dependency did not answer in time")
+            }
+            CallError::Status(status) => match status.code() {
+                Code::Unauthenticated => Error::Unauthenticated("the token was refused"),
+                Code::PermissionDenied => {
+                    Error::PermissionDenied("the token may not do what this call needs")
+                }
+                _ => Error::internal(format!("a dependency answered {status:?}")),
+            },
+        }
+    }
+}
+
+/// The time a callee gets: the caller's remaining time less a margin for the answer to
+/// travel back (5%, at most 50 ms).
+fn callee_budget(remaining: Duration) -> Duration {
+    remaining.saturating_sub((remaining / 20).min(Duration::from_millis(50)))
+}
+
+/// First backoff before a retry; doubled each time, with full jitter.
+const BACKOFF: Duration = Duration::from_millis(25);
+
+/// One service this one calls.
+#[derive(Clone)]
+pub struct Dependency {
+    name: &'static str,
+    channel: Channel,
+    breaker: Arc<Breaker>,
+    retries: u32,
+    /// The deadline of calls made outside any request.
+    default_timeout: Duration,
+}
+
+impl Dependency {
+    /// A dependency called `name` at `urls`; connects on first use.
+    pub fn new(name: &'static str, urls: &str, args: &ClientArgs) -> Result<Self> {
+        Ok(Self {
+            name,
+            channel: discovery::channel(urls, args.client_connect_timeout)?,
+            breaker: Arc::new(Breaker::new(
+                args.client_breaker_threshold,
+                args.client_breaker_cooldown,
+            )),
+            retries: args.client_retries,
+            default_timeout: Duration::from_secs(10),
+        })
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Whether calls fail at once for now.
+    pub fn is_open(&self) -> bool {
+        self.breaker.is_open()
+    }
+
+    /// Calls the dependency: `call` sends the request on a client built from the
+    /// channel, e.g. `|channel, request| async move { AgentServiceClient::new(channel).get_agent(request).await }`.
+    pub async fn call<M, T, F, Fut>(
+        &self,
+        idempotency: Idempotency,
+        credentials: &Credentials,
+        message: M,
+        mut call: F,
+    ) -> Result<T, CallError>
+    where
+        M: Clone,
+        F: FnMut(Channel, Request<M>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let started = tokio::time::Instant::now();
+        let budget = crate::deadline::remaining().unwrap_or(self.default_timeout);
+        let deadline = started + callee_budget(budget);
+        let attempts = match idempotency {
+            Idempotency::Read => self.retries + 1,
+            Idempotency::Write => 1,
+        };
+        let mut backoff = BACKOFF;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return Err(self.finish(CallError::DeadlineExceeded(self.name)));
+            }
+            let permit = self.breaker.permit();
+            if permit == Permit::Refuse {
+                return Err(self.finish(CallError::Unavailable(self.name)));
+            }
+            let request = self.request(message.clone(), credentials, left);
+            let outcome = tokio::time::timeout(left, call(self.channel.clone(), request)).await;
+            let error = match outcome {
+                Ok(Ok(response)) => {
+                    self.breaker.succeeded(permit);
+                    record(self.name, Code::Ok);
+                    return Ok(response.into_inner());
+                }
+                Ok(Err(status)) => status,
+                Err(_) => Status::deadline_exceeded("no answer before the deadline"),
+            };
+            let dependency_failed =
+                matches!(error.code(), Code::Unavailable | Code::DeadlineExceeded);
+            if !dependency_failed {
+                // An answer: the dependency works, whatever it said.
+                self.breaker.succeeded(permit);
+                record(self.name, error.code());
+                return Err(CallError::Status(error));
+            }
+            if self.breaker.failed(permit) {
+                tracing::warn!(dependency = self.name, "circuit breaker open");
+                metrics::counter!("client_breaker_opened_total", "dependency" => self.name)
+                    .increment(1);
+            }
+            record(self.name, error.code());
+            let sleep = rand::rng().random_range(Duration::ZERO..=backoff);
+            let retryable = error.code() == Code::Unavailable
+                && attempt < attempts
+                && tokio::time::Instant::now() + sleep + BACKOFF < deadline;
+            if !retryable {
+                return Err(match error.code() {
+                    Code::Unavailable => CallError::Unavailable(self.name),
+                    _ => CallError::DeadlineExceeded(self.name),
+                });
+            }
+            tokio::time::sleep(sleep).await;
+            backoff *= 2;
+        }
+    }
+
+    fn finish(&self, error: CallError) -> CallError {
+        record(
+            self.name,
+            match error {
+                CallError::DeadlineExceeded(_) => Code::DeadlineExceeded,
+                _ => Code::Unavailable,
+            },
+        );
+        error
+    }
+
+    /// The request of one attempt: credentials, trace context and the deadline.
+    fn request<M>(&self, message: M, credentials: &Credentials, timeout: Duration) -> Request<M> {
+        let mut request = Request::new(message);
+        request.set_timeout(timeout);
+        let metadata = request.metadata_mut();
+        metadata.insert("authorization", credentials.0.clone());
+        let context = tracing::Span::current().context();
+        opentelemetry::global::get_text_map_propagator(|propagator| {
+            propagator.inject_context(&context, &mut MetadataInjector(metadata));
+        });
+        request
+    }
+}
+
+fn record(dependency: &'static str, code: Code) {
+    metrics::counter!(
+        "client_calls_total",
+        "dependency" => dependency,
+        "code" => crate::rpc::code_label(code)
+    )
+    .increment(1);
+}
+
+/// Writes trace-context headers into gRPC metadata.
+struct MetadataInjector<'a>(&'a mut MetadataMap);
+
+impl Injector for MetadataInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(key), Ok(value)) = (
+            MetadataKey::from_bytes(key.as_bytes()),
+            MetadataValue::try_from(value),
+        ) {
+            self.0.insert(key, value);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_callee_gets_the_callers_time_less_a_small_margin() {
+        assert_eq!(
+            callee_budget(Duration::from_millis(300)),
+            Duration::from_millis(285)
+        );
+        assert_eq!(
+            callee_budget(Duration::from_secs(10)),
+            Duration::from_millis(9950)
+        );
+        assert_eq!(callee_budget(Duration::ZERO), Duration::ZERO);
+    }
+}
