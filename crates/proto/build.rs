@@ -8,6 +8,7 @@ use prost::Message;
 const PROTOS: &[&str] = &[
     "agentic/user/v1/user.proto",
     "agentic/agent/v1/agent.proto",
+    "agentic/conversation/v1/conversation.proto",
     // For reflection only: lets clients decode the error details the services send.
     "google/rpc/error_details.proto",
 ];

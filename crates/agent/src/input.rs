@@ -6,7 +6,6 @@ use agentic_platform::error::{Error, Result};
 use agentic_platform::json;
 use agentic_platform::validate::{self, Violations};
 use agentic_proto::agent::v1 as pb;
-use prost::Message;
 use uuid::Uuid;
 
 use crate::model::{StepJson, ToolJson, agent_status_name, transport_name};
@@ -57,13 +56,7 @@ pub(crate) fn etag(field: &str, value: &str) -> Result<Option<i64>> {
 
 /// A JSON object of at most [`MAX_CONFIG_BYTES`] encoded.
 fn json_object(field: &str, value: Option<&prost_types::Struct>) -> Result<serde_json::Value> {
-    if value.is_some_and(|value| value.encoded_len() > MAX_CONFIG_BYTES) {
-        return Err(Error::invalid(
-            field,
-            format!("must be at most {MAX_CONFIG_BYTES} bytes encoded"),
-        ));
-    }
-    json::from_struct(field, value)
+    json::from_struct_within(field, value, MAX_CONFIG_BYTES)
 }
 
 // ---- agents ----

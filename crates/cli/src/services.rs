@@ -41,6 +41,7 @@ fn run_service<S: ServiceType>(matches: &ArgMatches) -> Result<Running, clap::Er
 pub(crate) const ALL: &[Entry] = &[
     Entry::of::<agentic_user::UserApp>(),
     Entry::of::<agentic_agent::AgentApp>(),
+    Entry::of::<agentic_conversation::ConversationApp>(),
 ];
 
 /// `agentic serve <service> [flags]`: the chosen service, configured.

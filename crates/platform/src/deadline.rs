@@ -52,12 +52,14 @@ pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
 #[derive(Debug, Clone)]
 pub struct DeadlineLayer {
     max: Duration,
+    service: &'static str,
 }
 
 impl DeadlineLayer {
-    /// `max` applies when the caller sets no deadline or a longer one.
-    pub fn new(max: Duration) -> Self {
-        Self { max }
+    /// `max` applies when the caller sets no deadline or a longer one; `service` labels
+    /// the metric of callers' deadlines.
+    pub fn new(max: Duration, service: &'static str) -> Self {
+        Self { max, service }
     }
 }
 
@@ -68,7 +70,7 @@ impl<S> Layer<S> for DeadlineLayer {
         DeadlineService {
             inner,
             max: self.max,
-            asked: metrics::histogram!("grpc_server_caller_deadline_seconds"),
+            asked: metrics::histogram!("grpc_server_caller_deadline_seconds", "service" => self.service),
         }
     }
 }

@@ -15,6 +15,18 @@ pub fn from_struct(field: &str, value: Option<&Struct>) -> Result<Json> {
     object(field, value)
 }
 
+/// [`from_struct`], refusing a value over `max_bytes` encoded (naming `field`).
+pub fn from_struct_within(field: &str, value: Option<&Struct>, max_bytes: usize) -> Result<Json> {
+    use prost::Message;
+    if value.is_some_and(|value| value.encoded_len() > max_bytes) {
+        return Err(Error::invalid(
+            field,
+            format!("must be at most {max_bytes} bytes encoded"),
+        ));
+    }
+    from_struct(field, value)
+}
+
 fn object(field: &str, value: &Struct) -> Result<Json> {
     let mut map = Map::with_capacity(value.fields.len());
     for (key, item) in &value.fields {

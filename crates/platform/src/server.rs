@@ -181,7 +181,10 @@ impl Server {
             .layer(CatchPanicLayer::custom(panic_response))
             .layer(RpcLayer::new(&methods, self.args.slow_request_threshold))
             .layer(MessageLimitLayer::new(self.args.grpc_max_message_size))
-            .layer(DeadlineLayer::new(self.args.request_timeout))
+            .layer(DeadlineLayer::new(
+                self.args.request_timeout,
+                self.spec.name,
+            ))
             .layer(ConsistencyLayer)
             .layer(self.auth.clone());
 

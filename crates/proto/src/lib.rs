@@ -15,3 +15,9 @@ pub mod agent {
         tonic::include_proto!("agentic.agent.v1");
     }
 }
+
+pub mod conversation {
+    pub mod v1 {
+        tonic::include_proto!("agentic.conversation.v1");
+    }
+}

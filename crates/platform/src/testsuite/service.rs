@@ -234,7 +234,12 @@ impl<S: ServiceType> TestService<S> {
     pub async fn start_with_args(args: ServiceArgs) -> Self {
         let app = App::<S>::new(&args).expect("valid test settings");
         let pool = app.context().pool.clone();
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind grpc");
+        // A fixed address when the test asks for one (to restart a service in place).
+        let grpc_addr = args
+            .server
+            .grpc_addr
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let listener = TcpListener::bind(grpc_addr).await.expect("bind grpc");
         let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
         let (addr, admin_addr) = (listener.local_addr().unwrap(), admin.local_addr().unwrap());
         let shutdown = CancellationToken::new();

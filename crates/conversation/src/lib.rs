@@ -1,0 +1,49 @@
+//! The conversation service: conversations between users and agents, and their messages
+//! (`agentic.conversation.v1.ConversationService`). The first service that calls others:
+//! the agent and user services, through the platform's `client`.
+//!
+//! `service/` implements the RPCs, `store.rs` holds the queries, `model.rs` the rows and
+//! their protobuf mapping, `input.rs` the validation; this file declares the service.
+
+mod input;
+pub mod model;
+pub mod schema;
+pub mod service;
+pub mod store;
+
+use agentic_platform::cache::KindSpec;
+use agentic_platform::error::Result;
+use agentic_platform::server::Services;
+use agentic_platform::service::{Context, ServiceSpec, ServiceType};
+use agentic_proto::conversation::v1::conversation_service_server::ConversationServiceServer;
+use diesel_migrations::{EmbeddedMigrations, embed_migrations};
+
+/// What the conversation service caches.
+pub mod kinds {
+    use super::KindSpec;
+
+    pub const CONVERSATION: KindSpec = KindSpec::new("conversation").default_ttl(300);
+}
+
+/// The conversation service, as the platform runs it.
+pub struct ConversationApp;
+
+impl ServiceType for ConversationApp {
+    const SPEC: ServiceSpec = ServiceSpec {
+        name: "conversation",
+        about: "The Agentic conversation service: conversations and their messages",
+        grpc_port: 50053,
+        admin_port: 9153,
+    };
+    const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/conversation");
+    const CACHE_KINDS: &'static [KindSpec] = &[kinds::CONVERSATION];
+
+    fn services(context: &Context, services: &mut Services) -> Result<()> {
+        let service = service::ConversationService::new(context)?;
+        services.add(agentic_platform::grpc_server!(
+            ConversationServiceServer::new(service),
+            context
+        ));
+        Ok(())
+    }
+}

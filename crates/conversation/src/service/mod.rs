@@ -1,0 +1,113 @@
+//! The `agentic.conversation.v1.ConversationService` implementation: conversations
+//! (`conversations.rs`, which calls the agent and user services) and their messages
+//! (`messages.rs`); this file holds what they share and the tonic trait.
+
+mod conversations;
+mod dependencies;
+mod messages;
+
+use agentic_platform::cache::{Cache, CacheKind, TenantKey};
+use agentic_platform::db::Pool;
+use agentic_platform::error::{Error, Result};
+use agentic_platform::paging::PageTokens;
+use agentic_platform::service::Context;
+use agentic_proto::conversation::v1 as pb;
+use agentic_proto::conversation::v1::conversation_service_server::ConversationService as Api;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use self::dependencies::Dependencies;
+use crate::kinds;
+use crate::store;
+
+pub struct ConversationService {
+    pool: Pool,
+    cache: Cache,
+    pages: PageTokens,
+    conversation_kind: CacheKind,
+    dependencies: Dependencies,
+}
+
+impl ConversationService {
+    pub fn new(context: &Context) -> Result<Self> {
+        Ok(Self {
+            pool: context.pool.clone(),
+            cache: context.cache.clone(),
+            pages: context.pages.clone(),
+            conversation_kind: context.cache.kind(&kinds::CONVERSATION),
+            dependencies: Dependencies::new(&context.clients)?,
+        })
+    }
+
+    /// The conversation, from the cache; NOT_FOUND if the tenant has no such one.
+    async fn cached_conversation(&self, tenant: Uuid, id: Uuid) -> Result<pb::Conversation> {
+        self.cache
+            .get_or_load(&self.conversation_kind, TenantKey(tenant, id), || {
+                self.pool.run(async |conn| {
+                    Ok(store::find_conversation(conn, tenant, id)
+                        .await?
+                        .map(pb::Conversation::from))
+                })
+            })
+            .await?
+            .ok_or(Error::NotFound("conversation"))
+    }
+
+    async fn forget_conversation(&self, tenant: Uuid, id: Uuid) {
+        self.cache
+            .invalidate(&[(&self.conversation_kind, TenantKey(tenant, id.to_string()))])
+            .await;
+    }
+}
+
+#[tonic::async_trait]
+impl Api for ConversationService {
+    async fn create_conversation(
+        &self,
+        request: Request<pb::CreateConversationRequest>,
+    ) -> Result<Response<pb::CreateConversationResponse>, Status> {
+        conversations::create(self, request).await
+    }
+
+    async fn get_conversation(
+        &self,
+        request: Request<pb::GetConversationRequest>,
+    ) -> Result<Response<pb::GetConversationResponse>, Status> {
+        conversations::get(self, request).await
+    }
+
+    async fn list_conversations(
+        &self,
+        request: Request<pb::ListConversationsRequest>,
+    ) -> Result<Response<pb::ListConversationsResponse>, Status> {
+        conversations::list(self, request).await
+    }
+
+    async fn update_conversation(
+        &self,
+        request: Request<pb::UpdateConversationRequest>,
+    ) -> Result<Response<pb::UpdateConversationResponse>, Status> {
+        conversations::update(self, request).await
+    }
+
+    async fn delete_conversation(
+        &self,
+        request: Request<pb::DeleteConversationRequest>,
+    ) -> Result<Response<pb::DeleteConversationResponse>, Status> {
+        conversations::delete(self, request).await
+    }
+
+    async fn append_messages(
+        &self,
+        request: Request<pb::AppendMessagesRequest>,
+    ) -> Result<Response<pb::AppendMessagesResponse>, Status> {
+        messages::append(self, request).await
+    }
+
+    async fn list_messages(
+        &self,
+        request: Request<pb::ListMessagesRequest>,
+    ) -> Result<Response<pb::ListMessagesResponse>, Status> {
+        messages::list(self, request).await
+    }
+}
