@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make bench`: the user and agent services beside bare baselines, in one run.
+# `make bench`: the user, agent and conversation services beside bare baselines, in one run.
 #
 # Targets (all release builds, loopback, RUST_LOG=warn):
 #   echo      agentic-baseline echo: tonic answering Health/Check with a constant
@@ -10,6 +10,9 @@
 #   uncached  the user service with CACHE_ENABLED=false
 #   agent     the agent service (L1 + Redis): cached GetAgent, BatchGetAgents (100),
 #             ListAgents (20), beside its own Health/Check
+#   conversation  the conversation service (calling the user and agent services above):
+#             GetConversation, ListMessages (50), beside its own Health/Check; and
+#             AppendMessages (10 messages, new ids each call) by `agentic load`
 #
 # Throughput comes from h2load (16 connections x 32 streams, BENCH_DURATION each), in
 # BENCH_ROUNDS interleaved rounds; the report gives medians and the ratios the services
@@ -66,7 +69,8 @@ wait_healthy() { # port log
 }
 
 start_service() { # name cache_enabled grpc_port admin_port [service]
-  DATABASE_URL="$BENCH_URL" CACHE_ENABLED="$2" GRPC_ADDR="127.0.0.1:$3" ADMIN_ADDR="127.0.0.1:$4" \
+  USER_SERVICE_URL=http://127.0.0.1:50061 AGENT_SERVICE_URL=http://127.0.0.1:50063 \
+    DATABASE_URL="$BENCH_URL" CACHE_ENABLED="$2" GRPC_ADDR="127.0.0.1:$3" ADMIN_ADDR="127.0.0.1:$4" \
     CACHE_KEY_PREFIX="bench-$$" RUST_LOG=warn "$BIN" serve "${5:-user}" >"$OUT/$1.log" 2>&1 &
   pids+=($!)
   eval "PID_$1=$!"
@@ -76,6 +80,7 @@ start_service() { # name cache_enabled grpc_port admin_port [service]
 start_service cached true 50061 9161
 start_service uncached false 50062 9162
 start_service agent true 50063 9163 agent
+start_service conversation true 50064 9164 conversation
 "$BASELINE" --addr 127.0.0.1:50070 echo >"$OUT/echo.log" 2>&1 &
 pids+=($!)
 POOL_MAX=$(( ${DB_POOL_SIZE:-$DEFAULT_POOL_SIZE} + ${DB_MAX_OVERFLOW:-$DEFAULT_MAX_OVERFLOW} ))
@@ -97,10 +102,13 @@ TARGETS=(
   "agent service, GetAgent (cached)|50063|get-agent"
   "agent service, BatchGetAgents (100)|50063|batch-get-agents"
   "agent service, ListAgents (20)|50063|list-agents"
+  "conversation service, Health/Check|50064|health"
+  "conversation service, GetConversation|50064|get-conversation"
+  "conversation service, ListMessages (50)|50064|list-messages"
 )
 
 agentic_load() { # port scenario duration label
-  "$BIN" load --addr "http://127.0.0.1:$1" --fixture-addr http://127.0.0.1:50061 \
+  "$BIN" load --addr "http://127.0.0.1:$1" --fixture-addr http://127.0.0.1:50061 --agent-addr http://127.0.0.1:50063 \
     --scenario "$2" --duration "$3" --concurrency "$CONCURRENCY" |
     sed "s#^{#{\"label\":\"$4\",#"
 }
@@ -109,7 +117,7 @@ for i in "${!TARGETS[@]}"; do
   IFS='|' read -r label port scenario <<<"${TARGETS[$i]}"
   echo "[bench] checking every status: $label" >&2
   agentic_load "$port" "$scenario" 1s "$label" >>"$OUT/status-checks.jsonl"
-  "$BIN" load --addr "http://127.0.0.1:$port" --fixture-addr http://127.0.0.1:50061 \
+  "$BIN" load --addr "http://127.0.0.1:$port" --fixture-addr http://127.0.0.1:50061 --agent-addr http://127.0.0.1:50063 \
     --scenario "$scenario" --h2load-request "$OUT/request-$i.bin" >"$OUT/request-$i.txt"
 done
 
@@ -133,9 +141,10 @@ PY
   done
 done
 
-echo "[bench] ListUsers and CreateUser ($DURATION each)" >&2
+echo "[bench] ListUsers, CreateUser and AppendMessages ($DURATION each)" >&2
 agentic_load 50061 list-users "$DURATION" "ListUsers (20)" >"$OUT/latency.jsonl"
 agentic_load 50061 create-user "$DURATION" "CreateUser" >>"$OUT/latency.jsonl"
+agentic_load 50064 append-messages "$DURATION" "AppendMessages (10, over 16 conversations)" >>"$OUT/latency.jsonl"
 
 rss_mib() { awk '/^VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 python3 - "$OUT" "$(rss_mib "$PID_cached")" "$(rss_mib "$PID_uncached")" "$DURATION" "$ROUNDS" "$(rss_mib "$PID_agent")" <<'PY'
@@ -158,9 +167,11 @@ goals = [
      median["service, GetUser (cached)"] / median["service, Health/Check"], 0.70),
     ("agent cached GetAgent / agent Health/Check",
      median["agent service, GetAgent (cached)"] / median["agent service, Health/Check"], 0.70),
+    ("conversation GetConversation / conversation Health/Check",
+     median["conversation service, GetConversation"] / median["conversation service, Health/Check"], 0.70),
 ]
 lines = [
-    "# Benchmark: the user and agent services beside bare baselines",
+    "# Benchmark: the services beside bare baselines",
     "",
     f"`make bench` on {os.cpu_count()} cores ({platform.machine()}), release builds, one run. "
     f"h2load (16 connections x 32 streams, {duration} per measurement, {rounds} interleaved "

@@ -45,8 +45,10 @@ trap stop INT TERM
 pids+=($!)
 "$AGENTIC" serve agent --grpc-addr 127.0.0.1:50052 --admin-addr 127.0.0.1:9152 &
 pids+=($!)
+"$AGENTIC" serve conversation --grpc-addr 127.0.0.1:50053 --admin-addr 127.0.0.1:9153 &
+pids+=($!)
 
-for port in 50051 50052; do
+for port in 50051 50052 50053; do
   for _ in $(seq 1 100); do
     "$ROOT/.local/bin/grpcurl" -plaintext "127.0.0.1:$port" grpc.health.v1.Health/Check >/dev/null 2>&1 && break
     sleep 0.2
@@ -59,6 +61,7 @@ cat <<INFO
 
   user service   grpc 127.0.0.1:50051   admin http://127.0.0.1:9151/metrics
   agent service  grpc 127.0.0.1:50052   admin http://127.0.0.1:9152/metrics
+  conversation   grpc 127.0.0.1:50053   admin http://127.0.0.1:9153/metrics
   PostgreSQL     ${DATABASE_URL}
   Redis          ${REDIS_URL:-none (in-process cache only)}
 

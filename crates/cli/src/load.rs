@@ -11,6 +11,8 @@ use agentic_platform::auth::{Tokens, roles};
 use agentic_platform::config::AuthArgs;
 use agentic_proto::agent::v1 as agent_pb;
 use agentic_proto::agent::v1::agent_service_client::AgentServiceClient;
+use agentic_proto::conversation::v1 as conversation_pb;
+use agentic_proto::conversation::v1::conversation_service_client::ConversationServiceClient;
 use agentic_proto::user::v1 as pb;
 use agentic_proto::user::v1::user_service_client::UserServiceClient;
 use anyhow::Context;
@@ -38,6 +40,12 @@ pub(crate) enum Scenario {
     BatchGetAgents,
     /// ListAgents, 20 per page.
     ListAgents,
+    /// GetConversation of one conversation, on a conversation service (`--addr`).
+    GetConversation,
+    /// AppendMessages of 10 new messages each call.
+    AppendMessages,
+    /// ListMessages, 50 per page.
+    ListMessages,
 }
 
 impl Scenario {
@@ -46,6 +54,14 @@ impl Scenario {
         matches!(
             self,
             Self::GetAgent | Self::BatchGetAgents | Self::ListAgents
+        )
+    }
+
+    /// Whether the scenario calls the conversation service.
+    fn needs_conversation(self) -> bool {
+        matches!(
+            self,
+            Self::GetConversation | Self::AppendMessages | Self::ListMessages
         )
     }
 }
@@ -59,6 +75,9 @@ pub(crate) struct LoadArgs {
     /// service on the same database as a bare baseline server. Defaults to `addr`.
     #[arg(long)]
     fixture_addr: Option<String>,
+    /// The agent service that holds the agent of the conversation scenarios.
+    #[arg(long, default_value = "http://127.0.0.1:50052")]
+    agent_addr: String,
     #[arg(long, value_enum)]
     scenario: Scenario,
     /// Concurrent in-flight requests.
@@ -82,6 +101,8 @@ type UserClient =
     UserServiceClient<tonic::service::interceptor::InterceptedService<Channel, Bearer>>;
 type AgentClient =
     AgentServiceClient<tonic::service::interceptor::InterceptedService<Channel, Bearer>>;
+type ConversationClient =
+    ConversationServiceClient<tonic::service::interceptor::InterceptedService<Channel, Bearer>>;
 
 #[derive(Clone)]
 struct Bearer(MetadataValue<tonic::metadata::Ascii>);
@@ -125,6 +146,15 @@ pub(crate) async fn run(args: LoadArgs) -> anyhow::Result<()> {
     let mut fixture = Fixture::create(&tokens, fixture_channel).await?;
     if args.scenario.needs_agents() {
         fixture.add_agents(channels[0].clone()).await?;
+    }
+    if args.scenario.needs_conversation() {
+        let agents = Endpoint::from_shared(args.agent_addr.clone())?
+            .connect()
+            .await
+            .with_context(|| format!("cannot connect to {}", args.agent_addr))?;
+        fixture
+            .add_conversation(agents, channels[0].clone())
+            .await?;
     }
     let fixture = Arc::new(fixture);
     if let Some(path) = &args.h2load_request {
@@ -225,6 +255,17 @@ fn write_h2load_request(
             "/agentic.agent.v1.AgentService/ListAgents",
             list_agents().encode_to_vec(),
         ),
+        Scenario::GetConversation => (
+            "/agentic.conversation.v1.ConversationService/GetConversation",
+            conversation_pb::GetConversationRequest {
+                id: fixture.conversation_id.clone(),
+            }
+            .encode_to_vec(),
+        ),
+        Scenario::ListMessages => (
+            "/agentic.conversation.v1.ConversationService/ListMessages",
+            fixture.list_messages().encode_to_vec(),
+        ),
         other => anyhow::bail!("{other:?} sends a different request each call"),
     };
     let mut framed = vec![0u8];
@@ -241,8 +282,14 @@ struct Fixture {
     admin: Bearer,
     user_ids: Vec<String>,
     agent_ids: Vec<String>,
+    conversation_id: String,
+    /// Conversations the appends spread over (appends to one conversation take turns).
+    append_to: Vec<String>,
     run_id: String,
 }
+
+/// Conversations AppendMessages spreads its calls over.
+const APPEND_CONVERSATIONS: usize = 16;
 
 /// Agents the agent scenarios create: as many as one BatchGetAgents takes.
 const AGENTS: usize = 100;
@@ -291,6 +338,8 @@ impl Fixture {
             admin,
             user_ids: users.into_iter().map(|u| u.id).collect(),
             agent_ids: Vec::new(),
+            conversation_id: String::new(),
+            append_to: Vec::new(),
             run_id,
         })
     }
@@ -319,6 +368,83 @@ impl Fixture {
         Ok(())
     }
 
+    /// Creates an agent (at `agents`) and a conversation of the first user with it, with
+    /// 100 messages, on the conversation service at `conversations`.
+    async fn add_conversation(
+        &mut self,
+        agents: Channel,
+        conversations: Channel,
+    ) -> anyhow::Result<()> {
+        let mut agent_client = AgentServiceClient::with_interceptor(agents, self.admin.clone());
+        let agent = agent_client
+            .create_agent(agent_pb::CreateAgentRequest {
+                agent: Some(agent_pb::Agent {
+                    name: "Load agent".into(),
+                    slug: format!("load-{}", &self.run_id[..12]),
+                    model: "llama3.1:8b".into(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .context("seed the agent")?
+            .into_inner()
+            .agent
+            .context("agent in response")?;
+        let mut client =
+            ConversationServiceClient::with_interceptor(conversations, self.admin.clone());
+        for _ in 0..APPEND_CONVERSATIONS {
+            let conversation = client
+                .create_conversation(conversation_pb::CreateConversationRequest {
+                    agent_id: agent.id.clone(),
+                    user_id: self.user_ids[0].clone(),
+                    title: "Load".into(),
+                    metadata: None,
+                })
+                .await
+                .context("seed the conversation")?
+                .into_inner()
+                .conversation
+                .context("conversation in response")?;
+            self.append_to.push(conversation.id);
+        }
+        self.conversation_id = self.append_to[0].clone();
+        for _ in 0..10 {
+            client
+                .append_messages(self.append_messages(0))
+                .await
+                .context("seed messages")?;
+        }
+        Ok(())
+    }
+
+    /// Ten new messages for the conversation of `worker`.
+    fn append_messages(&self, worker: usize) -> conversation_pb::AppendMessagesRequest {
+        conversation_pb::AppendMessagesRequest {
+            conversation_id: self.append_to[worker % self.append_to.len()].clone(),
+            messages: (0..10)
+                .map(|i| conversation_pb::Message {
+                    id: Uuid::now_v7().to_string(),
+                    role: if i % 2 == 0 {
+                        conversation_pb::MessageRole::User
+                    } else {
+                        conversation_pb::MessageRole::Assistant
+                    } as i32,
+                    content: format!("Message {i} of a load test, long enough to be typical."),
+                    token_count: 12,
+                    ..Default::default()
+                })
+                .collect(),
+        }
+    }
+
+    fn list_messages(&self) -> conversation_pb::ListMessagesRequest {
+        conversation_pb::ListMessagesRequest {
+            conversation_id: self.conversation_id.clone(),
+            page_size: 50,
+            ..Default::default()
+        }
+    }
+
     fn batch_get_agents(&self) -> agent_pb::BatchGetAgentsRequest {
         agent_pb::BatchGetAgentsRequest {
             ids: self.agent_ids.clone(),
@@ -331,6 +457,7 @@ impl Fixture {
 struct Caller {
     users: UserClient,
     agents: AgentClient,
+    conversations: ConversationClient,
     health: HealthClient<Channel>,
     worker: usize,
     sequence: usize,
@@ -341,6 +468,10 @@ impl Caller {
         Self {
             users: UserServiceClient::with_interceptor(channel.clone(), fixture.admin.clone()),
             agents: AgentServiceClient::with_interceptor(channel.clone(), fixture.admin.clone()),
+            conversations: ConversationServiceClient::with_interceptor(
+                channel.clone(),
+                fixture.admin.clone(),
+            ),
             health: HealthClient::new(channel),
             worker,
             sequence: 0,
@@ -405,6 +536,23 @@ impl Caller {
                 .await
                 .is_ok(),
             Scenario::ListAgents => self.agents.list_agents(list_agents()).await.is_ok(),
+            Scenario::GetConversation => self
+                .conversations
+                .get_conversation(conversation_pb::GetConversationRequest {
+                    id: fixture.conversation_id.clone(),
+                })
+                .await
+                .is_ok(),
+            Scenario::AppendMessages => self
+                .conversations
+                .append_messages(fixture.append_messages(self.worker))
+                .await
+                .is_ok(),
+            Scenario::ListMessages => self
+                .conversations
+                .list_messages(fixture.list_messages())
+                .await
+                .is_ok(),
         }
     }
 }
