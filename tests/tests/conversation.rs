@@ -701,3 +701,55 @@ async fn bad_messages_are_named_and_nothing_is_appended() {
     let unique: HashSet<_> = page.messages.iter().map(|m| m.id.clone()).collect();
     assert!(unique.is_empty());
 }
+
+#[tokio::test]
+async fn calls_are_balanced_per_request_over_every_address_of_a_dependency() {
+    let suite = Suite::start().await;
+    let tenant = suite.tenant(&slug("balance")).await;
+    // Two more agent replicas on the same database, caching nothing, so every GetAgent
+    // they answer is a query of their own.
+    let uncached = Options {
+        cache_enabled: false,
+        ..Options::default()
+    };
+    let replica_a = agentic_e2e::agent::AgentService::start_on(
+        &suite.agent_db.url,
+        &suite.agent_db.name,
+        &uncached,
+    )
+    .await;
+    let replica_b = agentic_e2e::agent::AgentService::start_on(
+        &suite.agent_db.url,
+        &suite.agent_db.name,
+        &uncached,
+    )
+    .await;
+    // One of them by name (resolved through DNS), the other by address.
+    let agents = format!(
+        "http://localhost:{},http://{}",
+        replica_a.addr.port(),
+        replica_b.addr
+    );
+    let balanced = Suite::start_conversations(
+        &suite.conversation_db,
+        &format!("http://{}", suite.users.addr),
+        &agents,
+    )
+    .await;
+    let token = balanced.token(tenant.id, roles::ADMIN);
+    let mut client = agentic_proto::conversation::v1::conversation_service_client::ConversationServiceClient::new(
+        balanced.bearer_channel(Some(&token)).await,
+    );
+    for i in 0..40 {
+        client
+            .create_conversation(new_conversation(&tenant, &format!("b{i}")))
+            .await
+            .expect("create through the balanced channel");
+    }
+    let (a, b) = (replica_a.queries(), replica_b.queries());
+    assert_eq!(a + b, 40, "every check went to one of the two");
+    assert!(
+        a >= 5 && b >= 5,
+        "spread per request over one client connection: {a} / {b}"
+    );
+}
