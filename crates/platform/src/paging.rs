@@ -92,6 +92,27 @@ impl PageTokens {
             .transpose()
     }
 
+    /// One keyset page by UUID: decodes `token` (bound to `filters`), has `load` read one
+    /// row more than `page_size` after its cursor, and returns the page with the token
+    /// that resumes after it ("" on the last page).
+    pub async fn uuid_page<T, F, Fut>(
+        &self,
+        token: &str,
+        filters: &str,
+        page_size: i64,
+        id: impl Fn(&T) -> Uuid,
+        load: F,
+    ) -> Result<(Vec<T>, String)>
+    where
+        F: FnOnce(Option<Uuid>, i64) -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<T>>>,
+    {
+        let after = self.decode_uuid(token, filters)?;
+        let mut rows = load(after, page_size + 1).await?;
+        let next = self.finish_uuid_page(&mut rows, page_size, id, filters);
+        Ok((rows, next))
+    }
+
     /// Closes a page read with one row more than `page_size` (which tells whether another
     /// page follows, without COUNT(*)): drops the extra row and returns the token that
     /// resumes after the last row kept, or "" on the last page.
@@ -157,6 +178,18 @@ impl FieldPaths {
     pub fn includes(&self, path: &str) -> bool {
         self.paths.as_ref().is_none_or(|paths| paths.contains(path))
     }
+}
+
+/// The paths of an `update_mask`, which must name at least one of `allowed`.
+pub fn update_mask(mask: Option<&FieldMask>, allowed: &[&str]) -> Result<FieldPaths> {
+    let paths = FieldPaths::parse(mask, allowed, "update_mask")?;
+    if paths.is_empty() {
+        return Err(Error::invalid(
+            "update_mask",
+            "must name at least one field",
+        ));
+    }
+    Ok(paths)
 }
 
 /// Declares `FIELDS`, the paths a read mask may name for a message (its field names),

@@ -264,14 +264,7 @@ impl UserServiceApi for UserService {
             .as_ref()
             .ok_or_else(|| Error::invalid("user", "is required"))?;
         let id = validate::id("user.id", &user.id)?;
-        let mask = FieldPaths::parse(
-            message.update_mask.as_ref(),
-            UPDATABLE_FIELDS,
-            "update_mask",
-        )?;
-        if mask.is_empty() {
-            return Err(Error::invalid("update_mask", "must name at least one field").into());
-        }
+        let mask = paging::update_mask(message.update_mask.as_ref(), UPDATABLE_FIELDS)?;
 
         let mut violations = Violations::new();
         let mut changes = UserChanges {
@@ -362,15 +355,21 @@ impl UserServiceApi for UserService {
             role: (!role.is_empty()).then_some(role),
         };
         let fingerprint = filter.fingerprint(tenant);
-        let after = self.pages.decode_uuid(&message.page_token, &fingerprint)?;
-
-        let mut rows = self
-            .pool
-            .run(async |conn| store::list_users(conn, tenant, &filter, after, page_size + 1).await)
+        let filter = &filter;
+        let (rows, next_page_token) = self
+            .pages
+            .uuid_page(
+                &message.page_token,
+                &fingerprint,
+                page_size,
+                |row: &UserRow| row.id,
+                |after, limit| {
+                    self.pool.run(async move |conn| {
+                        store::list_users(conn, tenant, filter, after, limit).await
+                    })
+                },
+            )
             .await?;
-        let next_page_token =
-            self.pages
-                .finish_uuid_page(&mut rows, page_size, |row| row.id, &fingerprint);
         let users = rows
             .into_iter()
             .map(|row| {

@@ -223,17 +223,21 @@ pub(super) async fn list(
         model,
     };
     let fingerprint = filter.fingerprint(tenant);
-    let after = service
+    let filter = &filter;
+    let (rows, next_page_token) = service
         .pages
-        .decode_uuid(&message.page_token, &fingerprint)?;
-    let mut rows = service
-        .pool
-        .run(async |conn| store::list_agents(conn, tenant, &filter, after, page_size + 1).await)
+        .uuid_page(
+            &message.page_token,
+            &fingerprint,
+            page_size,
+            |row: &AgentRow| row.id,
+            |after, limit| {
+                service.pool.run(async move |conn| {
+                    store::list_agents(conn, tenant, filter, after, limit).await
+                })
+            },
+        )
         .await?;
-    let next_page_token =
-        service
-            .pages
-            .finish_uuid_page(&mut rows, page_size, |row| row.id, &fingerprint);
     Ok(Response::new(pb::ListAgentsResponse {
         agents: rows
             .into_iter()
@@ -309,14 +313,7 @@ pub(super) async fn update(
         .ok_or_else(|| Error::invalid("agent", "is required"))?;
     let id = validate::id("agent.id", &agent.id)?;
     let expected = input::etag("agent.etag", &agent.etag)?;
-    let mask = FieldPaths::parse(
-        message.update_mask.as_ref(),
-        UPDATABLE_FIELDS,
-        "update_mask",
-    )?;
-    if mask.is_empty() {
-        return Err(Error::invalid("update_mask", "must name at least one field").into());
-    }
+    let mask = paging::update_mask(message.update_mask.as_ref(), UPDATABLE_FIELDS)?;
     let changes = changes(agent, &mask)?;
 
     let (before, after) = service

@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::AgentService;
 use crate::input;
 use crate::kinds;
-use crate::model::{McpServerChanges, NewMcpServer};
+use crate::model::{McpServerChanges, McpServerRow, NewMcpServer};
 use crate::store;
 
 /// Paths an `update_mask` may name.
@@ -177,17 +177,20 @@ pub(super) async fn list(
     let message = request.get_ref();
     let page_size = paging::page_size(message.page_size)?;
     let fingerprint = format!("mcp_servers|{tenant}");
-    let after = service
+    let (rows, next_page_token) = service
         .pages
-        .decode_uuid(&message.page_token, &fingerprint)?;
-    let mut rows = service
-        .pool
-        .run(async |conn| store::list_mcp_servers(conn, tenant, after, page_size + 1).await)
+        .uuid_page(
+            &message.page_token,
+            &fingerprint,
+            page_size,
+            |row: &McpServerRow| row.id,
+            |after, limit| {
+                service.pool.run(async move |conn| {
+                    store::list_mcp_servers(conn, tenant, after, limit).await
+                })
+            },
+        )
         .await?;
-    let next_page_token =
-        service
-            .pages
-            .finish_uuid_page(&mut rows, page_size, |row| row.id, &fingerprint);
     Ok(Response::new(pb::ListMcpServersResponse {
         mcp_servers: rows.into_iter().map(pb::McpServer::from).collect(),
         next_page_token,
@@ -250,14 +253,7 @@ pub(super) async fn update(
         .ok_or_else(|| Error::invalid("mcp_server", "is required"))?;
     let id = validate::id("mcp_server.id", &server.id)?;
     let expected = input::etag("mcp_server.etag", &server.etag)?;
-    let mask = FieldPaths::parse(
-        message.update_mask.as_ref(),
-        UPDATABLE_FIELDS,
-        "update_mask",
-    )?;
-    if mask.is_empty() {
-        return Err(Error::invalid("update_mask", "must name at least one field").into());
-    }
+    let mask = paging::update_mask(message.update_mask.as_ref(), UPDATABLE_FIELDS)?;
     let changes = changes(service, tenant, id, server, &mask)?;
     let row = service
         .pool

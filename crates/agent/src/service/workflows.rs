@@ -4,7 +4,7 @@
 use agentic_platform::auth::Caller;
 use agentic_platform::cache::TenantKey;
 use agentic_platform::error::{Error, Result};
-use agentic_platform::paging::{self, FieldPaths};
+use agentic_platform::paging;
 use agentic_platform::validate::{self, Violations};
 use agentic_proto::agent::v1 as pb;
 use tonic::{Request, Response, Status};
@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::AgentService;
 use crate::input;
-use crate::model::{NewWorkflow, StepJson, WorkflowChanges};
+use crate::model::{NewWorkflow, StepJson, WorkflowChanges, WorkflowRow};
 use crate::store;
 
 /// Paths an `update_mask` may name.
@@ -100,17 +100,20 @@ pub(super) async fn list(
     let message = request.get_ref();
     let page_size = paging::page_size(message.page_size)?;
     let fingerprint = format!("workflows|{tenant}");
-    let after = service
+    let (rows, next_page_token) = service
         .pages
-        .decode_uuid(&message.page_token, &fingerprint)?;
-    let mut rows = service
-        .pool
-        .run(async |conn| store::list_workflows(conn, tenant, after, page_size + 1).await)
+        .uuid_page(
+            &message.page_token,
+            &fingerprint,
+            page_size,
+            |row: &WorkflowRow| row.id,
+            |after, limit| {
+                service
+                    .pool
+                    .run(async move |conn| store::list_workflows(conn, tenant, after, limit).await)
+            },
+        )
         .await?;
-    let next_page_token =
-        service
-            .pages
-            .finish_uuid_page(&mut rows, page_size, |row| row.id, &fingerprint);
     Ok(Response::new(pb::ListWorkflowsResponse {
         workflows: rows.into_iter().map(pb::Workflow::from).collect(),
         next_page_token,
@@ -129,14 +132,7 @@ pub(super) async fn update(
         .ok_or_else(|| Error::invalid("workflow", "is required"))?;
     let id = validate::id("workflow.id", &workflow.id)?;
     let expected = input::etag("workflow.etag", &workflow.etag)?;
-    let mask = FieldPaths::parse(
-        message.update_mask.as_ref(),
-        UPDATABLE_FIELDS,
-        "update_mask",
-    )?;
-    if mask.is_empty() {
-        return Err(Error::invalid("update_mask", "must name at least one field").into());
-    }
+    let mask = paging::update_mask(message.update_mask.as_ref(), UPDATABLE_FIELDS)?;
     let mut v = Violations::new();
     let mut changes = WorkflowChanges::default();
     if mask.includes("name") {

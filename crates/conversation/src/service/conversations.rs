@@ -4,7 +4,7 @@
 use agentic_platform::auth::Caller;
 use agentic_platform::client::Credentials;
 use agentic_platform::error::{Error, Result};
-use agentic_platform::paging::{self, FieldPaths};
+use agentic_platform::paging;
 use agentic_platform::validate::{self, Violations};
 use agentic_proto::conversation::v1 as pb;
 use tonic::{Request, Response, Status};
@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::ConversationService;
 use crate::input;
-use crate::model::{ConversationChanges, ConversationFilter, NewConversation};
+use crate::model::{ConversationChanges, ConversationFilter, ConversationRow, NewConversation};
 use crate::store;
 
 /// Paths an `update_mask` may name.
@@ -105,19 +105,21 @@ pub(super) async fn list(
         status: (!status.is_empty()).then_some(status),
     };
     let fingerprint = filter.fingerprint(tenant);
-    let before = service
+    let filter = &filter;
+    let (rows, next_page_token) = service
         .pages
-        .decode_uuid(&message.page_token, &fingerprint)?;
-    let mut rows = service
-        .pool
-        .run(async |conn| {
-            store::list_conversations(conn, tenant, &filter, before, page_size + 1).await
-        })
+        .uuid_page(
+            &message.page_token,
+            &fingerprint,
+            page_size,
+            |row: &ConversationRow| row.id,
+            |before, limit| {
+                service.pool.run(async move |conn| {
+                    store::list_conversations(conn, tenant, filter, before, limit).await
+                })
+            },
+        )
         .await?;
-    let next_page_token =
-        service
-            .pages
-            .finish_uuid_page(&mut rows, page_size, |row| row.id, &fingerprint);
     let mut conversations: Vec<pb::Conversation> =
         rows.into_iter().map(pb::Conversation::from).collect();
 
@@ -151,14 +153,7 @@ pub(super) async fn update(
         .as_ref()
         .ok_or_else(|| Error::invalid("conversation", "is required"))?;
     let id = validate::id("conversation.id", &conversation.id)?;
-    let mask = FieldPaths::parse(
-        message.update_mask.as_ref(),
-        UPDATABLE_FIELDS,
-        "update_mask",
-    )?;
-    if mask.is_empty() {
-        return Err(Error::invalid("update_mask", "must name at least one field").into());
-    }
+    let mask = paging::update_mask(message.update_mask.as_ref(), UPDATABLE_FIELDS)?;
     let mut v = Violations::new();
     let mut changes = ConversationChanges::default();
     if mask.includes("title") {
