@@ -45,6 +45,16 @@ async fn every_bad_agent_field_is_named_and_nothing_is_stored() {
         .into_iter()
         .collect(),
     };
+    let nul_config = prost_types::Struct {
+        fields: [(
+            "key".to_owned(),
+            prost_types::Value {
+                kind: Some(Kind::StringValue("a\0b".into())),
+            },
+        )]
+        .into_iter()
+        .collect(),
+    };
     let base = agent("valid-slug", "gpt-4o");
     let cases: Vec<(pb::Agent, &str)> = vec![
         (

@@ -27,9 +27,18 @@ pub fn from_struct_within(field: &str, value: Option<&Struct>, max_bytes: usize)
     from_struct(field, value)
 }
 
+/// PostgreSQL's `jsonb` cannot hold U+0000, in keys or strings.
+fn no_nul(field: &str, text: &str) -> Result<()> {
+    if text.contains('\0') {
+        return Err(Error::invalid(field, "must not contain NUL characters"));
+    }
+    Ok(())
+}
+
 fn object(field: &str, value: &Struct) -> Result<Json> {
     let mut map = Map::with_capacity(value.fields.len());
     for (key, item) in &value.fields {
+        no_nul(field, key)?;
         map.insert(key.clone(), from_value(field, item)?);
     }
     Ok(Json::Object(map))
@@ -43,7 +52,10 @@ fn from_value(field: &str, value: &Value) -> Result<Json> {
             Number::from_f64(*n)
                 .ok_or_else(|| Error::invalid(field, "holds a number that is not finite"))?,
         ),
-        Some(Kind::StringValue(s)) => Json::String(s.clone()),
+        Some(Kind::StringValue(s)) => {
+            no_nul(field, s)?;
+            Json::String(s.clone())
+        }
         Some(Kind::ListValue(list)) => Json::Array(
             list.values
                 .iter()
@@ -95,6 +107,14 @@ mod tests {
             json
         );
         assert_eq!(from_struct("config", None).unwrap(), serde_json::json!({}));
+    }
+
+    #[test]
+    fn nul_characters_jsonb_cannot_hold_are_refused() {
+        let json: Json = serde_json::json!({"a\0b": 1});
+        assert!(from_struct("m", Some(&to_struct(&json))).is_err());
+        let json: Json = serde_json::json!({"a": ["x\0"]});
+        assert!(from_struct("m", Some(&to_struct(&json))).is_err());
     }
 
     #[test]
