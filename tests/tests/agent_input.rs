@@ -171,6 +171,13 @@ async fn every_bad_agent_field_is_named_and_nothing_is_stored() {
         ),
         (
             pb::Agent {
+                config: Some(nul_config),
+                ..base.clone()
+            },
+            "agent.config",
+        ),
+        (
+            pb::Agent {
                 mcp_server_ids: vec![uuid::Uuid::now_v7().to_string(); 33],
                 ..base.clone()
             },
