@@ -19,8 +19,9 @@ stop: ## stop the local PostgreSQL and Redis that infra started
 	@scripts/infra.sh down
 
 .PHONY: tools
-tools: ## install grpcurl into .local/bin
+tools: ## install grpcurl into .local/bin and the local embedding model into .local/models
 	@scripts/tools.sh
+	@scripts/models.sh
 
 .PHONY: build
 build: ## build every crate (debug)

@@ -1,0 +1,100 @@
+//! The local model against WordLlama's own Python implementation (wordllama 0.4.0.post1,
+//! `WordLlamaInference.embed(texts, norm=True)` on the same two files): the reference
+//! values below were printed by it. `make test` fetches the files (`scripts/models.sh`).
+
+use std::path::PathBuf;
+
+use agentic_rag::embedding::{Embedder, WordLlama, cosine};
+
+fn model(dimensions: usize) -> WordLlama {
+    let models = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.local/models");
+    WordLlama::load(
+        &models.join("l2_supercat_256.safetensors"),
+        &models.join("l2_supercat_tokenizer_config.json"),
+        dimensions,
+    )
+    .expect("the model is in .local/models (scripts/models.sh)")
+}
+
+fn texts() -> Vec<String> {
+    [
+        "The cat sat on the mat.",
+        "A kitten is resting on a rug.",
+        "Quarterly revenue grew by 12 percent.",
+        "héllo wörld 🙂",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn assert_close(actual: &[f32], expected: &[f32], what: &str) {
+    for (a, e) in actual.iter().zip(expected) {
+        assert!((a - e).abs() < 2e-4, "{what}: {actual:?} vs {expected:?}");
+    }
+}
+
+#[tokio::test]
+async fn vectors_match_the_reference_implementation() {
+    let cases: [(usize, [[f32; 4]; 4], f32, f32); 2] = [
+        (
+            256,
+            [
+                [-0.0478, 0.0284, -0.047, 0.09483],
+                [0.01894, 0.05341, -0.02435, 0.09987],
+                [0.02069, 0.09445, 0.06502, -0.03951],
+                [-0.01642, 0.00882, -0.01885, -0.02649],
+            ],
+            0.35883,
+            -0.00314,
+        ),
+        (
+            64,
+            [
+                [-0.07597, 0.04515, -0.07471, 0.15073],
+                [0.03361, 0.09481, -0.04322, 0.17727],
+                [0.03515, 0.16043, 0.11044, -0.06712],
+                [-0.02934, 0.01576, -0.03367, -0.04733],
+            ],
+            0.45762,
+            0.10715,
+        ),
+    ];
+    for (dimensions, first4, cos01, cos02) in cases {
+        let model = model(dimensions);
+        assert_eq!(model.dimensions(), dimensions);
+        let vectors = model.embed(&texts()).await.expect("embed");
+        assert_eq!(vectors.len(), 4);
+        for (index, (vector, expected)) in vectors.iter().zip(first4).enumerate() {
+            assert_eq!(vector.len(), dimensions);
+            let norm = cosine(vector, vector);
+            assert!((norm - 1.0).abs() < 1e-4, "unit length: {norm}");
+            assert_close(
+                &vector[..4],
+                &expected,
+                &format!("{dimensions}d text {index}"),
+            );
+        }
+        assert_close(
+            &[cosine(&vectors[0], &vectors[1])],
+            &[cos01],
+            "cat ~ kitten",
+        );
+        assert_close(
+            &[cosine(&vectors[0], &vectors[2])],
+            &[cos02],
+            "cat ~ revenue",
+        );
+        assert!(cos01 > cos02, "related texts are closer");
+    }
+}
+
+#[test]
+fn only_the_trained_dimensions_load() {
+    let models = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.local/models");
+    let refused = WordLlama::load(
+        &models.join("l2_supercat_256.safetensors"),
+        &models.join("l2_supercat_tokenizer_config.json"),
+        100,
+    );
+    assert!(refused.is_err());
+}
