@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use agentic_rag::chunking::chunk;
 use agentic_rag::embedding::{Embedder, WordLlama, cosine};
 
 fn model(dimensions: usize) -> WordLlama {
@@ -97,4 +98,22 @@ fn only_the_trained_dimensions_load() {
         100,
     );
     assert!(refused.is_err());
+}
+
+#[test]
+fn chunks_fit_the_models_token_budget() {
+    let model = model(256);
+    let paragraph = "Retrieval systems split documents into chunks. Each chunk is embedded \
+                     on its own, and a query finds the nearest ones. ";
+    let text = format!("{}\n\n{}", paragraph.repeat(8), paragraph.repeat(3));
+    let count = |t: &str| model.count_tokens(t);
+    let chunks = chunk(&text, 64, 8, &count);
+    assert!(chunks.len() > 2);
+    for c in &chunks {
+        assert!(
+            model.count_tokens(c.text) <= 64 + 2,
+            "{} tokens",
+            model.count_tokens(c.text)
+        );
+    }
 }

@@ -1,12 +1,14 @@
 //! Embedders: texts in, one unit-length vector per text out, behind one trait so the
 //! service does not care whether the model runs here or behind an HTTP API.
 
+mod batched;
 mod wordllama;
 
 use futures::future::BoxFuture;
 
 use agentic_platform::error::Result;
 
+pub use batched::Batched;
 pub use wordllama::{DIMENSIONS as WORDLLAMA_DIMENSIONS, WordLlama};
 
 /// A text embedding model.
@@ -16,6 +18,9 @@ pub trait Embedder: Send + Sync {
 
     /// Dimensions of every vector it returns.
     fn dimensions(&self) -> usize;
+
+    /// The length of `text` in the model's tokens (what chunk sizes are measured in).
+    fn count_tokens(&self, text: &str) -> usize;
 
     /// One vector per text, in order.
     fn embed<'a>(&'a self, texts: &'a [String]) -> BoxFuture<'a, Result<Vec<Vec<f32>>>>;

@@ -117,6 +117,13 @@ impl Embedder for WordLlama {
         self.inner.dimensions
     }
 
+    fn count_tokens(&self, text: &str) -> usize {
+        self.inner
+            .tokenizer
+            .encode(text, false)
+            .map_or(0, |encoding| encoding.len())
+    }
+
     fn embed<'a>(&'a self, texts: &'a [String]) -> BoxFuture<'a, Result<Vec<Vec<f32>>>> {
         let model = self.inner.clone();
         let texts = texts.to_vec();
