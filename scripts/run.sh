@@ -47,8 +47,10 @@ pids+=($!)
 pids+=($!)
 "$AGENTIC" serve conversation --grpc-addr 127.0.0.1:50053 --admin-addr 127.0.0.1:9153 &
 pids+=($!)
+"$AGENTIC" serve rag --grpc-addr 127.0.0.1:50054 --admin-addr 127.0.0.1:9154 &
+pids+=($!)
 
-for port in 50051 50052 50053; do
+for port in 50051 50052 50053 50054; do
   for _ in $(seq 1 100); do
     "$ROOT/.local/bin/grpcurl" -plaintext "127.0.0.1:$port" grpc.health.v1.Health/Check >/dev/null 2>&1 && break
     sleep 0.2
@@ -62,6 +64,7 @@ cat <<INFO
   user service   grpc 127.0.0.1:50051   admin http://127.0.0.1:9151/metrics
   agent service  grpc 127.0.0.1:50052   admin http://127.0.0.1:9152/metrics
   conversation   grpc 127.0.0.1:50053   admin http://127.0.0.1:9153/metrics
+  rag            grpc 127.0.0.1:50054   admin http://127.0.0.1:9154/metrics
   PostgreSQL     ${DATABASE_URL}
   Redis          ${REDIS_URL:-none (in-process cache only)}
 

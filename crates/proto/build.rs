@@ -9,6 +9,7 @@ const PROTOS: &[&str] = &[
     "agentic/user/v1/user.proto",
     "agentic/agent/v1/agent.proto",
     "agentic/conversation/v1/conversation.proto",
+    "agentic/rag/v1/rag.proto",
     // For reflection only: lets clients decode the error details the services send.
     "google/rpc/error_details.proto",
 ];

@@ -42,6 +42,7 @@ pub(crate) const ALL: &[Entry] = &[
     Entry::of::<agentic_user::UserApp>(),
     Entry::of::<agentic_agent::AgentApp>(),
     Entry::of::<agentic_conversation::ConversationApp>(),
+    Entry::of::<agentic_rag::RagApp>(),
 ];
 
 /// `agentic serve <service> [flags]`: the chosen service, configured.

@@ -182,6 +182,30 @@ pub fn cache_ttls_from(matches: &ArgMatches, kinds: &[KindSpec]) -> BTreeMap<&'s
         .collect()
 }
 
+/// The embedding model of services that embed text (the RAG service).
+#[derive(Debug, Clone, Args)]
+pub struct EmbeddingArgs {
+    /// Folder holding the local model's files (`scripts/models.sh` fills `.local/models`).
+    #[arg(long, env = "EMBEDDING_MODEL_DIR", default_value = ".local/models")]
+    pub embedding_model_dir: std::path::PathBuf,
+    /// Texts per call to the model.
+    #[arg(long, env = "EMBEDDING_BATCH_SIZE", default_value_t = 50)]
+    pub embedding_batch_size: usize,
+    /// Calls to the model in flight at once.
+    #[arg(long, env = "EMBEDDING_MAX_CONCURRENCY", default_value_t = 3)]
+    pub embedding_max_concurrency: usize,
+}
+
+impl Default for EmbeddingArgs {
+    fn default() -> Self {
+        Self {
+            embedding_model_dir: ".local/models".into(),
+            embedding_batch_size: 50,
+            embedding_max_concurrency: 3,
+        }
+    }
+}
+
 /// Secrets a service stores (MCP server headers), sealed at rest.
 #[derive(Debug, Clone, Default, Args)]
 pub struct SecretsArgs {

@@ -19,7 +19,9 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::{AuthLayer, Tokens};
 use crate::cache::{Cache, KindSpec};
 use crate::client::ClientArgs;
-use crate::config::{AuthArgs, CacheArgs, DatabaseArgs, SecretsArgs, ServerArgs, TelemetryArgs};
+use crate::config::{
+    AuthArgs, CacheArgs, DatabaseArgs, EmbeddingArgs, SecretsArgs, ServerArgs, TelemetryArgs,
+};
 use crate::db::Pool;
 use crate::error::{Error, Result};
 use crate::paging::PageTokens;
@@ -79,6 +81,8 @@ pub struct Context {
     pub secrets: Option<Sealer>,
     /// Where the other services are (see [`crate::client::Dependency`]).
     pub clients: ClientArgs,
+    /// The embedding model, for services that embed text.
+    pub embedding: EmbeddingArgs,
 }
 
 impl Context {
@@ -107,6 +111,8 @@ pub struct ServiceArgs {
     pub secrets: SecretsArgs,
     #[command(flatten)]
     pub clients: ClientArgs,
+    #[command(flatten)]
+    pub embedding: EmbeddingArgs,
     /// Apply pending migrations before serving.
     #[arg(long, env = "MIGRATE_ON_START", default_value_t = false, action = ArgAction::Set)]
     pub migrate_on_start: bool,
@@ -174,6 +180,7 @@ impl<S: ServiceType> App<S> {
                     .map(Sealer::new)
                     .transpose()?,
                 clients: args.clients.clone(),
+                embedding: args.embedding.clone(),
             },
             server: args.server.clone(),
             service: PhantomData,

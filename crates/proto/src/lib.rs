@@ -21,3 +21,9 @@ pub mod conversation {
         tonic::include_proto!("agentic.conversation.v1");
     }
 }
+
+pub mod rag {
+    pub mod v1 {
+        tonic::include_proto!("agentic.rag.v1");
+    }
+}

@@ -1,6 +1,51 @@
-//! The RAG service, under construction. So far: the embedders (`embedding`), which turn
-//! texts into vectors behind one trait, and the chunker (`chunking`), which cuts documents
-//! into pieces of a model's token budget.
+//! The RAG service (`agentic.rag.v1.RagService`), under construction. So far:
+//! collections, the Embed RPC through the embedding cache, the embedders (`embedding`)
+//! and the chunker (`chunking`). Documents, ingestion and search come next.
 
 pub mod chunking;
 pub mod embedding;
+pub mod model;
+pub mod schema;
+pub mod service;
+pub mod store;
+
+use agentic_platform::cache::KindSpec;
+use agentic_platform::error::Result;
+use agentic_platform::server::Services;
+use agentic_platform::service::{Context, ServiceSpec, ServiceType};
+use agentic_proto::rag::v1::rag_service_server::RagServiceServer;
+use diesel_migrations::{EmbeddedMigrations, embed_migrations};
+
+/// What the RAG service caches, with the seeds' TTLs.
+pub mod kinds {
+    use super::KindSpec;
+
+    pub const COLLECTION: KindSpec = KindSpec::new("collection").default_ttl(300);
+    /// Content-addressed: a text's vector never changes, so it lives long.
+    pub const EMBEDDING: KindSpec = KindSpec::new("embedding")
+        .ttl_of("embeddings")
+        .default_ttl(3600);
+}
+
+/// The RAG service, as the platform runs it.
+pub struct RagApp;
+
+impl ServiceType for RagApp {
+    const SPEC: ServiceSpec = ServiceSpec {
+        name: "rag",
+        about: "The Agentic RAG service: collections, embeddings (documents and search to come)",
+        grpc_port: 50054,
+        admin_port: 9154,
+    };
+    const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/rag");
+    const CACHE_KINDS: &'static [KindSpec] = &[kinds::COLLECTION, kinds::EMBEDDING];
+
+    fn services(context: &Context, services: &mut Services) -> Result<()> {
+        let service = service::RagService::new(context)?;
+        services.add(agentic_platform::grpc_server!(
+            RagServiceServer::new(service),
+            context
+        ));
+        Ok(())
+    }
+}

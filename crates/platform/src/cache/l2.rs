@@ -97,6 +97,50 @@ impl RedisL2 {
         Some((found, version.unwrap_or_default()))
     }
 
+    /// The values of `keys` in one MGET; `None` when Redis does not answer.
+    pub(crate) async fn get_many(
+        &self,
+        kind: &'static str,
+        keys: &[String],
+    ) -> Option<Vec<Option<Bytes>>> {
+        let mut conn = self.connection(kind).await?;
+        let values: Vec<Option<Vec<u8>>> = self
+            .bounded(kind, redis::cmd("MGET").arg(keys).query_async(&mut conn))
+            .await
+            .flatten()?;
+        let found = values.iter().filter(|v| v.is_some()).count();
+        for _ in 0..found {
+            super::record_kind(kind, "l2", "hit");
+        }
+        for _ in found..values.len() {
+            super::record_kind(kind, "l2", "miss");
+        }
+        Some(values.into_iter().map(|v| v.map(Bytes::from)).collect())
+    }
+
+    /// Stores every entry for `ttl`, in one pipelined round trip.
+    pub(crate) async fn set_many(
+        &self,
+        kind: &'static str,
+        entries: &[(String, Bytes)],
+        ttl: Duration,
+    ) {
+        let Some(mut conn) = self.connection(kind).await else {
+            return;
+        };
+        let millis = ttl.as_millis().max(1) as u64;
+        let mut pipe = redis::pipe();
+        for (key, value) in entries {
+            pipe.cmd("SET")
+                .arg(key)
+                .arg(value.as_ref())
+                .arg("PX")
+                .arg(millis)
+                .ignore();
+        }
+        let _: Option<Option<()>> = self.bounded(kind, pipe.query_async(&mut conn)).await;
+    }
+
     /// Stores `value` unless an invalidation bumped the entry's version since `seen`.
     pub(crate) async fn set_if_version(
         &self,

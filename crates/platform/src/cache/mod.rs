@@ -29,6 +29,7 @@ mod broadcast;
 pub mod consistency;
 mod generation;
 mod l2;
+mod many;
 mod recovery;
 mod slot;
 

@@ -74,6 +74,11 @@ impl Slot {
         }
     }
 
+    /// Fresh, whatever the epoch: for values that never change once written.
+    pub(crate) fn is_fresh(&self) -> bool {
+        Instant::now() < self.fresh_until
+    }
+
     /// Fresh, and loaded in the current L1 epoch.
     pub(crate) fn is_fresh_in(&self, epoch: u64) -> bool {
         self.epoch == epoch && Instant::now() < self.fresh_until

@@ -201,6 +201,12 @@ impl Options {
                 secrets_key: Some(SECRETS_KEY.into()),
             },
             clients: self.clients.clone(),
+            embedding: crate::config::EmbeddingArgs {
+                // The repository's own, wherever the test runs from.
+                embedding_model_dir: std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../../.local/models"),
+                ..crate::config::EmbeddingArgs::default()
+            },
             migrate_on_start: false,
         }
     }

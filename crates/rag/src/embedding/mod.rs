@@ -27,7 +27,7 @@ pub trait Embedder: Send + Sync {
 }
 
 /// Scales `vector` to unit length (a zero vector stays zero).
-pub(crate) fn normalize(vector: &mut [f32]) {
+pub fn normalize(vector: &mut [f32]) {
     let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
     if norm > 0.0 {
         vector.iter_mut().for_each(|x| *x /= norm);

@@ -1,0 +1,2 @@
+DROP TABLE rag.collections;
+DROP SCHEMA rag;
