@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod batch;
 pub mod blocking;
 pub mod cache;
 pub mod client;

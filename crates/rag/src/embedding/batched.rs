@@ -2,9 +2,9 @@
 //! `max_concurrency` calls in flight (seed defaults 50 and 3: `EMBEDDING_BATCH_SIZE`,
 //! `EMBEDDING_MAX_CONCURRENCY`), results in input order.
 
-use futures::StreamExt;
 use futures::future::BoxFuture;
 
+use agentic_platform::batch;
 use agentic_platform::error::Result;
 
 use super::Embedder;
@@ -44,18 +44,14 @@ impl<E: Embedder> Embedder for Batched<E> {
 
     fn embed<'a>(&'a self, texts: &'a [String]) -> BoxFuture<'a, Result<Vec<Vec<f32>>>> {
         Box::pin(async move {
-            // The calls are futures: none starts until `buffered` polls it, and `buffered`
-            // polls at most `max_concurrency` at once and keeps their order.
-            let calls: Vec<_> = texts
-                .chunks(self.batch_size)
-                .map(|batch| self.inner.embed(batch))
-                .collect();
-            let batches: Vec<Vec<Vec<f32>>> = futures::stream::iter(calls)
-                .buffered(self.max_concurrency)
-                .collect::<Vec<_>>()
-                .await
-                .into_iter()
-                .collect::<Result<_>>()?;
+            let batches: Vec<Vec<Vec<f32>>> = batch::bounded(
+                texts.chunks(self.batch_size),
+                self.max_concurrency,
+                |batch| self.inner.embed(batch),
+            )
+            .await
+            .into_iter()
+            .collect::<Result<_>>()?;
             Ok(batches.into_iter().flatten().collect())
         })
     }
