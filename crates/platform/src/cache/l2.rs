@@ -109,12 +109,8 @@ impl RedisL2 {
             .await
             .flatten()?;
         let found = values.iter().filter(|v| v.is_some()).count();
-        for _ in 0..found {
-            super::record_kind(kind, "l2", "hit");
-        }
-        for _ in found..values.len() {
-            super::record_kind(kind, "l2", "miss");
-        }
+        super::record_many(kind, "l2", "hit", found as u64);
+        super::record_many(kind, "l2", "miss", (values.len() - found) as u64);
         Some(values.into_iter().map(|v| v.map(Bytes::from)).collect())
     }
 

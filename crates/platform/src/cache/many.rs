@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::slot::Slot;
-use super::{Cache, CacheKind, record};
+use super::{Cache, CacheKind, record_many};
 
 impl Cache {
     /// The cached value of each key (`None` for a miss). A disabled cache misses all.
@@ -25,14 +25,11 @@ impl Cache {
                 .await
                 .filter(|slot| slot.is_fresh())
                 .and_then(|slot| slot.value().cloned());
-            if hit.is_some() {
-                kind.l1_hits.increment(1);
-            } else {
-                record(kind, "l1", "miss");
-            }
             values.push(hit);
         }
         let missing: Vec<usize> = (0..keys.len()).filter(|&i| values[i].is_none()).collect();
+        kind.l1_hits.increment((keys.len() - missing.len()) as u64);
+        record_many(kind.name, "l1", "miss", missing.len() as u64);
         if let (Some(l2), false) = (&inner.l2, missing.is_empty()) {
             let wanted: Vec<String> = missing.iter().map(|&i| full_keys[i].clone()).collect();
             if let Some(found) = l2.get_many(kind.name, &wanted).await {

@@ -285,75 +285,26 @@ impl Cache {
             None => EntryName::Full(inner.full_key(kind, key)),
         });
         async move {
-            let full_key = match (&self.inner, name) {
-                (Some(inner), Some(EntryName::InGeneration(namespace, key))) => {
-                    // Without a known generation the entry cannot be named: read through.
-                    inner
-                        .generation(&namespace, kind.ttl)
-                        .await
-                        .map(|generation| inner.generation_key(kind, generation, &key))
-                }
-                (_, Some(EntryName::Full(full_key))) => Some(full_key),
-                _ => None,
+            let (Some(inner), Some(name)) = (&self.inner, name) else {
+                return load().await;
             };
-            self.get_or_load_entry(kind, full_key, load).await
-        }
-    }
-
-    async fn get_or_load_entry<M, F, Fut>(
-        &self,
-        kind: &CacheKind,
-        full_key: Option<String>,
-        load: F,
-    ) -> Result<Option<M>>
-    where
-        M: prost::Message + Default,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Option<M>>>,
-    {
-        let (Some(inner), Some(full_key)) = (&self.inner, full_key) else {
-            return load().await;
-        };
-        if consistency::is_strong() {
-            record(kind, "strong", "bypass");
-            return load().await;
-        }
-        let l1_trusted = inner.l1_trusted();
-        let epoch = inner.l1_epoch();
-
-        if l1_trusted
-            && let Some(slot) = inner.l1.get(&full_key).await
-            && slot.is_fresh_in(epoch)
-        {
-            kind.l1_hits.increment(1);
-            return slot.decode();
-        }
-
-        let entry = inner
-            .l1
-            .entry(full_key.clone())
-            .and_try_compute_with(|held| async {
-                let held = held.map(|entry| entry.into_value());
-                if l1_trusted
-                    && let Some(slot) = &held
-                    && slot.is_fresh_in(epoch)
-                {
-                    // Another caller loaded it while this one waited for the key.
-                    kind.l1_hits.increment(1);
-                    return Ok(Op::Nop);
-                }
-                record(kind, "l1", "miss");
-                inner
-                    .fill(kind, &full_key, held.as_deref(), epoch, load)
+            // Before naming the entry: a strong read needs no generation either.
+            if consistency::is_strong() {
+                record(kind, "strong", "bypass");
+                return load().await;
+            }
+            let full_key = match name {
+                // Without a known generation the entry cannot be named: read through.
+                EntryName::InGeneration(namespace, key) => inner
+                    .generation(&namespace, kind.ttl)
                     .await
-            })
-            .await?;
-
-        match entry {
-            CompResult::Inserted(entry)
-            | CompResult::ReplacedWith(entry)
-            | CompResult::Unchanged(entry) => entry.value().decode(),
-            CompResult::StillNone(_) | CompResult::Removed(_) => Ok(None),
+                    .map(|generation| inner.generation_key(kind, generation, &key)),
+                EntryName::Full(full_key) => Some(full_key),
+            };
+            match full_key {
+                Some(full_key) => inner.get_or_load_entry(kind, full_key, load).await,
+                None => load().await,
+            }
         }
     }
 
@@ -408,6 +359,57 @@ impl CacheKind {
 }
 
 impl Inner {
+    /// The cached value of the entry `full_key`, loaded on a miss (the body of
+    /// [`Cache::get_or_load`] once the entry has a name).
+    async fn get_or_load_entry<M, F, Fut>(
+        &self,
+        kind: &CacheKind,
+        full_key: String,
+        load: F,
+    ) -> Result<Option<M>>
+    where
+        M: prost::Message + Default,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<M>>>,
+    {
+        let l1_trusted = self.l1_trusted();
+        let epoch = self.l1_epoch();
+
+        if l1_trusted
+            && let Some(slot) = self.l1.get(&full_key).await
+            && slot.is_fresh_in(epoch)
+        {
+            kind.l1_hits.increment(1);
+            return slot.decode();
+        }
+
+        let entry = self
+            .l1
+            .entry(full_key.clone())
+            .and_try_compute_with(|held| async {
+                let held = held.map(|entry| entry.into_value());
+                if l1_trusted
+                    && let Some(slot) = &held
+                    && slot.is_fresh_in(epoch)
+                {
+                    // Another caller loaded it while this one waited for the key.
+                    kind.l1_hits.increment(1);
+                    return Ok(Op::Nop);
+                }
+                record(kind, "l1", "miss");
+                self.fill(kind, &full_key, held.as_deref(), epoch, load)
+                    .await
+            })
+            .await?;
+
+        match entry {
+            CompResult::Inserted(entry)
+            | CompResult::ReplacedWith(entry)
+            | CompResult::Unchanged(entry) => entry.value().decode(),
+            CompResult::StillNone(_) | CompResult::Removed(_) => Ok(None),
+        }
+    }
+
     /// Drops `full_keys` from L1 (after any in-flight load of each), then from Redis and
     /// the other replicas; what Redis does not take is replayed when it answers.
     async fn invalidate_keys(&self, kind: &'static str, mut full_keys: Vec<String>) {
@@ -562,11 +564,24 @@ fn record(kind: &CacheKind, layer: &'static str, result: &'static str) {
 
 /// Counts one cache lookup by kind, layer (l1, l2) and result (hit, miss, error, skipped).
 pub(crate) fn record_kind(kind: &'static str, layer: &'static str, result: &'static str) {
+    record_many(kind, layer, result, 1);
+}
+
+/// Counts `count` lookups of one kind, layer and result (a batch's).
+pub(crate) fn record_many(
+    kind: &'static str,
+    layer: &'static str,
+    result: &'static str,
+    count: u64,
+) {
+    if count == 0 {
+        return;
+    }
     metrics::counter!(
         "cache_requests_total",
         "kind" => kind,
         "layer" => layer,
         "result" => result
     )
-    .increment(1);
+    .increment(count);
 }
