@@ -54,11 +54,6 @@ pub(crate) fn etag(field: &str, value: &str) -> Result<Option<i64>> {
         .map_err(|_| Error::invalid(field, "is not an etag this service issued"))
 }
 
-/// A JSON object of at most [`MAX_CONFIG_BYTES`] encoded.
-fn json_object(field: &str, value: Option<&prost_types::Struct>) -> Result<serde_json::Value> {
-    json::from_struct_within(field, value, MAX_CONFIG_BYTES)
-}
-
 // ---- agents ----
 
 pub(crate) fn slug(field: &str, value: &str) -> Result<String> {
@@ -106,11 +101,13 @@ pub(crate) fn max_tokens(field: &str, value: Option<i32>, default: Option<i32>) 
     Ok(value)
 }
 
+/// A JSON object (an agent's config, a tool's input schema) of at most
+/// [`MAX_CONFIG_BYTES`] encoded.
 pub(crate) fn config(
     field: &str,
     value: Option<&prost_types::Struct>,
 ) -> Result<serde_json::Value> {
-    json_object(field, value)
+    json::from_struct_within(field, value, MAX_CONFIG_BYTES)
 }
 
 /// Distinct MCP server ids, in the order given.
@@ -331,7 +328,7 @@ pub(crate) fn tools(field: &str, values: &[pb::McpTool]) -> Result<serde_json::V
                 &tool.description,
                 MAX_DESCRIPTION_LEN,
             )?,
-            input_schema: json_object(
+            input_schema: config(
                 &format!("{field}[{index}].input_schema"),
                 tool.input_schema.as_ref(),
             )?,

@@ -2,6 +2,7 @@
 
 use agentic_platform::error::{Error, Result};
 use agentic_platform::json;
+use agentic_platform::paging;
 use agentic_platform::validate::{self, Violations};
 use agentic_proto::conversation::v1 as pb;
 use uuid::Uuid;
@@ -50,11 +51,7 @@ pub(crate) fn optional_id(field: &str, value: &str) -> Result<Option<Uuid>> {
 
 /// The page size of a message listing: 50 when 0, at most 200.
 pub(crate) fn message_page_size(requested: i32) -> Result<i64> {
-    match requested {
-        n if n < 0 => Err(Error::invalid("page_size", "must not be negative")),
-        0 => Ok(DEFAULT_MESSAGE_PAGE),
-        n => Ok(i64::from(n).min(MAX_MESSAGE_PAGE)),
-    }
+    paging::page_size_within(requested, DEFAULT_MESSAGE_PAGE, MAX_MESSAGE_PAGE)
 }
 
 fn message(field: &str, message: &pb::Message, v: &mut Violations) -> Option<NewMessage> {

@@ -37,14 +37,14 @@ pub struct NewConversation {
     pub metadata: serde_json::Value,
 }
 
-/// The columns an update writes; `None` leaves a column as it is.
+/// The columns an update writes; `None` leaves a column as it is (the store sets
+/// `updated_at`).
 #[derive(Debug, Default, AsChangeset)]
 #[diesel(table_name = conversations)]
 pub struct ConversationChanges {
     pub title: Option<String>,
     pub status: Option<String>,
     pub metadata: Option<serde_json::Value>,
-    pub updated_at: Option<DateTime<Utc>>,
 }
 
 /// Filters of a conversation listing.

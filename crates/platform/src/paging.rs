@@ -25,10 +25,15 @@ const TAG_LEN: usize = 16;
 
 /// The page size a request asked for: default when 0, clamped to the maximum.
 pub fn page_size(requested: i32) -> Result<i64> {
+    page_size_within(requested, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+}
+
+/// [`page_size`] for a listing with its own default and maximum.
+pub fn page_size_within(requested: i32, default: i64, max: i64) -> Result<i64> {
     match requested {
         n if n < 0 => Err(Error::invalid("page_size", "must not be negative")),
-        0 => Ok(DEFAULT_PAGE_SIZE),
-        n => Ok(i64::from(n).min(MAX_PAGE_SIZE)),
+        0 => Ok(default),
+        n => Ok(i64::from(n).min(max)),
     }
 }
 

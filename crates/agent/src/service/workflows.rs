@@ -197,9 +197,10 @@ pub(super) async fn validate(
         .iter()
         .enumerate()
         .filter_map(|(index, step)| {
+            let id = Uuid::try_parse(&step.agent_id).ok();
             let status = statuses
                 .iter()
-                .find(|(id, _)| id.to_string() == step.agent_id)
+                .find(|(found, _)| Some(*found) == id)
                 .map(|(_, status)| status.as_str());
             let reason = match status {
                 None => "agent not found".to_owned(),

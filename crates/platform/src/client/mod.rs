@@ -160,6 +160,9 @@ fn callee_budget(remaining: Duration) -> Duration {
     remaining.saturating_sub((remaining / 20).min(Duration::from_millis(50)))
 }
 
+/// The deadline of calls made outside any request (the server's default request timeout).
+const UNSCOPED_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// First backoff before a retry; doubled each time, with full jitter.
 const BACKOFF: Duration = Duration::from_millis(25);
 
@@ -170,8 +173,6 @@ pub struct Dependency {
     channel: Channel,
     breaker: Arc<Breaker>,
     retries: u32,
-    /// The deadline of calls made outside any request.
-    default_timeout: Duration,
 }
 
 impl Dependency {
@@ -185,7 +186,6 @@ impl Dependency {
                 args.client_breaker_cooldown,
             )),
             retries: args.client_retries,
-            default_timeout: Duration::from_secs(10),
         })
     }
 
@@ -213,7 +213,7 @@ impl Dependency {
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         let started = tokio::time::Instant::now();
-        let budget = crate::deadline::remaining().unwrap_or(self.default_timeout);
+        let budget = crate::deadline::remaining().unwrap_or(UNSCOPED_TIMEOUT);
         let deadline = started + callee_budget(budget);
         let attempts = match idempotency {
             Idempotency::Read => self.retries + 1,
