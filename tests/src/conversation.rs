@@ -139,11 +139,3 @@ pub fn user_message(content: &str) -> pb::Message {
         ..Default::default()
     }
 }
-
-/// The sum of a metric's samples on a Prometheus page whose lines contain every filter.
-pub fn metric_sum(page: &str, name: &str, filters: &[&str]) -> f64 {
-    page.lines()
-        .filter(|line| line.starts_with(name) && filters.iter().all(|f| line.contains(f)))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}

@@ -102,6 +102,14 @@ pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The sum of a metric's samples on a Prometheus page whose lines contain every filter.
+pub fn metric_sum(page: &str, name: &str, filters: &[&str]) -> f64 {
+    page.lines()
+        .filter(|line| line.starts_with(name) && filters.iter().all(|f| line.contains(f)))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// A short unique slug for a tenant.
 pub fn slug(prefix: &str) -> String {
     format!("{prefix}-{}", &Uuid::new_v4().simple().to_string()[..12])

@@ -6,10 +6,8 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use agentic_e2e::agent::{agent, create_agent, mask};
-use agentic_e2e::conversation::{
-    Suite, create_conversation, metric_sum, new_conversation, user_message,
-};
-use agentic_e2e::slug;
+use agentic_e2e::conversation::{Suite, create_conversation, new_conversation, user_message};
+use agentic_e2e::{metric_sum, slug};
 use agentic_platform::auth::roles;
 use agentic_platform::testsuite::Options;
 use agentic_proto::agent::v1 as agent_pb;

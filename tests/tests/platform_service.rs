@@ -59,20 +59,12 @@ async fn the_echo_service_serves_with_auth_health_reflection_and_metrics() {
 
     let (status, metrics) = service.admin_get("/metrics").await;
     assert_eq!(status, 200);
-    let handled = metrics
-        .lines()
-        .find(|line| {
-            line.starts_with("grpc_server_handled_total")
-                && line.contains(&format!("grpc_service=\"{ECHO}\""))
-                && line.contains("grpc_code=\"Ok\"")
-        })
-        .unwrap_or_else(|| panic!("no Ok series for {ECHO} in:\n{metrics}"));
-    let count: f64 = handled
-        .rsplit(' ')
-        .next()
-        .and_then(|v| v.parse().ok())
-        .expect("a value");
-    assert!(count >= 1.0, "{handled}");
+    let handled = agentic_e2e::metric_sum(
+        &metrics,
+        "grpc_server_handled_total",
+        &[&format!("grpc_service=\"{ECHO}\""), "grpc_code=\"Ok\""],
+    );
+    assert!(handled >= 1.0, "no Ok series for {ECHO} in:\n{metrics}");
 }
 
 #[tokio::test]
