@@ -50,7 +50,12 @@ macro_rules! grpc_server {
 pub struct Services {
     routes: RoutesBuilder,
     names: Vec<&'static str>,
+    background: Vec<BackgroundTask>,
 }
+
+/// Work a service runs beside its RPCs, given the token that tells it to stop.
+type BackgroundTask =
+    Box<dyn FnOnce(CancellationToken) -> futures::future::BoxFuture<'static, ()> + Send>;
 
 impl Services {
     /// Adds a generated tonic service; its health status follows readiness.
@@ -66,6 +71,19 @@ impl Services {
     {
         self.names.push(S::NAME);
         self.routes.add_service(service);
+        self
+    }
+
+    /// Runs `task` while the server runs (queue workers and the like). Its token is
+    /// cancelled once in-flight requests have drained, so requests that wait on the task
+    /// still finish; the server then waits for it, up to the shutdown grace.
+    pub fn background<F, Fut>(&mut self, task: F) -> &mut Self
+    where
+        F: FnOnce(CancellationToken) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.background
+            .push(Box::new(move |token| Box::pin(task(token))));
         self
     }
 }
@@ -152,6 +170,10 @@ impl Server {
             pool.spawn_status_reporter(std::time::Duration::from_secs(5));
         }
         tokio::spawn(crate::admin::run_upkeep(background.clone()));
+        let mut tasks = tokio::task::JoinSet::new();
+        for task in std::mem::take(&mut self.services.background) {
+            tasks.spawn(task(background.clone()));
+        }
         if let Some(admin) = admin {
             let (ready, token) = (ready_rx.clone(), background.clone());
             tokio::spawn(async move {
@@ -216,6 +238,11 @@ impl Server {
             }
         };
         background.cancel();
+        let finished =
+            tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} });
+        if finished.await.is_err() {
+            tracing::warn!(?grace, "background work outlived the shutdown grace");
+        }
         tracing::info!(service = self.spec.name, "stopped");
         outcome
     }

@@ -1,9 +1,10 @@
-//! The RAG service (`agentic.rag.v1.RagService`), under construction. So far:
-//! collections, the Embed RPC through the embedding cache, the embedders (`embedding`)
-//! and the chunker (`chunking`). Documents, ingestion and search come next.
+//! The RAG service (`agentic.rag.v1.RagService`): collections, documents ingested by
+//! queue workers (`ingest`), the chunker (`chunking`), the embedders (`embedding`) and
+//! pgvector search (`store::search`).
 
 pub mod chunking;
 pub mod embedding;
+pub mod ingest;
 pub mod model;
 pub mod schema;
 pub mod service;
@@ -25,6 +26,10 @@ pub mod kinds {
     pub const EMBEDDING: KindSpec = KindSpec::new("embedding")
         .ttl_of("embeddings")
         .default_ttl(3600);
+    /// Search results, in a namespace per collection: any change to it drops them all.
+    pub const SEARCH: KindSpec = KindSpec::new("rag_search")
+        .default_ttl(300)
+        .in_namespace(crate::service::SEARCH_NAMESPACE);
 }
 
 /// The RAG service, as the platform runs it.
@@ -33,15 +38,20 @@ pub struct RagApp;
 impl ServiceType for RagApp {
     const SPEC: ServiceSpec = ServiceSpec {
         name: "rag",
-        about: "The Agentic RAG service: collections, embeddings (documents and search to come)",
+        about: "The Agentic RAG service: collections, document ingestion, embeddings and vector search",
         grpc_port: 50054,
         admin_port: 9154,
     };
     const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/rag");
-    const CACHE_KINDS: &'static [KindSpec] = &[kinds::COLLECTION, kinds::EMBEDDING];
+    const CACHE_KINDS: &'static [KindSpec] = &[kinds::COLLECTION, kinds::EMBEDDING, kinds::SEARCH];
 
     fn services(context: &Context, services: &mut Services) -> Result<()> {
         let service = service::RagService::new(context)?;
+        let ingestor = service.ingestor();
+        for _ in 0..context.embedding.ingest_workers {
+            let ingestor = ingestor.clone();
+            services.background(move |stop| ingestor.run_worker(stop));
+        }
         services.add(agentic_platform::grpc_server!(
             RagServiceServer::new(service),
             context

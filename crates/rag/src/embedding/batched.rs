@@ -38,6 +38,10 @@ impl<E: Embedder> Embedder for Batched<E> {
         self.inner.dimensions()
     }
 
+    fn supports_dimensions(&self, dimensions: usize) -> bool {
+        self.inner.supports_dimensions(dimensions)
+    }
+
     fn count_tokens(&self, text: &str) -> usize {
         self.inner.count_tokens(text)
     }

@@ -2,14 +2,57 @@
 //! service does not care whether the model runs here or behind an HTTP API.
 
 mod batched;
+mod cached;
+mod openai;
 mod wordllama;
+
+use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
-use agentic_platform::error::Result;
+use agentic_platform::config::{EmbeddingArgs, EmbeddingProvider};
+use agentic_platform::error::{Error, Result};
 
 pub use batched::Batched;
+pub use cached::{CachedEmbedder, truncate};
+pub use openai::OpenAi;
 pub use wordllama::{DIMENSIONS as WORDLLAMA_DIMENSIONS, WordLlama};
+
+/// The local model's files in `EMBEDDING_MODEL_DIR`.
+pub const WORDLLAMA_WEIGHTS: &str = "l2_supercat_256.safetensors";
+pub const WORDLLAMA_TOKENIZER: &str = "l2_supercat_tokenizer_config.json";
+
+/// The configured embedder, in batches of `EMBEDDING_BATCH_SIZE` with at most
+/// `EMBEDDING_MAX_CONCURRENCY` calls in flight.
+pub fn from_args(args: &EmbeddingArgs) -> Result<Arc<dyn Embedder>> {
+    let (size, concurrency) = (args.embedding_batch_size, args.embedding_max_concurrency);
+    Ok(match args.embedding_provider {
+        EmbeddingProvider::Local => {
+            let dir = &args.embedding_model_dir;
+            let model = WordLlama::load(
+                &dir.join(WORDLLAMA_WEIGHTS),
+                &dir.join(WORDLLAMA_TOKENIZER),
+                256,
+            )?;
+            Arc::new(Batched::new(model, size, concurrency))
+        }
+        EmbeddingProvider::Openai => {
+            let url = args
+                .embedding_url
+                .as_deref()
+                .ok_or_else(|| Error::internal("EMBEDDING_PROVIDER=openai needs EMBEDDING_URL"))?;
+            let model = OpenAi::new(
+                url,
+                args.embedding_model.as_deref().unwrap_or_default(),
+                args.embedding_dimensions,
+                args.embedding_api_key.clone(),
+                args.embedding_timeout,
+                args.embedding_retries,
+            )?;
+            Arc::new(Batched::new(model, size, concurrency))
+        }
+    })
+}
 
 /// A text embedding model.
 pub trait Embedder: Send + Sync {
@@ -18,6 +61,12 @@ pub trait Embedder: Send + Sync {
 
     /// Dimensions of every vector it returns.
     fn dimensions(&self) -> usize;
+
+    /// Whether a collection may keep `dimensions` leading columns of its vectors (only
+    /// models trained for truncation allow fewer than their own).
+    fn supports_dimensions(&self, dimensions: usize) -> bool {
+        dimensions == self.dimensions()
+    }
 
     /// The length of `text` in the model's tokens (what chunk sizes are measured in).
     fn count_tokens(&self, text: &str) -> usize;

@@ -117,6 +117,10 @@ impl Embedder for WordLlama {
         self.inner.dimensions
     }
 
+    fn supports_dimensions(&self, dimensions: usize) -> bool {
+        DIMENSIONS.contains(&dimensions) && dimensions <= self.inner.dimensions
+    }
+
     fn count_tokens(&self, text: &str) -> usize {
         self.inner
             .tokenizer

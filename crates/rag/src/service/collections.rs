@@ -21,6 +21,19 @@ const DEFAULT_CHUNK_OVERLAP: i32 = 32;
 const MIN_CHUNK_SIZE: i32 = 32;
 const MAX_CHUNK_SIZE: i32 = 2048;
 
+/// The dimensions a collection of this service's model may have, for error messages.
+fn dimension_choices(service: &RagService) -> String {
+    let choices: Vec<String> = WORDLLAMA_DIMENSIONS
+        .iter()
+        .chain(std::iter::once(&service.embedder.dimensions()))
+        .filter(|d| service.embedder.supports_dimensions(**d))
+        .map(|d| d.to_string())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    choices.join(", ")
+}
+
 fn new_collection(service: &RagService, tenant: Uuid, c: &pb::Collection) -> Result<CollectionRow> {
     let mut v = Violations::new();
     let name = v.check(validate::text("collection.name", &c.name, 1, 200));
@@ -43,8 +56,14 @@ fn new_collection(service: &RagService, tenant: Uuid, c: &pb::Collection) -> Res
     } else {
         c.dimensions
     };
-    if !WORDLLAMA_DIMENSIONS.contains(&(dimensions as usize)) {
-        v.add("collection.dimensions", "must be 64, 128 or 256");
+    if dimensions <= 0 || !service.embedder.supports_dimensions(dimensions as usize) {
+        v.add(
+            "collection.dimensions",
+            format!(
+                "is not available from {model} (it has {})",
+                dimension_choices(service)
+            ),
+        );
     }
     let distance = match pb::Distance::try_from(c.distance) {
         Ok(pb::Distance::Unspecified) => Some("cosine"),
@@ -107,7 +126,10 @@ pub(super) async fn create(
     let row = new_collection(service, tenant, collection)?;
     let row = service
         .pool
-        .run(async |conn| store::insert_collection(conn, &row).await)
+        .run(async |conn| {
+            store::ensure_vector_index(conn, row.dimensions).await?;
+            store::insert_collection(conn, &row).await
+        })
         .await?;
     Ok(Response::new(pb::CreateCollectionResponse {
         collection: Some(row.into()),
@@ -120,17 +142,7 @@ pub(super) async fn get(
 ) -> Result<Response<pb::GetCollectionResponse>, Status> {
     let tenant = Caller::of(&request)?.tenant()?;
     let id = validate::id("id", &request.get_ref().id)?;
-    let collection = service
-        .cache
-        .get_or_load(&service.collection_kind, TenantKey(tenant, id), || {
-            service.pool.run(async |conn| {
-                Ok(store::find_collection(conn, tenant, id)
-                    .await?
-                    .map(pb::Collection::from))
-            })
-        })
-        .await?
-        .ok_or(Error::NotFound("collection"))?;
+    let collection = service.collection(tenant, id).await?;
     Ok(Response::new(pb::GetCollectionResponse {
         collection: Some(collection),
     }))
@@ -178,5 +190,6 @@ pub(super) async fn delete(
         .cache
         .invalidate(&[(&service.collection_kind, TenantKey(tenant, id.to_string()))])
         .await;
+    super::forget_searches(&service.cache, id).await;
     Ok(Response::new(pb::DeleteCollectionResponse {}))
 }

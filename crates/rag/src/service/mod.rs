@@ -1,54 +1,85 @@
-//! The `agentic.rag.v1.RagService` implementation: collections (`collections.rs`) and
-//! the Embed RPC through the embedding cache (`embed.rs`).
+//! The `agentic.rag.v1.RagService` implementation: collections (`collections.rs`),
+//! documents and ingestion (`documents.rs`), search (`search.rs`) and the Embed RPC
+//! (`embed.rs`).
 
 mod collections;
+mod documents;
 mod embed;
+mod search;
 
 use std::sync::Arc;
 
-use agentic_platform::cache::{Cache, CacheKind};
+use agentic_platform::cache::{Cache, CacheKind, TenantKey};
 use agentic_platform::db::Pool;
-use agentic_platform::error::Result;
+use agentic_platform::error::{Error, Result};
 use agentic_platform::paging::PageTokens;
 use agentic_platform::service::Context;
 use agentic_proto::rag::v1 as pb;
 use agentic_proto::rag::v1::rag_service_server::RagService as Api;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
+use uuid::Uuid;
 
-use crate::embedding::{Batched, Embedder, WordLlama};
-use crate::kinds;
+pub use documents::{MAX_DOCUMENTS, MAX_TEXT_BYTES};
+pub use search::{SEARCH_NAMESPACE, forget_searches};
 
-/// The local model's files in `EMBEDDING_MODEL_DIR`.
-const WEIGHTS: &str = "l2_supercat_256.safetensors";
-const TOKENIZER: &str = "l2_supercat_tokenizer_config.json";
+use crate::embedding::{CachedEmbedder, Embedder};
+use crate::ingest::Ingestor;
+use crate::{kinds, store};
 
 pub struct RagService {
     pool: Pool,
     cache: Cache,
     pages: PageTokens,
     collection_kind: CacheKind,
-    embedding_kind: CacheKind,
+    search_kind: CacheKind,
     embedder: Arc<dyn Embedder>,
+    embeddings: CachedEmbedder,
+    ingestor: Arc<Ingestor>,
 }
 
 impl RagService {
-    /// Loads the local model (256 dimensions; smaller ones are truncations of it).
+    /// The service on the configured embedder; its ingestion workers are `ingestor()`'s.
     pub fn new(context: &Context) -> Result<Self> {
-        let args = &context.embedding;
-        let dir = &args.embedding_model_dir;
-        let model = WordLlama::load(&dir.join(WEIGHTS), &dir.join(TOKENIZER), 256)?;
+        let embedder = crate::embedding::from_args(&context.embedding)?;
+        let embeddings = CachedEmbedder::new(
+            embedder.clone(),
+            context.cache.clone(),
+            context.cache.kind(&kinds::EMBEDDING),
+        );
+        let ingestor = Arc::new(Ingestor::new(
+            context.pool.clone(),
+            context.cache.clone(),
+            embeddings.clone(),
+            &context.embedding,
+        ));
         Ok(Self {
             pool: context.pool.clone(),
             cache: context.cache.clone(),
             pages: context.pages.clone(),
             collection_kind: context.cache.kind(&kinds::COLLECTION),
-            embedding_kind: context.cache.kind(&kinds::EMBEDDING),
-            embedder: Arc::new(Batched::new(
-                model,
-                args.embedding_batch_size,
-                args.embedding_max_concurrency,
-            )),
+            search_kind: context.cache.kind(&kinds::SEARCH),
+            embedder,
+            embeddings,
+            ingestor,
         })
+    }
+
+    pub fn ingestor(&self) -> Arc<Ingestor> {
+        self.ingestor.clone()
+    }
+
+    /// The tenant's collection `id` (cached), or NOT_FOUND.
+    async fn collection(&self, tenant: Uuid, id: Uuid) -> Result<pb::Collection> {
+        self.cache
+            .get_or_load(&self.collection_kind, TenantKey(tenant, id), || {
+                self.pool.run(async |conn| {
+                    Ok(store::find_collection(conn, tenant, id)
+                        .await?
+                        .map(pb::Collection::from))
+                })
+            })
+            .await?
+            .ok_or(Error::NotFound("collection"))
     }
 }
 
@@ -87,5 +118,47 @@ impl Api for RagService {
         request: Request<pb::EmbedRequest>,
     ) -> Result<Response<pb::EmbedResponse>, Status> {
         embed::embed(self, request).await
+    }
+
+    async fn ingest_documents(
+        &self,
+        request: Request<pb::IngestDocumentsRequest>,
+    ) -> Result<Response<pb::IngestDocumentsResponse>, Status> {
+        documents::ingest(self, request).await
+    }
+
+    async fn stream_ingest_documents(
+        &self,
+        request: Request<Streaming<pb::IngestDocumentsRequest>>,
+    ) -> Result<Response<pb::IngestDocumentsResponse>, Status> {
+        documents::ingest_stream(self, request).await
+    }
+
+    async fn get_document(
+        &self,
+        request: Request<pb::GetDocumentRequest>,
+    ) -> Result<Response<pb::GetDocumentResponse>, Status> {
+        documents::get(self, request).await
+    }
+
+    async fn list_documents(
+        &self,
+        request: Request<pb::ListDocumentsRequest>,
+    ) -> Result<Response<pb::ListDocumentsResponse>, Status> {
+        documents::list(self, request).await
+    }
+
+    async fn delete_document(
+        &self,
+        request: Request<pb::DeleteDocumentRequest>,
+    ) -> Result<Response<pb::DeleteDocumentResponse>, Status> {
+        documents::delete(self, request).await
+    }
+
+    async fn search(
+        &self,
+        request: Request<pb::SearchRequest>,
+    ) -> Result<Response<pb::SearchResponse>, Status> {
+        search::search(self, request).await
     }
 }

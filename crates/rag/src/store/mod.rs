@@ -1,4 +1,13 @@
-//! The RAG service's queries; every one filters by tenant.
+//! The RAG service's queries; every one a caller can reach filters by tenant.
+//! Collections here; documents, the ingestion queue and search in their own modules.
+
+mod documents;
+mod queue;
+mod search;
+
+pub use documents::*;
+pub use queue::*;
+pub use search::*;
 
 use agentic_platform::error::{Error, Result, unique_violation};
 use diesel::prelude::*;
@@ -75,3 +84,30 @@ pub async fn delete_collection(conn: &mut AsyncPgConnection, tenant: Uuid, id: U
     }
     Ok(())
 }
+
+/// Creates the HNSW index for vectors of `dimensions` if none exists yet. The migration
+/// makes those of the local model (64, 128, 256); another model's first collection makes
+/// its own. Indexes are made on an empty slice of the table, so this is quick.
+pub async fn ensure_vector_index(conn: &mut AsyncPgConnection, dimensions: i32) -> Result<()> {
+    use diesel_async::SimpleAsyncConnection;
+    if matches!(dimensions, 64 | 128 | 256) {
+        return Ok(());
+    }
+    if !(1..=MAX_INDEXED_DIMENSIONS).contains(&dimensions) {
+        return Err(Error::invalid(
+            "collection.dimensions",
+            format!("must be at most {MAX_INDEXED_DIMENSIONS} (the HNSW index's limit)"),
+        ));
+    }
+    // `dimensions` is an integer, so formatting it into the statement is safe.
+    conn.batch_execute(&format!(
+        "CREATE INDEX IF NOT EXISTS chunks_embedding_{dimensions}_idx ON rag.chunks \
+         USING hnsw ((embedding::vector({dimensions})) vector_cosine_ops) \
+         WITH (m = 16, ef_construction = 64) WHERE dimensions = {dimensions}"
+    ))
+    .await?;
+    Ok(())
+}
+
+/// pgvector's HNSW indexes hold vectors of at most this many dimensions.
+pub const MAX_INDEXED_DIMENSIONS: i32 = 2000;

@@ -1,0 +1,286 @@
+//! Ingestion workers: take pending documents from the queue (see `store::queue`), chunk
+//! them, embed the chunks through the embedding cache, and write the chunks and the
+//! documents' new status in the transaction that holds them.
+//!
+//! - All of a claim's chunks are embedded together, so the provider sees full batches
+//!   whatever the documents' sizes.
+//! - A provider error fails the documents it concerns, with the reason and no chunk.
+//! - A process that dies mid-claim leaves no trace: its transaction rolls back and its
+//!   rows are free again. Every claim counts an attempt on a connection of its own, so
+//!   a document that keeps killing its worker fails after `INGEST_MAX_ATTEMPTS`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentic_platform::cache::Cache;
+use agentic_platform::config::EmbeddingArgs;
+use agentic_platform::db::Pool;
+use agentic_platform::error::{Error, Result};
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::chunking;
+use crate::embedding::{CachedEmbedder, truncate};
+use crate::model::NewChunk;
+use crate::store::{self, Claimed};
+
+/// A worker's transaction may run this long per statement (large chunk inserts).
+const WORKER_STATEMENT_TIMEOUT: &str = "120s";
+/// After a failed round (database down), a worker waits this long before the next.
+const ERROR_BACKOFF: Duration = Duration::from_secs(1);
+
+/// What the workers share.
+pub struct Ingestor {
+    pool: Pool,
+    cache: Cache,
+    embeddings: CachedEmbedder,
+    /// Woken when this process queues documents.
+    queued: Notify,
+    /// Woken when a claim finishes, for callers waiting on their documents.
+    finished: Notify,
+    batch_documents: i64,
+    max_attempts: i32,
+    poll_interval: Duration,
+}
+
+/// One document's chunks, before embedding.
+struct Pieces {
+    document: Claimed,
+    texts: Vec<String>,
+    token_counts: Vec<i32>,
+}
+
+impl Ingestor {
+    pub fn new(pool: Pool, cache: Cache, embeddings: CachedEmbedder, args: &EmbeddingArgs) -> Self {
+        Self {
+            pool,
+            cache,
+            embeddings,
+            queued: Notify::new(),
+            finished: Notify::new(),
+            batch_documents: args.ingest_batch_documents.max(1) as i64,
+            max_attempts: args.ingest_max_attempts.max(1) as i32,
+            poll_interval: args.ingest_poll_interval,
+        }
+    }
+
+    /// Tells idle workers of this process that documents are waiting.
+    pub fn wake(&self) {
+        self.queued.notify_waiters();
+    }
+
+    /// Resolves when some claim finishes (or `timeout` passes), for pollers.
+    pub async fn next_finish(&self, timeout: Duration) {
+        let _ = tokio::time::timeout(timeout, self.finished.notified()).await;
+    }
+
+    /// One worker: claims and processes documents until `stop` is cancelled. A claim in
+    /// progress is finished first.
+    pub async fn run_worker(self: Arc<Self>, stop: CancellationToken) {
+        while !stop.is_cancelled() {
+            let idle = self.queued.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            let pause = match self.process_batch().await {
+                Ok(0) => self.poll_interval,
+                Ok(_) => continue,
+                Err(error) => {
+                    tracing::warn!(%error, "ingestion round failed");
+                    ERROR_BACKOFF
+                }
+            };
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = &mut idle => {}
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+
+    /// Claims up to a batch of pending documents and settles each one; returns how many.
+    pub async fn process_batch(&self) -> Result<usize> {
+        let mut conn = self.pool.get().await?;
+        let conn: &mut AsyncPgConnection = &mut conn;
+        let collections = conn
+            .transaction::<_, Error, _>(async |conn| {
+                conn.batch_execute(&format!(
+                    "SET LOCAL statement_timeout = '{WORKER_STATEMENT_TIMEOUT}'"
+                ))
+                .await?;
+                let claimed = store::claim(conn, self.batch_documents).await?;
+                if claimed.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let collections: Vec<Uuid> = claimed.iter().map(|d| d.collection_id).collect();
+                self.settle(conn, claimed).await?;
+                Ok(collections)
+            })
+            .await?;
+        let settled = collections.len();
+        if settled > 0 {
+            self.finished.notify_waiters();
+            self.forget_searches(collections).await;
+        }
+        Ok(settled)
+    }
+
+    /// Fails the documents out of attempts, and chunks, embeds and stores the rest.
+    async fn settle(&self, conn: &mut AsyncPgConnection, claimed: Vec<Claimed>) -> Result<()> {
+        let ids: Vec<Uuid> = claimed.iter().map(|d| d.id).collect();
+        let attempts = self
+            .pool
+            .run(async |other| store::count_attempts(other, &ids).await)
+            .await?;
+        let exhausted: Vec<Uuid> = attempts
+            .iter()
+            .filter(|(_, n)| *n > self.max_attempts)
+            .map(|(id, _)| *id)
+            .collect();
+        let reason = format!(
+            "gave up after {} attempts: the process working on it stopped each time",
+            self.max_attempts
+        );
+        store::mark_failed(conn, &exhausted, &reason).await?;
+        let work: Vec<Claimed> = claimed
+            .into_iter()
+            .filter(|d| !exhausted.contains(&d.id))
+            .collect();
+        if work.is_empty() {
+            return Ok(());
+        }
+
+        let pieces = self.chunk(work).await?;
+        let (embedded, failed) = self.embed(pieces).await;
+        for (reason, ids) in group_by_reason(failed) {
+            store::mark_failed(conn, &ids, &reason).await?;
+        }
+        let mut rows = Vec::new();
+        let mut counts = Vec::with_capacity(embedded.len());
+        for (piece, vectors) in embedded {
+            counts.push((piece.document.id, piece.texts.len() as i32));
+            rows.extend(new_chunks(piece, vectors));
+        }
+        store::insert_chunks(conn, &rows).await?;
+        store::mark_ready(conn, &counts).await?;
+        Ok(())
+    }
+
+    /// Splits every document by its collection's chunking, off the async threads.
+    async fn chunk(&self, documents: Vec<Claimed>) -> Result<Vec<Pieces>> {
+        let embedder = self.embeddings.embedder().clone();
+        tokio::task::spawn_blocking(move || {
+            documents
+                .into_iter()
+                .map(|document| {
+                    let count = |text: &str| embedder.count_tokens(text);
+                    let chunks = chunking::chunk(
+                        &document.content,
+                        document.chunk_size as usize,
+                        document.chunk_overlap as usize,
+                        &count,
+                    );
+                    let texts = chunks.iter().map(|c| c.text.to_owned()).collect();
+                    let token_counts = chunks.iter().map(|c| c.tokens as i32).collect();
+                    Pieces {
+                        document,
+                        texts,
+                        token_counts,
+                    }
+                })
+                .collect()
+        })
+        .await
+        .map_err(|e| Error::internal(format!("chunking failed: {e}")))
+    }
+
+    /// Vectors for every document's chunks, all in one call; if that fails, each document
+    /// alone, so one document's bad input fails only that document.
+    async fn embed(
+        &self,
+        pieces: Vec<Pieces>,
+    ) -> (Vec<(Pieces, Vec<Vec<f32>>)>, Vec<(Uuid, String)>) {
+        let all: Vec<String> = pieces
+            .iter()
+            .flat_map(|p| p.texts.iter().cloned())
+            .collect();
+        let together = self.embeddings.embed(&all).await;
+        let mut embedded = Vec::with_capacity(pieces.len());
+        let mut failed = Vec::new();
+        match together {
+            Ok((mut vectors, _)) => {
+                for piece in pieces {
+                    let rest = vectors.split_off(piece.texts.len());
+                    embedded.push((piece, std::mem::replace(&mut vectors, rest)));
+                }
+            }
+            Err(error) if pieces.len() == 1 => {
+                failed.push((pieces[0].document.id, failure_reason(&error)));
+            }
+            Err(_) => {
+                for piece in pieces {
+                    match self.embeddings.embed(&piece.texts).await {
+                        Ok((vectors, _)) => embedded.push((piece, vectors)),
+                        Err(error) => failed.push((piece.document.id, failure_reason(&error))),
+                    }
+                }
+            }
+        }
+        (embedded, failed)
+    }
+
+    /// Drops cached search results of every collection that changed, in O(1) each.
+    async fn forget_searches(&self, mut collections: Vec<Uuid>) {
+        collections.sort_unstable();
+        collections.dedup();
+        for collection in collections {
+            crate::service::forget_searches(&self.cache, collection).await;
+        }
+    }
+}
+
+fn failure_reason(error: &Error) -> String {
+    format!("embedding failed: {error}")
+}
+
+/// Documents failed for the same reason, together (one UPDATE each).
+fn group_by_reason(failed: Vec<(Uuid, String)>) -> Vec<(String, Vec<Uuid>)> {
+    let mut groups: Vec<(String, Vec<Uuid>)> = Vec::new();
+    for (id, reason) in failed {
+        match groups.iter_mut().find(|(r, _)| *r == reason) {
+            Some((_, ids)) => ids.push(id),
+            None => groups.push((reason, vec![id])),
+        }
+    }
+    groups
+}
+
+/// The rows of one document's chunks, with vectors cut to its collection's dimensions.
+fn new_chunks(piece: Pieces, vectors: Vec<Vec<f32>>) -> impl Iterator<Item = NewChunk> {
+    let Pieces {
+        document,
+        texts,
+        token_counts,
+    } = piece;
+    let dimensions = document.dimensions;
+    texts
+        .into_iter()
+        .zip(token_counts)
+        .zip(vectors)
+        .enumerate()
+        .map(
+            move |(ordinal, ((content, token_count), vector))| NewChunk {
+                id: Uuid::now_v7(),
+                tenant_id: document.tenant_id,
+                collection_id: document.collection_id,
+                document_id: document.id,
+                ordinal: ordinal as i32,
+                content,
+                token_count,
+                metadata: document.metadata.clone(),
+                dimensions,
+                embedding: pgvector::Vector::from(truncate(vector, dimensions as usize)),
+            },
+        )
+}

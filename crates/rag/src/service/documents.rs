@@ -1,0 +1,326 @@
+//! Documents: ingestion (unary and client-streaming), Get, List and Delete.
+//!
+//! Ingestion stores documents as pending in one transaction per message and wakes the
+//! workers (`ingest.rs`); with `wait`, it then follows the documents until they are done
+//! or the call's deadline nears.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use agentic_platform::auth::Caller;
+use agentic_platform::deadline;
+use agentic_platform::error::{Error, Result};
+use agentic_platform::validate::{self, Violations};
+use agentic_platform::{json, paging};
+use agentic_proto::rag::v1 as pb;
+use chrono::Utc;
+use tonic::{Request, Response, Status, Streaming};
+use uuid::Uuid;
+
+use super::RagService;
+use crate::model::{DocumentRow, DocumentSummary, Status as DocStatus};
+use crate::store;
+
+/// Documents in one call, or in one message of a stream.
+pub const MAX_DOCUMENTS: usize = 100;
+/// A document's text, in bytes.
+pub const MAX_TEXT_BYTES: usize = 1024 * 1024;
+const MAX_TITLE_CHARS: usize = 500;
+const MAX_SOURCE_URI_CHARS: usize = 2048;
+const MAX_CLIENT_ID_CHARS: usize = 200;
+const MAX_METADATA_BYTES: usize = 16 * 1024;
+/// A waiting call answers this long before its deadline, with what is done by then.
+const WAIT_MARGIN: Duration = Duration::from_millis(500);
+/// How often a waiting call looks again when no local worker reports (another replica
+/// may be doing the work).
+const WAIT_POLL: Duration = Duration::from_millis(200);
+
+/// The document rows of `inputs`, or every violation, each named by its field
+/// (`documents[3].text`).
+fn new_documents(
+    tenant: Uuid,
+    collection: Uuid,
+    inputs: &[pb::DocumentInput],
+) -> Result<Vec<DocumentRow>> {
+    let mut v = Violations::new();
+    let mut rows = Vec::with_capacity(inputs.len());
+    let mut client_ids = HashSet::new();
+    let now = Utc::now();
+    for (index, input) in inputs.iter().enumerate() {
+        let field = |name: &str| format!("documents[{index}].{name}");
+        let title = v.check(validate::text(
+            &field("title"),
+            &input.title,
+            1,
+            MAX_TITLE_CHARS,
+        ));
+        if input.text.trim().is_empty() {
+            v.add(field("text"), "is required");
+        } else if input.text.len() > MAX_TEXT_BYTES {
+            v.add(
+                field("text"),
+                format!("must be at most {MAX_TEXT_BYTES} bytes (send larger texts in parts)"),
+            );
+        } else {
+            v.check(validate::multiline(
+                &field("text"),
+                &input.text,
+                MAX_TEXT_BYTES,
+            ));
+        }
+        let source_uri = v.check(validate::text(
+            &field("source_uri"),
+            &input.source_uri,
+            0,
+            MAX_SOURCE_URI_CHARS,
+        ));
+        let metadata = v.check(json::from_struct_within(
+            &field("metadata"),
+            input.metadata.as_ref(),
+            MAX_METADATA_BYTES,
+        ));
+        let client_id = if input.client_id.is_empty() {
+            Some(None)
+        } else {
+            let id = v.check(validate::text(
+                &field("client_id"),
+                &input.client_id,
+                1,
+                MAX_CLIENT_ID_CHARS,
+            ));
+            if let Some(id) = &id
+                && !client_ids.insert(id.clone())
+            {
+                v.add(field("client_id"), "appears twice in the request");
+            }
+            id.map(Some)
+        };
+        if let (Some(title), Some(source_uri), Some(metadata), Some(client_id)) =
+            (title, source_uri, metadata, client_id)
+        {
+            rows.push(DocumentRow {
+                id: Uuid::now_v7(),
+                tenant_id: tenant,
+                collection_id: collection,
+                client_id,
+                title,
+                source_uri,
+                metadata,
+                content: input.text.clone(),
+                status: DocStatus::Pending.as_str().to_owned(),
+                error: String::new(),
+                chunk_count: 0,
+                created_at: now,
+                updated_at: now,
+            });
+        }
+    }
+    v.into_result()?;
+    Ok(rows)
+}
+
+impl RagService {
+    /// Stores one message's documents as pending and wakes the workers.
+    async fn store_documents(
+        &self,
+        tenant: Uuid,
+        collection: Uuid,
+        inputs: &[pb::DocumentInput],
+    ) -> Result<Vec<DocumentSummary>> {
+        let rows = new_documents(tenant, collection, inputs)?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let stored = self
+            .pool
+            .run(async |conn| store::insert_documents(conn, collection, &rows).await)
+            .await?;
+        self.ingestor.wake();
+        Ok(stored)
+    }
+
+    /// Re-reads `documents` until none is pending, or until the deadline nears.
+    async fn wait_until_done(
+        &self,
+        tenant: Uuid,
+        mut documents: Vec<DocumentSummary>,
+    ) -> Result<Vec<DocumentSummary>> {
+        let pending =
+            |docs: &[DocumentSummary]| docs.iter().any(|d| d.status == DocStatus::Pending.as_str());
+        while pending(&documents) {
+            let left = deadline::remaining().unwrap_or(Duration::MAX);
+            if left <= WAIT_MARGIN {
+                break;
+            }
+            self.ingestor
+                .next_finish(WAIT_POLL.min(left - WAIT_MARGIN))
+                .await;
+            let ids: Vec<Uuid> = documents.iter().map(|d| d.id).collect();
+            let fresh = self
+                .pool
+                .run(async |conn| store::document_summaries(conn, tenant, &ids).await)
+                .await?;
+            for document in &mut documents {
+                match fresh.iter().find(|f| f.id == document.id) {
+                    Some(f) => *document = f.clone(),
+                    // Deleted meanwhile: nothing left to wait for.
+                    None => document.status = DocStatus::Failed.as_str().to_owned(),
+                }
+            }
+        }
+        Ok(documents)
+    }
+
+    /// The caller's collection `field`, or NOT_FOUND.
+    async fn document_collection(&self, tenant: Uuid, field: &str, id: &str) -> Result<Uuid> {
+        let id = validate::id(field, id)?;
+        self.collection(tenant, id).await?;
+        Ok(id)
+    }
+}
+
+fn ingest_response(documents: Vec<DocumentSummary>) -> pb::IngestDocumentsResponse {
+    pb::IngestDocumentsResponse {
+        documents: documents.into_iter().map(pb::Document::from).collect(),
+    }
+}
+
+fn check_count(documents: &[pb::DocumentInput], min: usize) -> Result<()> {
+    if documents.len() < min || documents.len() > MAX_DOCUMENTS {
+        return Err(Error::invalid(
+            "documents",
+            format!("must hold {min} to {MAX_DOCUMENTS} documents"),
+        ));
+    }
+    Ok(())
+}
+
+pub(super) async fn ingest(
+    service: &RagService,
+    request: Request<pb::IngestDocumentsRequest>,
+) -> Result<Response<pb::IngestDocumentsResponse>, Status> {
+    let tenant = Caller::of(&request)?.member_tenant()?;
+    let message = request.into_inner();
+    check_count(&message.documents, 1)?;
+    let collection = service
+        .document_collection(tenant, "collection_id", &message.collection_id)
+        .await?;
+    let mut stored = service
+        .store_documents(tenant, collection, &message.documents)
+        .await?;
+    if message.wait {
+        stored = service.wait_until_done(tenant, stored).await?;
+    }
+    Ok(Response::new(ingest_response(stored)))
+}
+
+pub(super) async fn ingest_stream(
+    service: &RagService,
+    request: Request<Streaming<pb::IngestDocumentsRequest>>,
+) -> Result<Response<pb::IngestDocumentsResponse>, Status> {
+    let tenant = Caller::of(&request)?.member_tenant()?;
+    let mut stream = request.into_inner();
+    let mut collection = None;
+    let mut wait = false;
+    let mut stored = Vec::new();
+    while let Some(message) = stream.message().await? {
+        check_count(&message.documents, 0)?;
+        let id = match collection {
+            Some(id) => id,
+            None => {
+                let id = service
+                    .document_collection(tenant, "collection_id", &message.collection_id)
+                    .await?;
+                *collection.insert(id)
+            }
+        };
+        if !message.collection_id.is_empty() && message.collection_id != id.to_string() {
+            return Err(Error::invalid(
+                "collection_id",
+                "must name the stream's first collection or be empty",
+            )
+            .into());
+        }
+        wait |= message.wait;
+        stored.extend(
+            service
+                .store_documents(tenant, id, &message.documents)
+                .await?,
+        );
+    }
+    if collection.is_none() {
+        return Err(Error::invalid("collection_id", "the stream sent no message").into());
+    }
+    if wait {
+        stored = service.wait_until_done(tenant, stored).await?;
+    }
+    Ok(Response::new(ingest_response(stored)))
+}
+
+pub(super) async fn get(
+    service: &RagService,
+    request: Request<pb::GetDocumentRequest>,
+) -> Result<Response<pb::GetDocumentResponse>, Status> {
+    let tenant = Caller::of(&request)?.tenant()?;
+    let id = validate::id("id", &request.get_ref().id)?;
+    let document = service
+        .pool
+        .run(async |conn| store::find_document(conn, tenant, id).await)
+        .await?
+        .ok_or(Error::NotFound("document"))?;
+    Ok(Response::new(pb::GetDocumentResponse {
+        document: Some(document.into()),
+    }))
+}
+
+pub(super) async fn list(
+    service: &RagService,
+    request: Request<pb::ListDocumentsRequest>,
+) -> Result<Response<pb::ListDocumentsResponse>, Status> {
+    let tenant = Caller::of(&request)?.tenant()?;
+    let message = request.get_ref();
+    let page_size = paging::page_size(message.page_size)?;
+    let status = match pb::DocumentStatus::try_from(message.status) {
+        Ok(status) => DocStatus::from_proto(status),
+        Err(_) => return Err(Error::invalid("status", "is not a known status").into()),
+    };
+    let collection = service
+        .document_collection(tenant, "collection_id", &message.collection_id)
+        .await?;
+    let fingerprint = format!(
+        "documents|{collection}|{}",
+        status.map_or("", DocStatus::as_str)
+    );
+    let (rows, next_page_token) = service
+        .pages
+        .uuid_page(
+            &message.page_token,
+            &fingerprint,
+            page_size,
+            |row: &DocumentSummary| row.id,
+            |after, limit| {
+                service.pool.run(async move |conn| {
+                    store::list_documents(conn, tenant, collection, status, after, limit).await
+                })
+            },
+        )
+        .await?;
+    Ok(Response::new(pb::ListDocumentsResponse {
+        documents: rows.into_iter().map(pb::Document::from).collect(),
+        next_page_token,
+    }))
+}
+
+pub(super) async fn delete(
+    service: &RagService,
+    request: Request<pb::DeleteDocumentRequest>,
+) -> Result<Response<pb::DeleteDocumentResponse>, Status> {
+    let tenant = Caller::of(&request)?.member_tenant()?;
+    let id = validate::id("id", &request.get_ref().id)?;
+    let collection = service
+        .pool
+        .run(async |conn| store::delete_document(conn, tenant, id).await)
+        .await?;
+    super::forget_searches(&service.cache, collection).await;
+    Ok(Response::new(pb::DeleteDocumentResponse {}))
+}

@@ -1,0 +1,392 @@
+//! Search: validation, the result cache, and the dense, lexical and hybrid rankings.
+//!
+//! Results are cached per collection as `rag_search:{collection}:{query hash}:{top_k}`;
+//! the collection is the cache namespace, so any ingest or delete in it drops all its
+//! cached results in O(1) (`forget_searches`).
+
+use std::fmt;
+
+use agentic_platform::auth::Caller;
+use agentic_platform::cache::{Cache, CacheKey};
+use agentic_platform::error::{Error, Result};
+use agentic_platform::json;
+use agentic_platform::validate::{self, Violations};
+use agentic_proto::rag::v1 as pb;
+use sha2::{Digest, Sha256};
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use super::RagService;
+use crate::embedding::truncate;
+use crate::store::{self, Hit, Queries, Scope};
+
+const DEFAULT_TOP_K: i32 = 10;
+const MAX_TOP_K: i32 = 100;
+/// pgvector's own default candidate list.
+const DEFAULT_EF_SEARCH: i32 = 40;
+const MAX_EF_SEARCH: i32 = 1000;
+const MAX_QUERY_CHARS: usize = 2000;
+const MAX_FILTER_BYTES: usize = 16 * 1024;
+const MAX_DOCUMENT_IDS: usize = 100;
+/// Reciprocal-rank fusion's constant (Cormack et al.): rank r scores 1 / (RRF_K + r).
+const RRF_K: f64 = 60.0;
+/// Hybrid search fuses this many of each ranking (at least top_k).
+const HYBRID_CANDIDATES: i64 = 50;
+
+/// The cache namespace of search results: one generation per collection.
+pub const SEARCH_NAMESPACE: &str = "rag_search";
+
+/// A cached search: the collection (its namespace scope), the query's hash and top_k.
+struct SearchKey {
+    tenant: Uuid,
+    collection: Uuid,
+    hash: String,
+    top_k: i32,
+}
+
+impl fmt::Display for SearchKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}:{}",
+            self.collection, self.tenant, self.hash, self.top_k
+        )
+    }
+}
+
+impl CacheKey for SearchKey {
+    /// The collection scopes the generation, so one bump drops all its results.
+    fn tenant(&self) -> Option<Uuid> {
+        Some(self.collection)
+    }
+}
+
+/// Drops every cached search result of `collection`, on every replica, in O(1).
+pub async fn forget_searches(cache: &Cache, collection: Uuid) {
+    cache.invalidate_tenant(SEARCH_NAMESPACE, collection).await;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Dense,
+    Lexical,
+    Hybrid,
+}
+
+/// A search request, checked.
+struct Plan {
+    collection: pb::Collection,
+    mode: Mode,
+    text: Option<String>,
+    vector: Option<Vec<f32>>,
+    top_k: i32,
+    ef_search: i32,
+    min_score: f32,
+    metadata: Option<serde_json::Value>,
+    documents: Option<Vec<Uuid>>,
+}
+
+impl Plan {
+    /// Everything that decides the results, hashed (the collection and top_k are in the
+    /// key beside it).
+    fn hash(&self) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update(format!(
+            "{:?}|{}|{}|",
+            self.mode, self.ef_search, self.min_score
+        ));
+        if let Some(text) = &self.text {
+            hasher.update(b"t");
+            hasher.update(text.as_bytes());
+        }
+        if let Some(vector) = &self.vector {
+            hasher.update(b"v");
+            vector.iter().for_each(|x| hasher.update(x.to_le_bytes()));
+        }
+        if let Some(metadata) = &self.metadata {
+            hasher.update(b"m");
+            hasher.update(metadata.to_string());
+        }
+        if let Some(ids) = &self.documents {
+            hasher.update(b"d");
+            ids.iter().for_each(|id| hasher.update(id.as_bytes()));
+        }
+        hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+fn mode_of(value: i32) -> Option<Mode> {
+    match pb::SearchMode::try_from(value).ok()? {
+        pb::SearchMode::Unspecified | pb::SearchMode::Dense => Some(Mode::Dense),
+        pb::SearchMode::Lexical => Some(Mode::Lexical),
+        pb::SearchMode::Hybrid => Some(Mode::Hybrid),
+    }
+}
+
+/// Checks everything but the collection (NOT_FOUND comes after INVALID_ARGUMENT).
+fn plan(message: &pb::SearchRequest, collection: pb::Collection) -> Result<Plan> {
+    let mut v = Violations::new();
+    let mode = mode_of(message.mode);
+    if mode.is_none() {
+        v.add("mode", "is not a known search mode");
+    }
+    let mode = mode.unwrap_or(Mode::Dense);
+    let has_text = !message.query.trim().is_empty();
+    let has_vector = !message.query_vector.is_empty();
+    let text = if has_text {
+        v.check(validate::text("query", &message.query, 1, MAX_QUERY_CHARS))
+    } else {
+        None
+    };
+    match (has_text, has_vector) {
+        (false, false) => v.add("query", "is required (or query_vector, for dense search)"),
+        (true, true) => v.add("query_vector", "must be empty when query is given"),
+        _ => {}
+    }
+    let mut vector = None;
+    if has_vector {
+        let values = &message.query_vector;
+        if mode != Mode::Dense {
+            v.add(
+                "query_vector",
+                "only dense search takes a vector; give query instead",
+            );
+        } else if values.len() != collection.dimensions as usize {
+            v.add(
+                "query_vector",
+                format!(
+                    "must have the collection's {} dimensions, not {}",
+                    collection.dimensions,
+                    values.len()
+                ),
+            );
+        } else if values.iter().any(|x| !x.is_finite()) {
+            v.add("query_vector", "must hold finite numbers");
+        } else if values.iter().all(|x| *x == 0.0) {
+            v.add("query_vector", "must not be all zeros");
+        } else {
+            vector = Some(values.clone());
+        }
+    }
+    let top_k = message.top_k.unwrap_or(DEFAULT_TOP_K);
+    if !(1..=MAX_TOP_K).contains(&top_k) {
+        v.add("top_k", format!("must be 1 to {MAX_TOP_K}"));
+    }
+    let ef_search = message.ef_search.unwrap_or(DEFAULT_EF_SEARCH.max(top_k));
+    if !(1..=MAX_EF_SEARCH).contains(&ef_search) || ef_search < top_k {
+        v.add("ef_search", format!("must be top_k to {MAX_EF_SEARCH}"));
+    }
+    if !message.min_score.is_finite() {
+        v.add("min_score", "must be a finite number");
+    }
+    let metadata = v
+        .check(json::from_struct_within(
+            "metadata_filter",
+            message.metadata_filter.as_ref(),
+            MAX_FILTER_BYTES,
+        ))
+        .filter(|filter| filter.as_object().is_some_and(|o| !o.is_empty()));
+    let documents = if message.document_ids.is_empty() {
+        None
+    } else if message.document_ids.len() > MAX_DOCUMENT_IDS {
+        v.add(
+            "document_ids",
+            format!("must hold at most {MAX_DOCUMENT_IDS} ids"),
+        );
+        None
+    } else {
+        let mut ids: Vec<Uuid> = Vec::with_capacity(message.document_ids.len());
+        for (index, id) in message.document_ids.iter().enumerate() {
+            if let Some(id) = v.check(validate::id(&format!("document_ids[{index}]"), id)) {
+                ids.push(id);
+            }
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        Some(ids)
+    };
+    v.into_result()?;
+    Ok(Plan {
+        collection,
+        mode,
+        text,
+        vector,
+        top_k,
+        ef_search,
+        min_score: message.min_score,
+        metadata,
+        documents,
+    })
+}
+
+impl RagService {
+    async fn run_search(&self, tenant: Uuid, plan: &Plan) -> Result<pb::SearchResponse> {
+        let collection_id = Uuid::parse_str(&plan.collection.id)
+            .map_err(|_| Error::internal("a stored collection id is not a UUID"))?;
+        let dimensions = plan.collection.dimensions as usize;
+        let vector = match (&plan.vector, &plan.text, plan.mode) {
+            (Some(vector), _, _) => Some(vector.clone()),
+            (None, Some(text), Mode::Dense | Mode::Hybrid) => {
+                let (mut vectors, _) = self.embeddings.embed(std::slice::from_ref(text)).await?;
+                let vector = vectors
+                    .pop()
+                    .ok_or_else(|| Error::internal("no query embedding"))?;
+                Some(truncate(vector, dimensions))
+            }
+            _ => None,
+        };
+        let limit = match plan.mode {
+            Mode::Hybrid => HYBRID_CANDIDATES.max(plan.top_k as i64),
+            _ => plan.top_k as i64,
+        };
+        let scope = Scope {
+            tenant,
+            collection: collection_id,
+            metadata: plan.metadata.clone(),
+            documents: plan.documents.clone(),
+            limit,
+        };
+        let lexical_text = match plan.mode {
+            Mode::Lexical | Mode::Hybrid => plan.text.as_deref(),
+            Mode::Dense => None,
+        };
+        let queries = Queries {
+            dense: vector.as_deref(),
+            lexical: lexical_text,
+            ef_search: plan.ef_search,
+        };
+        let (dense, lexical) = self
+            .pool
+            .run(async |conn| store::search(conn, &scope, queries).await)
+            .await?;
+        let query_norm = vector
+            .as_ref()
+            .map_or(1.0, |v| v.iter().map(|x| x * x).sum::<f32>().sqrt() as f64);
+        let distance = pb::Distance::try_from(plan.collection.distance).unwrap_or_default();
+        let scored: Vec<(Hit, f64)> = match plan.mode {
+            Mode::Dense => dense
+                .into_iter()
+                .map(|hit| {
+                    let score = similarity(distance, hit.score, query_norm);
+                    (hit, score)
+                })
+                .collect(),
+            Mode::Lexical => lexical
+                .into_iter()
+                .map(|hit| (hit.clone(), hit.score))
+                .collect(),
+            Mode::Hybrid => fuse(dense, lexical),
+        };
+        let results = scored
+            .into_iter()
+            .filter(|(_, score)| *score >= plan.min_score as f64)
+            .take(plan.top_k as usize)
+            .map(|(hit, score)| pb::SearchResult {
+                chunk_id: hit.id.to_string(),
+                document_id: hit.document_id.to_string(),
+                title: hit.title,
+                text: hit.content,
+                score: score as f32,
+                ordinal: hit.ordinal,
+                metadata: Some(json::to_struct(&hit.metadata)),
+            })
+            .collect();
+        Ok(pb::SearchResponse { results })
+    }
+}
+
+/// The collection's similarity (higher is closer) from the cosine distance to a unit
+/// vector, given the query's length.
+fn similarity(distance: pb::Distance, cosine_distance: f64, query_norm: f64) -> f64 {
+    let cosine = 1.0 - cosine_distance;
+    match distance {
+        pb::Distance::InnerProduct => cosine * query_norm,
+        pb::Distance::L2 => {
+            let squared = query_norm * query_norm + 1.0 - 2.0 * query_norm * cosine;
+            1.0 / (1.0 + squared.max(0.0).sqrt())
+        }
+        pb::Distance::Cosine | pb::Distance::Unspecified => cosine,
+    }
+}
+
+/// Reciprocal-rank fusion: each chunk scores the sum of 1 / (RRF_K + rank) over the
+/// rankings it appears in; best first.
+fn fuse(dense: Vec<Hit>, lexical: Vec<Hit>) -> Vec<(Hit, f64)> {
+    let mut fused: Vec<(Hit, f64)> = Vec::with_capacity(dense.len() + lexical.len());
+    for ranking in [dense, lexical] {
+        for (rank, hit) in ranking.into_iter().enumerate() {
+            let score = 1.0 / (RRF_K + rank as f64 + 1.0);
+            match fused.iter_mut().find(|(seen, _)| seen.id == hit.id) {
+                Some((_, total)) => *total += score,
+                None => fused.push((hit, score)),
+            }
+        }
+    }
+    fused.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.id.cmp(&b.0.id)));
+    fused
+}
+
+pub(super) async fn search(
+    service: &RagService,
+    request: Request<pb::SearchRequest>,
+) -> Result<Response<pb::SearchResponse>, Status> {
+    let tenant = Caller::of(&request)?.tenant()?;
+    let message = request.get_ref();
+    let collection_id = validate::id("collection_id", &message.collection_id)?;
+    let collection = service.collection(tenant, collection_id).await?;
+    let plan = plan(message, collection)?;
+    let key = SearchKey {
+        tenant,
+        collection: collection_id,
+        hash: plan.hash(),
+        top_k: plan.top_k,
+    };
+    let response = service
+        .cache
+        .get_or_load(&service.search_kind, key, || async {
+            service.run_search(tenant, &plan).await.map(Some)
+        })
+        .await?
+        .ok_or_else(|| Error::internal("a search returned nothing"))?;
+    Ok(Response::new(response))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hit(n: u128) -> Hit {
+        Hit {
+            id: Uuid::from_u128(n),
+            document_id: Uuid::from_u128(n),
+            ordinal: 0,
+            content: String::new(),
+            metadata: serde_json::Value::Null,
+            title: String::new(),
+            score: 0.0,
+        }
+    }
+
+    #[test]
+    fn fusion_favours_chunks_both_rankings_agree_on() {
+        let fused = fuse(vec![hit(1), hit(2), hit(3)], vec![hit(3), hit(4)]);
+        let order: Vec<u128> = fused.iter().map(|(h, _)| h.id.as_u128()).collect();
+        assert_eq!(order, vec![3, 1, 4, 2]);
+        let expected = 1.0 / 63.0 + 1.0 / 61.0;
+        assert!((fused[0].1 - expected).abs() < 1e-12);
+    }
+
+    #[test]
+    fn similarities_follow_the_collection_metric() {
+        // A unit query at cosine distance 0.2 from a unit vector.
+        assert!((similarity(pb::Distance::Cosine, 0.2, 1.0) - 0.8).abs() < 1e-12);
+        assert!((similarity(pb::Distance::InnerProduct, 0.2, 2.0) - 1.6).abs() < 1e-12);
+        // |q - x|² = 1 + 1 - 2·0.8 = 0.4.
+        let l2 = similarity(pb::Distance::L2, 0.2, 1.0);
+        assert!((l2 - 1.0 / (1.0 + 0.4f64.sqrt())).abs() < 1e-12);
+    }
+}
