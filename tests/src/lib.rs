@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod conversation;
 pub mod echo;
+pub mod rag;
 
 use std::net::SocketAddr;
 

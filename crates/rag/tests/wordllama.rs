@@ -117,3 +117,46 @@ fn chunks_fit_the_models_token_budget() {
         );
     }
 }
+
+/// 50 varied sentences (several languages, code, numbers, a single letter) embedded by the
+/// `wordllama` Python package itself: `tests/data/wordllama_reference.py` wrote the file.
+#[tokio::test]
+async fn fifty_sentences_match_the_python_package() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/wordllama_reference.json");
+    let reference: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("reference file"))
+            .expect("reference JSON");
+    let sentences: Vec<String> = reference["sentences"]
+        .as_array()
+        .expect("sentences")
+        .iter()
+        .map(|s| s.as_str().expect("text").to_owned())
+        .collect();
+    assert_eq!(sentences.len(), 50);
+    for dimensions in [256usize, 64] {
+        let expected: Vec<Vec<f32>> = reference["vectors"][dimensions.to_string()]
+            .as_array()
+            .expect("vectors")
+            .iter()
+            .map(|row| {
+                row.as_array()
+                    .expect("row")
+                    .iter()
+                    .map(|x| x.as_f64().expect("number") as f32)
+                    .collect()
+            })
+            .collect();
+        let actual = model(dimensions).embed(&sentences).await.expect("embed");
+        let mut worst = f32::MAX;
+        for ((text, got), want) in sentences.iter().zip(&actual).zip(&expected) {
+            assert_eq!(got.len(), dimensions);
+            let similarity = cosine(got, want);
+            worst = worst.min(similarity);
+            assert!(
+                similarity >= 0.999,
+                "{dimensions}d {text:?}: cosine {similarity}"
+            );
+        }
+        println!("{dimensions} dimensions: lowest cosine to the Python package {worst:.6}");
+    }
+}

@@ -20,6 +20,11 @@ impl ServiceProcess {
     /// Starts `binary` on `database_url` with free loopback ports and the test secret,
     /// and waits until it reports `SERVING`.
     pub async fn start(binary: &str, database_url: &str) -> Self {
+        Self::start_with_env(binary, database_url, &[]).await
+    }
+
+    /// [`ServiceProcess::start`] with more environment (`(name, value)` pairs).
+    pub async fn start_with_env(binary: &str, database_url: &str, env: &[(&str, &str)]) -> Self {
         let (addr, admin_addr) = (free_addr().await, free_addr().await);
         let log = std::env::temp_dir().join(format!("agentic-{}.log", uuid::Uuid::new_v4()));
         let out = std::fs::File::create(&log).expect("log file");
@@ -31,6 +36,7 @@ impl ServiceProcess {
             .env("ADMIN_ADDR", admin_addr.to_string())
             .env("READINESS_INTERVAL", "100ms")
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::from(out.try_clone().expect("log file")))
             .stderr(Stdio::from(out))
             .kill_on_drop(true)
@@ -44,6 +50,12 @@ impl ServiceProcess {
         };
         wait_for_health(addr, ServingStatus::Serving).await;
         process
+    }
+
+    /// Kills the process at once (SIGKILL), as a crash or an OOM kill would, and waits for
+    /// it to be gone.
+    pub async fn kill(&mut self) {
+        self.child.kill().await.expect("kill the service process");
     }
 
     /// Sends SIGTERM.
