@@ -215,10 +215,7 @@ async fn answer(shared: &Shared, body: &[u8]) -> Response {
             .collect(),
         None => return (StatusCode::BAD_REQUEST, "input must be a list").into_response(),
     };
-    shared
-        .state
-        .texts
-        .fetch_add(texts.len(), Ordering::SeqCst);
+    shared.state.texts.fetch_add(texts.len(), Ordering::SeqCst);
     if texts.iter().any(|t| t.contains(POISON)) {
         return (StatusCode::BAD_REQUEST, "input rejected by the model").into_response();
     }

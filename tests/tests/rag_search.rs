@@ -94,7 +94,10 @@ fn search(collection: &str, query: &str, mode: pb::SearchMode) -> pb::SearchRequ
 }
 
 /// The titles of the results, best first.
-async fn titles(client: &mut agentic_e2e::rag::RagClient, request: pb::SearchRequest) -> Vec<String> {
+async fn titles(
+    client: &mut agentic_e2e::rag::RagClient,
+    request: pb::SearchRequest,
+) -> Vec<String> {
     client
         .search(request)
         .await
@@ -115,7 +118,10 @@ async fn search_finds_paraphrases_dense_rare_terms_lexical_and_hybrid_both() {
         .iter()
         .enumerate()
         .map(|(i, (title, text))| pb::DocumentInput {
-            metadata: Some(metadata(&[("topic", if i % 2 == 0 { "even" } else { "odd" })])),
+            metadata: Some(metadata(&[(
+                "topic",
+                if i % 2 == 0 { "even" } else { "odd" },
+            )])),
             ..document(title, text)
         })
         .collect();
@@ -132,19 +138,278 @@ async fn search_finds_paraphrases_dense_rare_terms_lexical_and_hybrid_both() {
         let (mut paraphrases, mut rare) = (0, 0);
         for (query, expected) in PARAPHRASES {
             let found = titles(&mut client, search(&collection.id, query, mode)).await;
-            paraphrases += usize::from(found.first().map(String::as_str) == Some(CORPUS[*expected].0));
+            paraphrases +=
+                usize::from(found.first().map(String::as_str) == Some(CORPUS[*expected].0));
         }
         for (query, expected) in RARE_TERMS {
             let found = titles(&mut client, search(&collection.id, query, mode)).await;
             rare += usize::from(found.first().map(String::as_str) == Some(CORPUS[*expected].0));
         }
-        println!("{name}: paraphrases {paraphrases}/{}, rare terms {rare}/{}", PARAPHRASES.len(), RARE_TERMS.len());
+        println!(
+            "{name}: paraphrases {paraphrases}/{}, rare terms {rare}/{}",
+            PARAPHRASES.len(),
+            RARE_TERMS.len()
+        );
         hits.insert(name, (paraphrases, rare));
     }
     let (dense, lexical, hybrid) = (hits["dense"], hits["lexical"], hits["hybrid"]);
     assert_eq!(dense.0, PARAPHRASES.len(), "dense finds every paraphrase");
     assert_eq!(lexical.1, RARE_TERMS.len(), "lexical finds every rare term");
     let total = |(a, b): (usize, usize)| a + b;
-    assert!(total(hybrid) >= total(dense), "hybrid {hybrid:?} vs dense {dense:?}");
-    assert!(total(hybrid) >= total(lexical), "hybrid {hybrid:?} vs lexical {lexical:?}");
+    assert!(
+        total(hybrid) >= total(dense),
+        "hybrid {hybrid:?} vs dense {dense:?}"
+    );
+    assert!(
+        total(hybrid) >= total(lexical),
+        "hybrid {hybrid:?} vs lexical {lexical:?}"
+    );
+}
+
+#[tokio::test]
+async fn filters_keep_only_matching_documents_and_delete_drops_results_at_once() {
+    let harness = RagHarness::start().await;
+    let (_, mut client) = rag_admin(&harness.service).await;
+    let collection = create_collection(&mut client, "filtered", 256, 32).await;
+    let inputs = CORPUS
+        .iter()
+        .enumerate()
+        .map(|(i, (title, text))| pb::DocumentInput {
+            metadata: Some(metadata(&[(
+                "topic",
+                if i % 2 == 0 { "even" } else { "odd" },
+            )])),
+            ..document(title, text)
+        })
+        .collect();
+    let documents = ingest_ready(&mut client, &collection.id, inputs).await;
+
+    // The metadata filter keeps only the odd documents, whatever the query prefers.
+    let mut request = search(
+        &collection.id,
+        "how do plants turn light into food",
+        pb::SearchMode::Dense,
+    );
+    request.top_k = Some(8);
+    request.metadata_filter = Some(metadata(&[("topic", "odd")]));
+    let results = client
+        .search(request.clone())
+        .await
+        .expect("filtered")
+        .into_inner()
+        .results;
+    assert_eq!(results.len(), 4, "the four odd documents");
+    for result in &results {
+        let position = CORPUS
+            .iter()
+            .position(|(t, _)| *t == result.title)
+            .expect("known title");
+        assert_eq!(position % 2, 1, "{} is odd", result.title);
+        assert_eq!(result.metadata, Some(metadata(&[("topic", "odd")])));
+    }
+    for mode in [pb::SearchMode::Lexical, pb::SearchMode::Hybrid] {
+        let mut lexical = search(&collection.id, "zymurgy OR stroma", mode);
+        lexical.metadata_filter = Some(metadata(&[("topic", "odd")]));
+        let found = titles(&mut client, lexical).await;
+        // "stroma" is in an even document: only the odd one with "zymurgy" matches the text.
+        assert_eq!(found[0], "Brewing beer at home", "{mode:?}");
+        for title in &found {
+            let position = CORPUS
+                .iter()
+                .position(|(t, _)| t == title)
+                .expect("known title");
+            assert_eq!(position % 2, 1, "{mode:?}: {title} is odd");
+        }
+        if mode == pb::SearchMode::Lexical {
+            assert_eq!(found.len(), 1);
+        }
+    }
+
+    // Only the documents named.
+    let mut by_id = search(&collection.id, "bread", pb::SearchMode::Hybrid);
+    by_id.top_k = Some(10);
+    by_id.document_ids = vec![documents[3].id.clone(), documents[5].id.clone()];
+    let mut found = titles(&mut client, by_id).await;
+    found.sort();
+    assert_eq!(found, vec!["Baking bread", "Router troubleshooting"]);
+
+    // A min_score above every similarity leaves nothing.
+    let mut strict = search(&collection.id, "bread", pb::SearchMode::Dense);
+    strict.min_score = Some(1.01);
+    assert!(titles(&mut client, strict).await.is_empty());
+
+    // Cached, then deleted: the next search no longer returns it (the cache went too).
+    let query = search(
+        &collection.id,
+        "Firmware XQ-4471 wireless router",
+        pb::SearchMode::Hybrid,
+    );
+    let before = titles(&mut client, query.clone()).await;
+    assert_eq!(
+        before.first().map(String::as_str),
+        Some("Router troubleshooting")
+    );
+    let queries = harness.service.queries();
+    assert_eq!(titles(&mut client, query.clone()).await, before);
+    assert_eq!(
+        harness.service.queries(),
+        queries,
+        "the repeat came from the cache"
+    );
+    client
+        .delete_document(pb::DeleteDocumentRequest {
+            id: documents[3].id.clone(),
+        })
+        .await
+        .expect("delete");
+    let after = titles(&mut client, query).await;
+    assert!(
+        !after.contains(&"Router troubleshooting".to_owned()),
+        "{after:?}"
+    );
+    let chunks: i64 = count(
+        &harness,
+        &format!(
+            "SELECT count(*) AS n FROM rag.chunks WHERE document_id = '{}'",
+            documents[3].id
+        ),
+    )
+    .await;
+    assert_eq!(chunks, 0, "its chunks are gone");
+}
+
+/// A count from the test's own connection.
+async fn count(harness: &RagHarness, sql: &str) -> i64 {
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let rows: Vec<Count> = diesel::sql_query(sql)
+        .load(&mut harness.db.connect().await)
+        .await
+        .expect(sql);
+    rows[0].n
+}
+
+#[tokio::test]
+async fn documents_are_read_listed_by_status_and_ingested_once_per_client_id() {
+    let harness = RagHarness::start().await;
+    let (_, mut client) = rag_admin(&harness.service).await;
+    let collection = create_collection(&mut client, "docs", 64, 8).await;
+    let long: String = (0..40)
+        .map(|i| format!("Sentence number {i} talks about something else entirely. "))
+        .collect();
+    let inputs = vec![
+        pb::DocumentInput {
+            client_id: "doc-a".into(),
+            source_uri: "https://example.com/a".into(),
+            ..document("A", &long)
+        },
+        pb::DocumentInput {
+            client_id: "doc-b".into(),
+            ..document("B", "Short text.")
+        },
+    ];
+    let first = ingest_ready(&mut client, &collection.id, inputs.clone()).await;
+    assert!(first[0].chunk_count > 1, "a long text makes several chunks");
+    assert_eq!(first[1].chunk_count, 1);
+    assert_eq!(first[0].source_uri, "https://example.com/a");
+
+    // Again with the same client ids: the same documents, nothing new stored.
+    let again = ingest_ready(&mut client, &collection.id, inputs).await;
+    assert_eq!(
+        again.iter().map(|d| &d.id).collect::<Vec<_>>(),
+        first.iter().map(|d| &d.id).collect::<Vec<_>>()
+    );
+    let stored = count(&harness, "SELECT count(*) AS n FROM rag.documents").await;
+    assert_eq!(stored, 2);
+    let chunk_rows = count(&harness, "SELECT count(*) AS n FROM rag.chunks").await;
+    assert_eq!(
+        chunk_rows,
+        (first[0].chunk_count + first[1].chunk_count) as i64
+    );
+
+    // Get has the text; a list page has none, and pages by status.
+    let got = client
+        .get_document(pb::GetDocumentRequest {
+            id: first[0].id.clone(),
+        })
+        .await
+        .expect("get")
+        .into_inner()
+        .document
+        .expect("document");
+    assert_eq!(got.text, long);
+    assert_eq!(got.status, pb::DocumentStatus::Ready as i32);
+    let page = client
+        .list_documents(pb::ListDocumentsRequest {
+            collection_id: collection.id.clone(),
+            page_size: 1,
+            ..Default::default()
+        })
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(page.documents.len(), 1);
+    assert_eq!(page.documents[0].id, first[0].id);
+    assert!(page.documents[0].text.is_empty());
+    let rest = client
+        .list_documents(pb::ListDocumentsRequest {
+            collection_id: collection.id.clone(),
+            page_size: 1,
+            page_token: page.next_page_token,
+            ..Default::default()
+        })
+        .await
+        .expect("next page")
+        .into_inner();
+    assert_eq!(rest.documents[0].id, first[1].id);
+    assert!(rest.next_page_token.is_empty());
+    let failed = client
+        .list_documents(pb::ListDocumentsRequest {
+            collection_id: collection.id.clone(),
+            status: pb::DocumentStatus::Failed as i32,
+            ..Default::default()
+        })
+        .await
+        .expect("failed ones")
+        .into_inner();
+    assert!(failed.documents.is_empty());
+
+    // The client-streaming variant stores every message's documents.
+    let first_id = collection.id.clone();
+    let messages: Vec<_> = (0..3)
+        .map(|m| pb::IngestDocumentsRequest {
+            collection_id: if m == 0 {
+                first_id.clone()
+            } else {
+                String::new()
+            },
+            documents: (0..5)
+                .map(|i| {
+                    document(
+                        &format!("streamed {m}-{i}"),
+                        &format!("Streamed text {m} {i}."),
+                    )
+                })
+                .collect(),
+            wait: m == 2,
+        })
+        .collect();
+    let streamed = client
+        .stream_ingest_documents(futures::stream::iter(messages))
+        .await
+        .expect("stream")
+        .into_inner()
+        .documents;
+    assert_eq!(streamed.len(), 15);
+    assert!(
+        streamed
+            .iter()
+            .all(|d| d.status == pb::DocumentStatus::Ready as i32)
+    );
+    let stored = count(&harness, "SELECT count(*) AS n FROM rag.documents").await;
+    assert_eq!(stored, 17);
 }

@@ -122,7 +122,8 @@ fn chunks_fit_the_models_token_budget() {
 /// `wordllama` Python package itself: `tests/data/wordllama_reference.py` wrote the file.
 #[tokio::test]
 async fn fifty_sentences_match_the_python_package() {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/wordllama_reference.json");
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/wordllama_reference.json");
     let reference: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).expect("reference file"))
             .expect("reference JSON");

@@ -81,7 +81,7 @@ struct Plan {
     vector: Option<Vec<f32>>,
     top_k: i32,
     ef_search: i32,
-    min_score: f32,
+    min_score: Option<f32>,
     metadata: Option<serde_json::Value>,
     documents: Option<Vec<Uuid>>,
 }
@@ -92,7 +92,7 @@ impl Plan {
     fn hash(&self) -> String {
         let mut hasher = Sha256::new();
         hasher.update(format!(
-            "{:?}|{}|{}|",
+            "{:?}|{}|{:?}|",
             self.mode, self.ef_search, self.min_score
         ));
         if let Some(text) = &self.text {
@@ -180,7 +180,7 @@ fn plan(message: &pb::SearchRequest, collection: pb::Collection) -> Result<Plan>
     if !(1..=MAX_EF_SEARCH).contains(&ef_search) || ef_search < top_k {
         v.add("ef_search", format!("must be top_k to {MAX_EF_SEARCH}"));
     }
-    if !message.min_score.is_finite() {
+    if message.min_score.is_some_and(|score| !score.is_finite()) {
         v.add("min_score", "must be a finite number");
     }
     let metadata = v
@@ -283,7 +283,7 @@ impl RagService {
         };
         let results = scored
             .into_iter()
-            .filter(|(_, score)| *score >= plan.min_score as f64)
+            .filter(|(_, score)| plan.min_score.is_none_or(|min| *score >= min as f64))
             .take(plan.top_k as usize)
             .map(|(hit, score)| pb::SearchResult {
                 chunk_id: hit.id.to_string(),
