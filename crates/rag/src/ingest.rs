@@ -111,23 +111,29 @@ impl Ingestor {
                 .await?;
                 let claimed = store::claim(conn, self.batch_documents).await?;
                 if claimed.is_empty() {
-                    return Ok(Vec::new());
+                    return Ok((Vec::new(), 0));
                 }
                 let collections: Vec<Uuid> = claimed.iter().map(|d| d.collection_id).collect();
-                self.settle(conn, claimed).await?;
-                Ok(collections)
+                let failed = self.settle(conn, claimed).await?;
+                Ok((collections, failed))
             })
             .await?;
+        let (collections, failed) = collections;
         let settled = collections.len();
         if settled > 0 {
+            metrics::counter!("rag_ingested_documents_total", "status" => "ready")
+                .increment((settled - failed) as u64);
+            metrics::counter!("rag_ingested_documents_total", "status" => "failed")
+                .increment(failed as u64);
             self.finished.notify_waiters();
             self.forget_searches(collections).await;
         }
         Ok(settled)
     }
 
-    /// Fails the documents out of attempts, and chunks, embeds and stores the rest.
-    async fn settle(&self, conn: &mut AsyncPgConnection, claimed: Vec<Claimed>) -> Result<()> {
+    /// Fails the documents out of attempts, and chunks, embeds and stores the rest;
+    /// returns how many failed.
+    async fn settle(&self, conn: &mut AsyncPgConnection, claimed: Vec<Claimed>) -> Result<usize> {
         let ids: Vec<Uuid> = claimed.iter().map(|d| d.id).collect();
         let attempts = self
             .pool
@@ -148,11 +154,12 @@ impl Ingestor {
             .filter(|d| !exhausted.contains(&d.id))
             .collect();
         if work.is_empty() {
-            return Ok(());
+            return Ok(exhausted.len());
         }
 
         let pieces = self.chunk(work).await?;
         let (embedded, failed) = self.embed(pieces).await;
+        let failures = exhausted.len() + failed.len();
         for (reason, ids) in group_by_reason(failed) {
             store::mark_failed(conn, &ids, &reason).await?;
         }
@@ -164,7 +171,7 @@ impl Ingestor {
         }
         store::insert_chunks(conn, &rows).await?;
         store::mark_ready(conn, &counts).await?;
-        Ok(())
+        Ok(failures)
     }
 
     /// Splits every document by its collection's chunking, off the async threads.

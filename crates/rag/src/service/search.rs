@@ -257,7 +257,8 @@ impl RagService {
         let queries = Queries {
             dense: vector.as_deref(),
             lexical: lexical_text,
-            ef_search: plan.ef_search,
+            // Hybrid reads more candidates than top_k; the list must hold them.
+            ef_search: plan.ef_search.max(limit as i32).min(MAX_EF_SEARCH),
         };
         let (dense, lexical) = self
             .pool

@@ -1,0 +1,472 @@
+//! `agentic-rag-bench`: the RAG service's part of `make bench`.
+//!
+//! 1. Builds a fixture of `--chunks` chunks (100,000 by default) in one collection: texts
+//!    generated from topic vocabularies, embedded by the local model, written straight to
+//!    the database (the HNSW index is built once, after the rows).
+//! 2. Measures ingestion through the service (IngestDocuments with `wait`, local model),
+//!    in chunks per second.
+//! 3. Measures Search (top 10, dense and hybrid) in interleaved rounds through the RAG
+//!    service: uncached (every request a different result-cache key: 256 query texts,
+//!    each request with its own `min_score` below any score) and cached (one request
+//!    repeated); beside the same search run as raw SQL through the platform's pool in
+//!    this process (the service's own store function, given the query's vector, without
+//!    gRPC, auth or embedding).
+//!
+//! Prints one JSON object per measurement for `scripts/bench.sh` to report.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use agentic_platform::auth::{Tokens, roles};
+use agentic_platform::config::{AuthArgs, DatabaseArgs};
+use agentic_platform::db::Pool;
+use agentic_platform::testsuite::Bearer;
+use agentic_proto::rag::v1 as pb;
+use agentic_proto::rag::v1::rag_service_client::RagServiceClient;
+use agentic_rag::embedding::{Embedder, WORDLLAMA_TOKENIZER, WORDLLAMA_WEIGHTS, WordLlama};
+use agentic_rag::model::NewChunk;
+use agentic_rag::store::{self, Queries, Scope};
+use anyhow::Context;
+use clap::Parser;
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use uuid::Uuid;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(
+    name = "agentic-rag-bench",
+    about = "The RAG service's benchmark for make bench"
+)]
+struct Cli {
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: String,
+    /// The RAG service.
+    #[arg(long)]
+    service: String,
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    jwt_secret: String,
+    #[arg(long, env = "EMBEDDING_MODEL_DIR", default_value = ".local/models")]
+    models: std::path::PathBuf,
+    #[arg(long, default_value_t = 100_000)]
+    chunks: usize,
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Searches in flight at once.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+}
+
+/// Words per topic: a chunk talks about one topic, so dense search has structure to find.
+const TOPICS: &[&[&str]] = &[
+    &[
+        "river", "bank", "flood", "bridge", "current", "delta", "fishing", "canoe",
+    ],
+    &[
+        "invoice", "payment", "refund", "customer", "receipt", "discount", "order", "tax",
+    ],
+    &[
+        "router", "wifi", "firmware", "network", "signal", "modem", "password", "outage",
+    ],
+    &[
+        "bread", "flour", "oven", "yeast", "dough", "butter", "pastry", "recipe",
+    ],
+    &[
+        "planet",
+        "orbit",
+        "telescope",
+        "galaxy",
+        "comet",
+        "rocket",
+        "moon",
+        "gravity",
+    ],
+    &[
+        "doctor", "fever", "vaccine", "clinic", "symptom", "therapy", "nurse", "dose",
+    ],
+    &[
+        "court", "contract", "lawyer", "verdict", "appeal", "judge", "statute", "witness",
+    ],
+    &[
+        "guitar",
+        "melody",
+        "concert",
+        "rhythm",
+        "orchestra",
+        "chord",
+        "album",
+        "singer",
+    ],
+    &[
+        "football", "goal", "league", "coach", "stadium", "referee", "season", "striker",
+    ],
+    &[
+        "database", "index", "query", "table", "replica", "backup", "schema", "latency",
+    ],
+];
+const GLUE: &[&str] = &["the", "a", "every", "our", "their", "this"];
+const VERBS: &[&str] = &[
+    "improves", "delays", "needs", "explains", "changes", "protects",
+];
+
+/// splitmix64: the same fixture on every run.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> usize {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)) as usize
+    }
+    fn pick<'a>(&mut self, words: &[&'a str]) -> &'a str {
+        words[self.next() % words.len()]
+    }
+}
+
+/// A sentence of a few clauses on `topic`.
+fn sentence(rng: &mut Rng, topic: usize, n: usize) -> String {
+    let words = TOPICS[topic];
+    (0..3)
+        .map(|_| {
+            format!(
+                "{} {} {} {} {}",
+                rng.pick(GLUE),
+                rng.pick(words),
+                rng.pick(VERBS),
+                rng.pick(GLUE),
+                rng.pick(words)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+        + &format!(" (note {n}).")
+}
+
+type Client = RagServiceClient<InterceptedService<Channel, Bearer>>;
+
+async fn client(addr: &str, token: &str) -> anyhow::Result<Client> {
+    let channel = Channel::from_shared(addr.to_owned())?.connect().await?;
+    Ok(RagServiceClient::new(InterceptedService::new(
+        channel,
+        Bearer::new(Some(token)),
+    )))
+}
+
+fn report(label: &str, round: usize, value: f64, unit: &str, errors: u64) {
+    println!(
+        "{}",
+        serde_json::json!({"label": label, "round": round, "value": value, "unit": unit, "errors": errors})
+    );
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let auth = AuthArgs {
+        jwt_secret: cli.jwt_secret.clone(),
+        jwt_issuer: "agentic".into(),
+        jwt_ttl: 3600,
+    };
+    let tokens = Tokens::new(&auth)?;
+    let tenant = Uuid::now_v7();
+    let (token, _) = tokens.issue("agentic-rag-bench", Some(tenant), roles::ADMIN, None)?;
+    let mut service = client(&cli.service, &token).await?;
+    let model = WordLlama::load(
+        &cli.models.join(WORDLLAMA_WEIGHTS),
+        &cli.models.join(WORDLLAMA_TOKENIZER),
+        256,
+    )?;
+
+    let collection = service
+        .create_collection(pb::CreateCollectionRequest {
+            collection: Some(pb::Collection {
+                name: "bench".into(),
+                slug: format!("bench-{}", &tenant.simple().to_string()[..12]),
+                ..Default::default()
+            }),
+        })
+        .await?
+        .into_inner()
+        .collection
+        .context("collection")?;
+    let collection_id: Uuid = collection.id.parse()?;
+    eprintln!("[rag-bench] writing {} chunks", cli.chunks);
+    let started = Instant::now();
+    fixture(&cli, &model, tenant, collection_id).await?;
+    eprintln!("[rag-bench] fixture ready in {:.0?}", started.elapsed());
+
+    ingest_throughput(&mut service, tenant).await?;
+
+    // Queries: each round robin over many texts, so uncached searches really are.
+    let mut rng = Rng(7);
+    let texts: Vec<String> = (0..256)
+        .map(|i| sentence(&mut rng, i % TOPICS.len(), i))
+        .collect();
+    let vectors = Arc::new(model.embed(&texts).await?);
+    let texts = Arc::new(texts);
+    let pool = Pool::new("bench", &DatabaseArgs::with_url(&cli.database_url));
+    let scope = Scope {
+        tenant,
+        collection: collection_id,
+        metadata: None,
+        documents: None,
+        limit: 10,
+    };
+    for round in 1..=cli.rounds {
+        for (mode, name) in [
+            (pb::SearchMode::Dense, "dense"),
+            (pb::SearchMode::Hybrid, "hybrid"),
+        ] {
+            let hybrid = mode == pb::SearchMode::Hybrid;
+            let raw = {
+                let (pool, scope, texts, vectors) =
+                    (pool.clone(), scope.clone(), texts.clone(), vectors.clone());
+                closed_loop(cli.concurrency, cli.duration, move |i| {
+                    let (pool, mut scope, texts, vectors) =
+                        (pool.clone(), scope.clone(), texts.clone(), vectors.clone());
+                    async move {
+                        let k = i % texts.len();
+                        if hybrid {
+                            scope.limit = 50;
+                        }
+                        let queries = Queries {
+                            dense: Some(&vectors[k]),
+                            lexical: hybrid.then_some(texts[k].as_str()),
+                            ef_search: 40,
+                        };
+                        pool.run(async |conn| store::search(conn, &scope, queries).await)
+                            .await
+                            .is_ok()
+                    }
+                })
+                .await
+            };
+            report(
+                &format!("raw SQL through the pool, {name}"),
+                round,
+                raw.0,
+                "req/s",
+                raw.1,
+            );
+            for (label, repeat) in [("service, uncached", false), ("service, cached", true)] {
+                let (client, texts, collection) =
+                    (service.clone(), texts.clone(), collection.id.clone());
+                let measured = closed_loop(cli.concurrency, cli.duration, move |i| {
+                    let (mut client, texts, collection) =
+                        (client.clone(), texts.clone(), collection.clone());
+                    async move {
+                        let k = if repeat { 0 } else { i % texts.len() };
+                        // Below any score (all are ≥ -1), and its own cache key each call.
+                        let min_score = (!repeat).then(|| -2.0 - (i % 1_000_000) as f32 * 1e-6);
+                        client
+                            .search(pb::SearchRequest {
+                                collection_id: collection,
+                                query: texts[k].clone(),
+                                mode: mode as i32,
+                                top_k: Some(10),
+                                min_score,
+                                ..Default::default()
+                            })
+                            .await
+                            .is_ok_and(|r| r.get_ref().results.len() == 10)
+                    }
+                })
+                .await;
+                report(
+                    &format!("{label} Search, {name}"),
+                    round,
+                    measured.0,
+                    "req/s",
+                    measured.1,
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs `call(i)` from `concurrency` workers for `duration`; requests/s and failures.
+async fn closed_loop<F, Fut>(concurrency: usize, duration: Duration, call: F) -> (f64, u64)
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = bool> + Send,
+{
+    let call = Arc::new(call);
+    let done = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|w| {
+            let (call, done, failed, stop) =
+                (call.clone(), done.clone(), failed.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut i = w;
+                while !stop.load(Ordering::Relaxed) {
+                    if call(i).await {
+                        done.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    i += concurrency;
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(duration).await;
+    stop.store(true, Ordering::Relaxed);
+    for worker in workers {
+        let _ = worker.await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    (
+        done.load(Ordering::Relaxed) as f64 / elapsed,
+        failed.load(Ordering::Relaxed),
+    )
+}
+
+/// Writes the documents and chunks of the search fixture, then builds the index.
+async fn fixture(
+    cli: &Cli,
+    model: &WordLlama,
+    tenant: Uuid,
+    collection: Uuid,
+) -> anyhow::Result<()> {
+    const DOCUMENTS: usize = 100;
+    let mut conn = AsyncPgConnection::establish(&cli.database_url).await?;
+    let documents: Vec<Uuid> = (0..DOCUMENTS).map(|_| Uuid::now_v7()).collect();
+    let values: Vec<String> = documents
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            format!(
+                "('{id}', '{tenant}', '{collection}', 'bench document {i}', '{{\"topic\": \"{}\"}}', 'generated', 'ready')",
+                i % TOPICS.len()
+            )
+        })
+        .collect();
+    conn.batch_execute(&format!(
+        "INSERT INTO rag.documents (id, tenant_id, collection_id, title, metadata, content, status) VALUES {}",
+        values.join(", ")
+    ))
+    .await?;
+    // Rows first, index after: one build is much faster than 100,000 inserts into it.
+    conn.batch_execute("DROP INDEX IF EXISTS rag.chunks_embedding_256_idx")
+        .await?;
+    let mut rng = Rng(1);
+    let per_batch = 5_000;
+    for start in (0..cli.chunks).step_by(per_batch) {
+        let end = (start + per_batch).min(cli.chunks);
+        let texts: Vec<String> = (start..end)
+            .map(|n| sentence(&mut rng, (n / DOCUMENTS) % TOPICS.len(), n))
+            .collect();
+        let vectors = model.embed(&texts).await?;
+        let rows: Vec<NewChunk> = texts
+            .into_iter()
+            .zip(vectors)
+            .enumerate()
+            .map(|(offset, (content, vector))| {
+                let n = start + offset;
+                let document = (n / DOCUMENTS) % DOCUMENTS;
+                NewChunk {
+                    id: Uuid::now_v7(),
+                    tenant_id: tenant,
+                    collection_id: collection,
+                    document_id: documents[document],
+                    ordinal: n as i32,
+                    content,
+                    token_count: 20,
+                    metadata: serde_json::json!({"topic": (document % TOPICS.len()).to_string()}),
+                    dimensions: 256,
+                    embedding: pgvector::Vector::from(vector),
+                }
+            })
+            .collect();
+        store::insert_chunks(&mut conn, &rows).await?;
+    }
+    eprintln!("[rag-bench] building the HNSW index");
+    conn.batch_execute(
+        "SET maintenance_work_mem = '1GB'; \
+         CREATE INDEX chunks_embedding_256_idx ON rag.chunks \
+           USING hnsw ((embedding::vector(256)) vector_cosine_ops) \
+           WITH (m = 16, ef_construction = 64) WHERE dimensions = 256; \
+         ANALYZE rag.chunks; ANALYZE rag.documents",
+    )
+    .await?;
+    Ok(())
+}
+
+/// Chunks per second ingested through the service with the local model.
+async fn ingest_throughput(client: &mut Client, tenant: Uuid) -> anyhow::Result<()> {
+    let collection = client
+        .create_collection(pb::CreateCollectionRequest {
+            collection: Some(pb::Collection {
+                name: "ingest".into(),
+                slug: format!("ingest-{}", &tenant.simple().to_string()[..12]),
+                chunk_size: 64,
+                chunk_overlap: 8,
+                ..Default::default()
+            }),
+        })
+        .await?
+        .into_inner()
+        .collection
+        .context("collection")?;
+    let mut rng = Rng(99);
+    let started = Instant::now();
+    let mut chunks = 0;
+    for call in 0..10 {
+        let documents = (0..20)
+            .map(|d| {
+                let text: Vec<String> = (0..40)
+                    .map(|s| {
+                        sentence(
+                            &mut rng,
+                            (call + d + s) % TOPICS.len(),
+                            call * 10_000 + d * 100 + s,
+                        )
+                    })
+                    .collect();
+                pb::DocumentInput {
+                    title: format!("ingested {call}-{d}"),
+                    text: text.join(" "),
+                    ..Default::default()
+                }
+            })
+            .collect();
+        let mut request = tonic::Request::new(pb::IngestDocumentsRequest {
+            collection_id: collection.id.clone(),
+            documents,
+            wait: true,
+        });
+        request.set_timeout(Duration::from_secs(10));
+        let done = client
+            .ingest_documents(request)
+            .await?
+            .into_inner()
+            .documents;
+        anyhow::ensure!(
+            done.iter()
+                .all(|d| d.status == pb::DocumentStatus::Ready as i32),
+            "ingest did not finish within the call"
+        );
+        chunks += done.iter().map(|d| d.chunk_count as usize).sum::<usize>();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    eprintln!("[rag-bench] ingested {chunks} chunks in {elapsed:.1}s");
+    report(
+        "IngestDocuments with wait, local model",
+        1,
+        chunks as f64 / elapsed,
+        "chunks/s",
+        0,
+    );
+    Ok(())
+}
