@@ -149,6 +149,9 @@ fn sentence(rng: &mut Rng, topic: usize, n: usize) -> String {
         + &format!(" (note {n}).")
 }
 
+/// Numbers the uncached searches of the whole run, so no two share a cache key.
+static UNIQUE: AtomicU64 = AtomicU64::new(0);
+
 type Client = RagServiceClient<InterceptedService<Channel, Bearer>>;
 
 async fn client(addr: &str, token: &str) -> anyhow::Result<Client> {
@@ -263,8 +266,12 @@ async fn main() -> anyhow::Result<()> {
                         (client.clone(), texts.clone(), collection.clone());
                     async move {
                         let k = if repeat { 0 } else { i % texts.len() };
-                        // Below any score (all are ≥ -1), and its own cache key each call.
-                        let min_score = (!repeat).then(|| -2.0 - (i % 1_000_000) as f32 * 1e-6);
+                        // Below any score (all are ≥ -1), and a cache key of its own in
+                        // the whole run (f32 tells a million of them apart).
+                        let min_score = (!repeat).then(|| {
+                            let n = UNIQUE.fetch_add(1, Ordering::Relaxed) % 1_000_000;
+                            -2.0 - n as f32 * 1e-6
+                        });
                         client
                             .search(pb::SearchRequest {
                                 collection_id: collection,
