@@ -52,21 +52,6 @@ fn documents(prefix: &str, count: usize, paragraphs: usize) -> Vec<pb::DocumentI
         .collect()
 }
 
-#[derive(diesel::QueryableByName)]
-struct Count {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    n: i64,
-}
-
-async fn count(db: &TestDatabase, sql: &str) -> i64 {
-    use diesel_async::RunQueryDsl;
-    let rows: Vec<Count> = diesel::sql_query(sql)
-        .load(&mut db.connect().await)
-        .await
-        .expect(sql);
-    rows[0].n
-}
-
 /// Counts INSERT statements on rag.chunks in the test's database (a statement trigger).
 async fn count_chunk_inserts(db: &TestDatabase) {
     db.execute(
@@ -107,14 +92,12 @@ async fn five_hundred_chunks_take_ten_calls_three_at_most_in_flight_and_one_inse
     assert!(most <= 3, "at most 3 calls in flight, saw {most}");
     assert!(most >= 2, "calls overlap, saw {most}");
     assert_eq!(
-        count(&db, "SELECT count(*) AS n FROM public.chunk_inserts").await,
+        db.count("SELECT count(*) AS n FROM public.chunk_inserts")
+            .await,
         1,
         "one INSERT for 500 rows"
     );
-    assert_eq!(
-        count(&db, "SELECT count(*) AS n FROM rag.chunks").await,
-        500
-    );
+    assert_eq!(db.count("SELECT count(*) AS n FROM rag.chunks").await, 500);
 
     // The same texts again, as new documents: every vector comes from the cache.
     let again = ingest_and_wait(&mut client, &collection.id, documents("first", 10, 50)).await;
@@ -126,15 +109,19 @@ async fn five_hundred_chunks_take_ten_calls_three_at_most_in_flight_and_one_inse
     assert_eq!(server.calls(), 10, "no provider call for cached texts");
 
     // 1,200 new chunks in one claim: 24 calls, and rows written 1,000 per statement.
-    let inserts_before = count(&db, "SELECT count(*) AS n FROM public.chunk_inserts").await;
+    let inserts_before = db
+        .count("SELECT count(*) AS n FROM public.chunk_inserts")
+        .await;
     let big = ingest_and_wait(&mut client, &collection.id, documents("second", 24, 50)).await;
     assert!(
         big.iter()
             .all(|d| d.status == pb::DocumentStatus::Ready as i32)
     );
     assert_eq!(server.calls(), 10 + 24);
-    let inserts =
-        count(&db, "SELECT count(*) AS n FROM public.chunk_inserts").await - inserts_before;
+    let inserts = db
+        .count("SELECT count(*) AS n FROM public.chunk_inserts")
+        .await
+        - inserts_before;
     assert_eq!(inserts, 2, "⌈1200 / 1000⌉ INSERT statements");
     assert!(server.state.most_in_flight.load(Ordering::SeqCst) <= 3);
 
@@ -193,14 +180,12 @@ async fn provider_errors_fail_their_documents_with_the_reason_and_no_chunks() {
         poisoned.error
     );
     assert_eq!(poisoned.chunk_count, 0);
-    let left = count(
-        &db,
-        &format!(
+    let left = db
+        .count(&format!(
             "SELECT count(*) AS n FROM rag.chunks WHERE document_id = '{}'",
             poisoned.id
-        ),
-    )
-    .await;
+        ))
+        .await;
     assert_eq!(left, 0, "no chunk left behind");
 
     // A server that keeps answering 503: retried, then failed with the reason.
@@ -210,14 +195,12 @@ async fn provider_errors_fail_their_documents_with_the_reason_and_no_chunks() {
     assert_eq!(done[0].status, pb::DocumentStatus::Failed as i32);
     assert!(done[0].error.contains("503"), "{}", done[0].error);
     assert_eq!(server.calls() - calls, 2, "one try and one retry");
-    let left = count(
-        &db,
-        &format!(
+    let left = db
+        .count(&format!(
             "SELECT count(*) AS n FROM rag.chunks WHERE document_id = '{}'",
             done[0].id
-        ),
-    )
-    .await;
+        ))
+        .await;
     assert_eq!(left, 0);
 
     // Search with the provider down is UNAVAILABLE, quickly, not a hang.

@@ -1,7 +1,9 @@
 //! The RAG service end to end: ingestion through the queue workers, dense, lexical and
 //! hybrid search over real pgvector, filters, deletion, and the search cache.
 
-use agentic_e2e::rag::{RagHarness, create_collection, document, ingest_ready, rag_admin};
+use agentic_e2e::rag::{
+    RagClient, RagHarness, create_collection, document, ingest_ready, rag_admin,
+};
 use agentic_proto::rag::v1 as pb;
 use prost_types::{Struct, Value, value::Kind};
 
@@ -83,6 +85,22 @@ fn metadata(pairs: &[(&str, &str)]) -> Struct {
     }
 }
 
+/// Ingests [`CORPUS`], each document tagged `topic: even|odd` by its position.
+async fn ingest_corpus(client: &mut RagClient, collection: &str) -> Vec<pb::Document> {
+    let inputs = CORPUS
+        .iter()
+        .enumerate()
+        .map(|(i, (title, text))| pb::DocumentInput {
+            metadata: Some(metadata(&[(
+                "topic",
+                if i % 2 == 0 { "even" } else { "odd" },
+            )])),
+            ..document(title, text)
+        })
+        .collect();
+    ingest_ready(client, collection, inputs).await
+}
+
 fn search(collection: &str, query: &str, mode: pb::SearchMode) -> pb::SearchRequest {
     pb::SearchRequest {
         collection_id: collection.to_owned(),
@@ -114,18 +132,7 @@ async fn search_finds_paraphrases_dense_rare_terms_lexical_and_hybrid_both() {
     let harness = RagHarness::start().await;
     let (_, mut client) = rag_admin(&harness.service).await;
     let collection = create_collection(&mut client, "labelled", 256, 32).await;
-    let inputs = CORPUS
-        .iter()
-        .enumerate()
-        .map(|(i, (title, text))| pb::DocumentInput {
-            metadata: Some(metadata(&[(
-                "topic",
-                if i % 2 == 0 { "even" } else { "odd" },
-            )])),
-            ..document(title, text)
-        })
-        .collect();
-    let documents = ingest_ready(&mut client, &collection.id, inputs).await;
+    let documents = ingest_corpus(&mut client, &collection.id).await;
     assert!(documents.iter().all(|d| d.chunk_count == 1));
 
     // Hits at rank 1 per mode, over paraphrases and rare terms together.
@@ -171,18 +178,7 @@ async fn filters_keep_only_matching_documents_and_delete_drops_results_at_once()
     let harness = RagHarness::start().await;
     let (_, mut client) = rag_admin(&harness.service).await;
     let collection = create_collection(&mut client, "filtered", 256, 32).await;
-    let inputs = CORPUS
-        .iter()
-        .enumerate()
-        .map(|(i, (title, text))| pb::DocumentInput {
-            metadata: Some(metadata(&[(
-                "topic",
-                if i % 2 == 0 { "even" } else { "odd" },
-            )])),
-            ..document(title, text)
-        })
-        .collect();
-    let documents = ingest_ready(&mut client, &collection.id, inputs).await;
+    let documents = ingest_corpus(&mut client, &collection.id).await;
 
     // The metadata filter keeps only the odd documents, whatever the query prefers.
     let mut request = search(
@@ -277,30 +273,14 @@ async fn filters_keep_only_matching_documents_and_delete_drops_results_at_once()
         !after.contains(&"Router troubleshooting".to_owned()),
         "{after:?}"
     );
-    let chunks: i64 = count(
-        &harness,
-        &format!(
+    let chunks: i64 = harness
+        .db
+        .count(&format!(
             "SELECT count(*) AS n FROM rag.chunks WHERE document_id = '{}'",
             documents[3].id
-        ),
-    )
-    .await;
+        ))
+        .await;
     assert_eq!(chunks, 0, "its chunks are gone");
-}
-
-/// A count from the test's own connection.
-async fn count(harness: &RagHarness, sql: &str) -> i64 {
-    use diesel_async::RunQueryDsl;
-    #[derive(diesel::QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
-    let rows: Vec<Count> = diesel::sql_query(sql)
-        .load(&mut harness.db.connect().await)
-        .await
-        .expect(sql);
-    rows[0].n
 }
 
 #[tokio::test]
@@ -333,9 +313,15 @@ async fn documents_are_read_listed_by_status_and_ingested_once_per_client_id() {
         again.iter().map(|d| &d.id).collect::<Vec<_>>(),
         first.iter().map(|d| &d.id).collect::<Vec<_>>()
     );
-    let stored = count(&harness, "SELECT count(*) AS n FROM rag.documents").await;
+    let stored = harness
+        .db
+        .count("SELECT count(*) AS n FROM rag.documents")
+        .await;
     assert_eq!(stored, 2);
-    let chunk_rows = count(&harness, "SELECT count(*) AS n FROM rag.chunks").await;
+    let chunk_rows = harness
+        .db
+        .count("SELECT count(*) AS n FROM rag.chunks")
+        .await;
     assert_eq!(
         chunk_rows,
         (first[0].chunk_count + first[1].chunk_count) as i64
@@ -420,6 +406,9 @@ async fn documents_are_read_listed_by_status_and_ingested_once_per_client_id() {
             .iter()
             .all(|d| d.status == pb::DocumentStatus::Ready as i32)
     );
-    let stored = count(&harness, "SELECT count(*) AS n FROM rag.documents").await;
+    let stored = harness
+        .db
+        .count("SELECT count(*) AS n FROM rag.documents")
+        .await;
     assert_eq!(stored, 17);
 }

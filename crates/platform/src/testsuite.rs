@@ -99,6 +99,13 @@ struct PlanRow {
     line: String,
 }
 
+/// A raw query's single bigint column named `n`.
+#[derive(diesel::QueryableByName)]
+struct CountRow {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
 /// One bytea column of a raw query's rows.
 #[derive(diesel::QueryableByName)]
 struct BytesRow {
@@ -133,6 +140,20 @@ impl TestDatabase {
             .map(|row| row.line)
             .collect::<Vec<_>>()
             .join("\n")
+    }
+
+    /// The value of a query returning one row with a bigint column named `n`
+    /// (`SELECT count(*) AS n FROM …`).
+    pub async fn count(&self, sql: &str) -> i64 {
+        use diesel_async::RunQueryDsl;
+        let rows: Vec<CountRow> = diesel::sql_query(sql)
+            .load(&mut self.connect().await)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        match rows.as_slice() {
+            [row, ..] => row.n,
+            [] => panic!("{sql}: no row"),
+        }
     }
 
     /// The rows of a query returning one bytea column named `value`.

@@ -58,20 +58,6 @@ async fn start(db: &TestDatabase) -> ServiceProcess {
 }
 
 #[derive(diesel::QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
-async fn count(db: &TestDatabase, sql: &str) -> i64 {
-    let rows: Vec<Count> = diesel::sql_query(sql)
-        .load(&mut db.connect().await)
-        .await
-        .expect(sql);
-    rows[0].n
-}
-
-#[derive(diesel::QueryableByName)]
 struct Stored {
     #[diesel(sql_type = SqlUuid)]
     id: Uuid,
@@ -141,7 +127,7 @@ async fn a_killed_worker_loses_no_document_and_duplicates_no_chunk() {
     let ready = "SELECT count(*) AS n FROM rag.documents WHERE status = 'ready'";
     let mut done = 0;
     for _ in 0..600 {
-        done = count(&db, ready).await;
+        done = db.count(ready).await;
         if done >= 8 {
             break;
         }
@@ -152,17 +138,15 @@ async fn a_killed_worker_loses_no_document_and_duplicates_no_chunk() {
         (8..DOCUMENTS as i64).contains(&done),
         "killed mid-ingest ({done} of {DOCUMENTS} ready)"
     );
-    let at_kill = count(&db, ready).await;
+    let at_kill = db.count(ready).await;
     println!("killed with {at_kill} of {DOCUMENTS} documents ready");
 
     let process = start(&db).await;
     let mut finished = 0;
     for _ in 0..1200 {
-        finished = count(
-            &db,
-            "SELECT count(*) AS n FROM rag.documents WHERE status <> 'pending'",
-        )
-        .await;
+        finished = db
+            .count("SELECT count(*) AS n FROM rag.documents WHERE status <> 'pending'")
+            .await;
         if finished == DOCUMENTS as i64 {
             break;
         }
@@ -206,11 +190,9 @@ async fn a_killed_worker_loses_no_document_and_duplicates_no_chunk() {
         );
     }
     // Documents the killed process was working on were taken again, not lost.
-    let retried = count(
-        &db,
-        "SELECT count(*) AS n FROM rag.document_attempts WHERE attempts >= 2",
-    )
-    .await;
+    let retried = db
+        .count("SELECT count(*) AS n FROM rag.document_attempts WHERE attempts >= 2")
+        .await;
     assert!(
         retried >= 1,
         "some document was mid-work when the process died"
