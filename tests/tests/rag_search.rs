@@ -412,3 +412,87 @@ async fn documents_are_read_listed_by_status_and_ingested_once_per_client_id() {
         .await;
     assert_eq!(stored, 17);
 }
+
+#[tokio::test]
+async fn documents_are_read_through_the_cache_and_fresh_after_every_change() {
+    let harness = RagHarness::start().await;
+    let (_, mut client) = rag_admin(&harness.service).await;
+    let collection = create_collection(&mut client, "cached-docs", 64, 8).await;
+    let hits = || async {
+        let (_, page) = harness.service.admin_get("/metrics").await;
+        agentic_e2e::metric_sum(
+            &page,
+            "cache_requests_total",
+            &["kind=\"document\"", "result=\"hit\""],
+        )
+    };
+    let get = |client: &mut RagClient, id: String| {
+        let mut client = client.clone();
+        async move {
+            client
+                .get_document(pb::GetDocumentRequest { id })
+                .await
+                .map(|r| r.into_inner().document.expect("document"))
+        }
+    };
+
+    // Read at once after queueing (most likely still pending, and cached so): the
+    // worker's status change must reach the reader, not wait out the TTL.
+    let queued = client
+        .ingest_documents(pb::IngestDocumentsRequest {
+            collection_id: collection.id.clone(),
+            documents: (0..20)
+                .map(|i| document(&format!("doc {i}"), &format!("Text number {i}.")))
+                .collect(),
+            wait: false,
+        })
+        .await
+        .expect("ingest")
+        .into_inner()
+        .documents;
+    let last = queued.last().expect("queued").id.clone();
+    let first_read = get(&mut client, last.clone()).await.expect("get");
+    let mut status = first_read.status;
+    for _ in 0..100 {
+        if status == pb::DocumentStatus::Ready as i32 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        status = get(&mut client, last.clone()).await.expect("get").status;
+    }
+    assert_eq!(
+        status,
+        pb::DocumentStatus::Ready as i32,
+        "seen READY through the cache"
+    );
+
+    // A repeat is a cache hit.
+    let before = hits().await;
+    let again = get(&mut client, last.clone()).await.expect("get");
+    assert_eq!(again.status, pb::DocumentStatus::Ready as i32);
+    assert!(hits().await > before, "served by the cache");
+
+    // Deleting the document, or its whole collection, is seen at once.
+    client
+        .delete_document(pb::DeleteDocumentRequest { id: last.clone() })
+        .await
+        .expect("delete");
+    let gone = get(&mut client, last).await.unwrap_err();
+    assert_eq!(gone.code(), tonic::Code::NotFound);
+    let other = queued[0].id.clone();
+    get(&mut client, other.clone())
+        .await
+        .expect("cached before the collection goes");
+    client
+        .delete_collection(pb::DeleteCollectionRequest {
+            id: collection.id.clone(),
+        })
+        .await
+        .expect("delete collection");
+    let gone = get(&mut client, other).await.unwrap_err();
+    assert_eq!(
+        gone.code(),
+        tonic::Code::NotFound,
+        "the collection took it along"
+    );
+}

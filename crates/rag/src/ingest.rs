@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentic_platform::cache::Cache;
+use agentic_platform::cache::{Cache, CacheKind, TenantKey};
 use agentic_platform::config::EmbeddingArgs;
 use agentic_platform::db::Pool;
 use agentic_platform::error::{Error, Result};
@@ -35,6 +35,8 @@ const ERROR_BACKOFF: Duration = Duration::from_secs(1);
 pub struct Ingestor {
     pool: Pool,
     cache: Cache,
+    /// Cached documents, dropped when their status changes.
+    document_kind: CacheKind,
     embeddings: CachedEmbedder,
     /// Woken when this process queues documents.
     queued: Notify,
@@ -53,10 +55,17 @@ struct Pieces {
 }
 
 impl Ingestor {
-    pub fn new(pool: Pool, cache: Cache, embeddings: CachedEmbedder, args: &EmbeddingArgs) -> Self {
+    pub fn new(
+        pool: Pool,
+        cache: Cache,
+        document_kind: CacheKind,
+        embeddings: CachedEmbedder,
+        args: &EmbeddingArgs,
+    ) -> Self {
         Self {
             pool,
             cache,
+            document_kind,
             embeddings,
             queued: Notify::new(),
             finished: Notify::new(),
@@ -103,7 +112,7 @@ impl Ingestor {
     pub async fn process_batch(&self) -> Result<usize> {
         let mut conn = self.pool.get().await?;
         let conn: &mut AsyncPgConnection = &mut conn;
-        let collections = conn
+        let outcome = conn
             .transaction::<_, Error, _>(async |conn| {
                 conn.batch_execute(&format!(
                     "SET LOCAL statement_timeout = '{WORKER_STATEMENT_TIMEOUT}'"
@@ -113,20 +122,29 @@ impl Ingestor {
                 if claimed.is_empty() {
                     return Ok((Vec::new(), 0));
                 }
-                let collections: Vec<Uuid> = claimed.iter().map(|d| d.collection_id).collect();
+                let documents: Vec<(Uuid, Uuid, Uuid)> = claimed
+                    .iter()
+                    .map(|d| (d.tenant_id, d.collection_id, d.id))
+                    .collect();
                 let failed = self.settle(conn, claimed).await?;
-                Ok((collections, failed))
+                Ok((documents, failed))
             })
             .await?;
-        let (collections, failed) = collections;
-        let settled = collections.len();
+        let (documents, failed) = outcome;
+        let settled = documents.len();
         if settled > 0 {
             metrics::counter!("rag_ingested_documents_total", "status" => "ready")
                 .increment((settled - failed) as u64);
             metrics::counter!("rag_ingested_documents_total", "status" => "failed")
                 .increment(failed as u64);
             self.finished.notify_waiters();
-            self.forget_searches(collections).await;
+            let changed: Vec<_> = documents
+                .iter()
+                .map(|(tenant, _, id)| (&self.document_kind, TenantKey(*tenant, *id)))
+                .collect();
+            self.cache.invalidate(&changed).await;
+            self.forget_searches(documents.iter().map(|(_, c, _)| *c).collect())
+                .await;
         }
         Ok(settled)
     }

@@ -26,6 +26,11 @@ pub mod kinds {
     pub const EMBEDDING: KindSpec = KindSpec::new("embedding")
         .ttl_of("embeddings")
         .default_ttl(3600);
+    /// Documents by id, in a namespace per tenant: deleting a collection drops all of
+    /// the tenant's at once (its documents went with it).
+    pub const DOCUMENT: KindSpec = KindSpec::new("document")
+        .default_ttl(300)
+        .in_namespace(crate::service::DOCUMENT_NAMESPACE);
     /// Search results, in a namespace per collection: any change to it drops them all.
     pub const SEARCH: KindSpec = KindSpec::new("rag_search")
         .default_ttl(300)
@@ -43,7 +48,12 @@ impl ServiceType for RagApp {
         admin_port: 9154,
     };
     const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/rag");
-    const CACHE_KINDS: &'static [KindSpec] = &[kinds::COLLECTION, kinds::EMBEDDING, kinds::SEARCH];
+    const CACHE_KINDS: &'static [KindSpec] = &[
+        kinds::COLLECTION,
+        kinds::DOCUMENT,
+        kinds::EMBEDDING,
+        kinds::SEARCH,
+    ];
 
     fn services(context: &Context, services: &mut Services) -> Result<()> {
         let service = service::RagService::new(context)?;

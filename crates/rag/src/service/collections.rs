@@ -191,5 +191,6 @@ pub(super) async fn delete(
         .invalidate(&[(&service.collection_kind, TenantKey(tenant, id.to_string()))])
         .await;
     super::forget_searches(&service.cache, id).await;
+    super::forget_documents(&service.cache, tenant).await;
     Ok(Response::new(pb::DeleteCollectionResponse {}))
 }

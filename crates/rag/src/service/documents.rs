@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use agentic_platform::auth::Caller;
+use agentic_platform::cache::{Cache, TenantKey};
 use agentic_platform::deadline;
 use agentic_platform::error::{Error, Result};
 use agentic_platform::validate::{self, Violations};
@@ -20,6 +21,15 @@ use uuid::Uuid;
 use super::RagService;
 use crate::model::{DocumentRow, DocumentSummary, Status as DocStatus};
 use crate::store;
+
+/// The cache namespace of documents: one generation per tenant.
+pub const DOCUMENT_NAMESPACE: &str = "rag_documents";
+
+/// Drops every cached document of `tenant`, on every replica, in O(1) (after a
+/// collection, and so its documents, went).
+pub async fn forget_documents(cache: &Cache, tenant: Uuid) {
+    cache.invalidate_tenant(DOCUMENT_NAMESPACE, tenant).await;
+}
 
 /// Documents in one call, or in one message of a stream.
 pub const MAX_DOCUMENTS: usize = 100;
@@ -264,12 +274,18 @@ pub(super) async fn get(
     let tenant = Caller::of(&request)?.tenant()?;
     let id = validate::id("id", &request.get_ref().id)?;
     let document = service
-        .pool
-        .run(async |conn| store::find_document(conn, tenant, id).await)
+        .cache
+        .get_or_load(&service.document_kind, TenantKey(tenant, id), || {
+            service.pool.run(async |conn| {
+                Ok(store::find_document(conn, tenant, id)
+                    .await?
+                    .map(pb::Document::from))
+            })
+        })
         .await?
         .ok_or(Error::NotFound("document"))?;
     Ok(Response::new(pb::GetDocumentResponse {
-        document: Some(document.into()),
+        document: Some(document),
     }))
 }
 
@@ -321,6 +337,10 @@ pub(super) async fn delete(
         .pool
         .run(async |conn| store::delete_document(conn, tenant, id).await)
         .await?;
+    service
+        .cache
+        .invalidate(&[(&service.document_kind, TenantKey(tenant, id))])
+        .await;
     super::forget_searches(&service.cache, collection).await;
     Ok(Response::new(pb::DeleteDocumentResponse {}))
 }

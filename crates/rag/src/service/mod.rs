@@ -19,6 +19,7 @@ use agentic_proto::rag::v1::rag_service_server::RagService as Api;
 use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
+pub use documents::{DOCUMENT_NAMESPACE, forget_documents};
 pub use documents::{MAX_DOCUMENTS, MAX_TEXT_BYTES};
 pub use search::{SEARCH_NAMESPACE, forget_searches};
 
@@ -31,6 +32,7 @@ pub struct RagService {
     cache: Cache,
     pages: PageTokens,
     collection_kind: CacheKind,
+    document_kind: CacheKind,
     search_kind: CacheKind,
     embedder: Arc<dyn Embedder>,
     embeddings: CachedEmbedder,
@@ -49,6 +51,7 @@ impl RagService {
         let ingestor = Arc::new(Ingestor::new(
             context.pool.clone(),
             context.cache.clone(),
+            context.cache.kind(&kinds::DOCUMENT),
             embeddings.clone(),
             &context.embedding,
         ));
@@ -57,6 +60,7 @@ impl RagService {
             cache: context.cache.clone(),
             pages: context.pages.clone(),
             collection_kind: context.cache.kind(&kinds::COLLECTION),
+            document_kind: context.cache.kind(&kinds::DOCUMENT),
             search_kind: context.cache.kind(&kinds::SEARCH),
             embedder,
             embeddings,
