@@ -496,3 +496,50 @@ async fn documents_are_read_through_the_cache_and_fresh_after_every_change() {
         "the collection took it along"
     );
 }
+
+#[tokio::test]
+async fn a_document_whose_workers_kept_dying_fails_after_its_attempts() {
+    let harness = RagHarness::start().await;
+    let (tenant, mut client) = rag_admin(&harness.service).await;
+    let collection = create_collection(&mut client, "attempts", 64, 8).await;
+    // As if three workers had taken it and died: its attempts are used up.
+    let id = uuid::Uuid::now_v7();
+    harness
+        .db
+        .execute(&format!(
+            "INSERT INTO rag.documents (id, tenant_id, collection_id, title, content) \
+             VALUES ('{id}', '{tenant}', '{}', 'cursed', 'Some text.'); \
+             INSERT INTO rag.document_attempts (document_id, attempts) VALUES ('{id}', 3);",
+            collection.id
+        ))
+        .await;
+    let mut document = None;
+    for _ in 0..100 {
+        let got = client
+            .get_document(pb::GetDocumentRequest { id: id.to_string() })
+            .await
+            .expect("get")
+            .into_inner()
+            .document
+            .expect("document");
+        if got.status != pb::DocumentStatus::Pending as i32 {
+            document = Some(got);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let document = document.expect("a worker settled it");
+    assert_eq!(document.status, pb::DocumentStatus::Failed as i32);
+    assert!(
+        document.error.contains("gave up after 3 attempts"),
+        "{}",
+        document.error
+    );
+    let chunks = harness
+        .db
+        .count(&format!(
+            "SELECT count(*) AS n FROM rag.chunks WHERE document_id = '{id}'"
+        ))
+        .await;
+    assert_eq!(chunks, 0);
+}

@@ -163,7 +163,7 @@ impl Ingestor {
             .map(|(id, _)| *id)
             .collect();
         let reason = format!(
-            "gave up after {} attempts: the process working on it stopped each time",
+            "gave up after {} attempts: its worker stopped or failed each time",
             self.max_attempts
         );
         store::mark_failed(conn, &exhausted, &reason).await?;
