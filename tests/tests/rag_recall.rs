@@ -177,6 +177,41 @@ async fn hnsw_recall_at_ten_against_an_exact_scan() {
         println!("HNSW recall@{TOP_K} over {ROWS} vectors, {label}: {recall:.3} (goal ≥ {floor})");
         assert!(recall >= floor, "{label}: recall {recall:.3} < {floor}");
     }
+    // ef_search is per request, whatever the pooled connection had before: alternating
+    // a narrow and a wide candidate list, the wide one finds more of the true neighbours.
+    let (mut narrow, mut wide) = (0, 0);
+    for query in &queries {
+        for (ef_search, found) in [(10, &mut narrow), (400, &mut wide)] {
+            let results = client
+                .search(pb::SearchRequest {
+                    collection_id: collection.id.clone(),
+                    query_vector: query.clone(),
+                    top_k: Some(TOP_K as i32),
+                    ef_search: Some(ef_search),
+                    ..Default::default()
+                })
+                .await
+                .expect("search")
+                .into_inner()
+                .results;
+            let got: HashSet<Uuid> = results
+                .iter()
+                .map(|r| r.chunk_id.parse().expect("uuid"))
+                .collect();
+            *found += exact(&rows, query, None)
+                .iter()
+                .filter(|id| got.contains(id))
+                .count();
+        }
+    }
+    let total = (QUERIES * TOP_K) as f64;
+    let (narrow, wide) = (narrow as f64 / total, wide as f64 / total);
+    println!("recall@{TOP_K} with ef_search 10: {narrow:.3}, with 400: {wide:.3}");
+    assert!(
+        wide >= 0.98 && wide > narrow,
+        "ef_search 10: {narrow:.3}, 400: {wide:.3}"
+    );
+
     // The index served them: the plan of an unfiltered search uses it.
     let literal: Vec<String> = queries[0].iter().map(f32::to_string).collect();
     let sql = agentic_rag::store::dense_sql(256)

@@ -31,6 +31,8 @@ pub struct PgConn {
     abandoned: bool,
     /// The pool's outage count when this connection was last proven alive.
     checked_in_outage: u64,
+    /// Session settings a service asked for with [`PgConn::set_session`], as they are now.
+    settings: Vec<(&'static str, String)>,
 }
 
 impl Deref for PgConn {
@@ -58,6 +60,43 @@ impl PgConn {
         let result = self.conn.batch_execute(sql).await;
         self.counting.store(true, Ordering::Relaxed);
         result
+    }
+
+    /// Makes the session's `settings` (`SET name = value`) what they are asked to be,
+    /// sending only those that differ, in one round trip; not counted as application
+    /// queries. For settings a service's queries depend on (pgvector's
+    /// `hnsw.ef_search`), so that such a query needs no transaction of its own to
+    /// `SET LOCAL` them. Values are plain words or numbers.
+    pub async fn set_session(&mut self, settings: &[(&'static str, &str)]) -> Result<()> {
+        let plain = |text: &str| {
+            !text.is_empty()
+                && text
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+        };
+        let mut sql = String::new();
+        for (name, value) in settings {
+            if !plain(name) || !plain(value) {
+                return Err(Error::internal(format!(
+                    "session setting {name:?} = {value:?} is not a plain word"
+                )));
+            }
+            let current = self.settings.iter().find(|(n, _)| n == name);
+            if current.is_none_or(|(_, v)| v != value) {
+                sql.push_str(&format!("SET {name} = '{value}'; "));
+            }
+        }
+        if sql.is_empty() {
+            return Ok(());
+        }
+        self.execute_uncounted(&sql).await.map_err(Error::from)?;
+        for (name, value) in settings {
+            match self.settings.iter_mut().find(|(n, _)| n == name) {
+                Some((_, v)) => *v = (*value).to_owned(),
+                None => self.settings.push((name, (*value).to_owned())),
+            }
+        }
+        Ok(())
     }
 
     /// The `statement_timeout` the server enforces on this connection.
@@ -132,6 +171,7 @@ impl Manager {
             counting,
             abandoned: false,
             checked_in_outage: self.outages.load(Ordering::Relaxed),
+            settings: Vec::new(),
         })
     }
 }

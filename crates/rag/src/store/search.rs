@@ -5,13 +5,14 @@
 //! Vectors are stored unit-length, so ordering by cosine distance also orders by inner
 //! product and by L2 distance; one cosine index per dimension count serves every
 //! collection. Filtered vector scans keep their recall through pgvector's iterative
-//! index scans (`hnsw.iterative_scan = relaxed_order`); the outer query restores the
-//! exact order.
+//! index scans (`hnsw.iterative_scan = relaxed_order`, a session setting of the
+//! connection); the outer query restores the exact order.
 
-use agentic_platform::error::{Error, Result};
+use agentic_platform::db::PgConn;
+use agentic_platform::error::Result;
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Float8, Int4, Jsonb, Nullable, Text, Uuid as SqlUuid};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 /// Where a search looks and what it keeps.
@@ -94,39 +95,34 @@ pub struct Queries<'a> {
 }
 
 /// Runs `queries` on one connection: the dense and lexical hits, in their own order.
-/// A dense query runs in a transaction whose HNSW settings are this search's own.
+/// The connection's HNSW settings are made this search's first; they stay with the
+/// connection, so the next search with the same ones sends no SET (a dense search is one
+/// round trip).
 pub async fn search(
-    conn: &mut AsyncPgConnection,
+    conn: &mut PgConn,
     scope: &Scope,
     queries: Queries<'_>,
 ) -> Result<(Vec<Hit>, Vec<Hit>)> {
-    let Some(vector) = queries.dense else {
-        let lexical_hits = match queries.lexical {
-            Some(text) => lexical(conn, scope, text).await?,
-            None => Vec::new(),
-        };
-        return Ok((Vec::new(), lexical_hits));
+    let dense_hits = match queries.dense {
+        Some(vector) => {
+            conn.set_session(&[
+                ("hnsw.ef_search", &queries.ef_search.to_string()),
+                ("hnsw.iterative_scan", "relaxed_order"),
+            ])
+            .await?;
+            dense(conn, scope, vector).await?
+        }
+        None => Vec::new(),
     };
-    let ef_search = queries.ef_search;
-    conn.transaction::<_, Error, _>(async |conn| {
-        // Integers only, so formatting is safe; SET takes no bind parameters.
-        conn.batch_execute(&format!(
-            "SET LOCAL hnsw.ef_search = {ef_search}; \
-             SET LOCAL hnsw.iterative_scan = relaxed_order"
-        ))
-        .await?;
-        let dense_hits = dense(conn, scope, vector).await?;
-        let lexical_hits = match queries.lexical {
-            Some(text) => lexical(conn, scope, text).await?,
-            None => Vec::new(),
-        };
-        Ok((dense_hits, lexical_hits))
-    })
-    .await
+    let lexical_hits = match queries.lexical {
+        Some(text) => lexical(conn, scope, text).await?,
+        None => Vec::new(),
+    };
+    Ok((dense_hits, lexical_hits))
 }
 
 /// The chunks nearest `vector` (of the collection's dimensions); score = cosine distance.
-/// Without [`search`]'s settings, pgvector's defaults apply.
+/// Without [`search`]'s settings, the connection's apply.
 pub async fn dense(
     conn: &mut AsyncPgConnection,
     scope: &Scope,
