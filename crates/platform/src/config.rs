@@ -93,9 +93,10 @@ pub struct CacheArgs {
     #[arg(long, env = "CACHE_STALE_TTL", default_value_t = 300)]
     pub cache_stale_ttl: u64,
 
-    /// Entries held in the in-process level.
-    #[arg(long, env = "CACHE_L1_CAPACITY", default_value_t = 100_000)]
-    pub cache_l1_capacity: u64,
+    /// MiB the in-process level may hold (keys and values weighed by their size, so a
+    /// few large values, such as documents, cannot take the process's memory).
+    #[arg(long, env = "CACHE_L1_MAX_MB", default_value_t = 128)]
+    pub cache_l1_max_mb: u64,
 
     /// Milliseconds to wait for Redis before carrying on without it.
     #[arg(long, env = "REDIS_TIMEOUT", default_value_t = 250)]
@@ -116,7 +117,7 @@ impl CacheArgs {
             cache_ttls: BTreeMap::new(),
             cache_negative_ttl: 5,
             cache_stale_ttl: 300,
-            cache_l1_capacity: 100_000,
+            cache_l1_max_mb: 128,
             redis_timeout: 250,
             cache_key_prefix: "agentic".into(),
         }

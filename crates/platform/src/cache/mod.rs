@@ -190,7 +190,8 @@ impl Cache {
                     .ok()
             });
             let l1: L1 = MokaCache::builder()
-                .max_capacity(args.cache_l1_capacity)
+                .max_capacity(args.cache_l1_max_mb.max(1) * 1024 * 1024)
+                .weigher(|key: &String, slot: &Arc<Slot>| slot::weight(key, slot))
                 .expire_after(SlotExpiry)
                 .build_with_hasher(foldhash::fast::RandomState::default());
             let prefix = format!("{}:{namespace}", args.cache_key_prefix);
@@ -584,4 +585,37 @@ pub(crate) fn record_many(
         "result" => result
     )
     .increment(count);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// However many large values are loaded, L1 holds at most `CACHE_L1_MAX_MB`.
+    #[tokio::test]
+    async fn the_in_process_level_is_bounded_by_bytes_not_entries() {
+        let mut args = CacheArgs::with_redis(None);
+        args.cache_l1_max_mb = 1;
+        let cache = Cache::new(&args, "bounded");
+        let kind = cache.kind(&KindSpec::new("blob"));
+        for i in 0..64 {
+            let loaded = cache
+                .get_or_load(&kind, format!("k{i}"), || async {
+                    // prost encodes a `Vec<u8>` as google.protobuf.BytesValue.
+                    Ok(Some(vec![7u8; 64 * 1024]))
+                })
+                .await
+                .expect("load");
+            assert_eq!(loaded.map(|v: Vec<u8>| v.len()), Some(64 * 1024));
+        }
+        let l1 = &cache.inner.as_ref().expect("enabled").l1;
+        l1.run_pending_tasks().await;
+        assert!(
+            l1.weighted_size() <= 1024 * 1024,
+            "{} bytes held",
+            l1.weighted_size()
+        );
+        assert!(l1.entry_count() < 64, "{} entries held", l1.entry_count());
+        assert!(l1.entry_count() >= 8, "it still holds what fits");
+    }
 }

@@ -108,6 +108,14 @@ fn jittered(ttl: Duration) -> Duration {
 }
 
 /// Tells moka how long to keep each slot.
+/// Bytes an L1 entry is counted as: its key and value, plus what the map and the slot
+/// take besides.
+pub(crate) fn weight(key: &str, slot: &Slot) -> u32 {
+    const OVERHEAD: usize = 128;
+    let bytes = key.len() + slot.value().map_or(0, Bytes::len) + OVERHEAD;
+    u32::try_from(bytes).unwrap_or(u32::MAX)
+}
+
 pub(crate) struct SlotExpiry;
 
 impl moka::Expiry<String, Arc<Slot>> for SlotExpiry {
