@@ -107,7 +107,6 @@ fn jittered(ttl: Duration) -> Duration {
     ttl.mul_f64(factor)
 }
 
-/// Tells moka how long to keep each slot.
 /// Bytes an L1 entry is counted as: its key and value, plus what the map and the slot
 /// take besides.
 pub(crate) fn weight(key: &str, slot: &Slot) -> u32 {
@@ -116,6 +115,7 @@ pub(crate) fn weight(key: &str, slot: &Slot) -> u32 {
     u32::try_from(bytes).unwrap_or(u32::MAX)
 }
 
+/// Tells moka how long to keep each slot.
 pub(crate) struct SlotExpiry;
 
 impl moka::Expiry<String, Arc<Slot>> for SlotExpiry {
