@@ -38,8 +38,8 @@ impl<E: Embedder> Embedder for Batched<E> {
         self.inner.dimensions()
     }
 
-    fn supports_dimensions(&self, dimensions: usize) -> bool {
-        self.inner.supports_dimensions(dimensions)
+    fn dimension_choices(&self) -> Vec<usize> {
+        self.inner.dimension_choices()
     }
 
     fn count_tokens(&self, text: &str) -> usize {

@@ -20,15 +20,7 @@ pub struct CachedEmbedder {
 
 /// The cache key of `text` embedded by `model`.
 fn key(model: &str, text: &str) -> String {
-    use std::fmt::Write;
-    let digest = Sha256::digest(text.as_bytes());
-    let mut key = String::with_capacity(model.len() + 1 + 64);
-    key.push_str(model);
-    key.push(':');
-    for byte in digest {
-        let _ = write!(key, "{byte:02x}");
-    }
-    key
+    format!("{model}:{}", crate::hex(&Sha256::digest(text.as_bytes())))
 }
 
 fn to_bytes(vector: &[f32]) -> Bytes {

@@ -16,7 +16,7 @@ use agentic_platform::error::{Error, Result};
 pub use batched::Batched;
 pub use cached::{CachedEmbedder, truncate};
 pub use openai::OpenAi;
-pub use wordllama::{DIMENSIONS as WORDLLAMA_DIMENSIONS, WordLlama};
+pub use wordllama::WordLlama;
 
 /// The local model's files in `EMBEDDING_MODEL_DIR`.
 pub const WORDLLAMA_WEIGHTS: &str = "l2_supercat_256.safetensors";
@@ -62,10 +62,15 @@ pub trait Embedder: Send + Sync {
     /// Dimensions of every vector it returns.
     fn dimensions(&self) -> usize;
 
-    /// Whether a collection may keep `dimensions` leading columns of its vectors (only
-    /// models trained for truncation allow fewer than their own).
+    /// How many leading columns of its vectors a collection may keep, smallest first:
+    /// only models trained for truncation allow fewer than their own.
+    fn dimension_choices(&self) -> Vec<usize> {
+        vec![self.dimensions()]
+    }
+
+    /// Whether `dimensions` is one of [`Embedder::dimension_choices`].
     fn supports_dimensions(&self, dimensions: usize) -> bool {
-        dimensions == self.dimensions()
+        self.dimension_choices().contains(&dimensions)
     }
 
     /// The length of `text` in the model's tokens (what chunk sizes are measured in).

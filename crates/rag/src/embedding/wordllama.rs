@@ -21,7 +21,7 @@ use super::{Embedder, normalize};
 /// The tensor holding the table.
 const TABLE: &str = "embedding.weight";
 /// The dimensions the model is trained to be truncated to.
-pub const DIMENSIONS: [usize; 3] = [64, 128, 256];
+const DIMENSIONS: [usize; 3] = [64, 128, 256];
 
 pub struct WordLlama {
     name: String,
@@ -117,8 +117,11 @@ impl Embedder for WordLlama {
         self.inner.dimensions
     }
 
-    fn supports_dimensions(&self, dimensions: usize) -> bool {
-        DIMENSIONS.contains(&dimensions) && dimensions <= self.inner.dimensions
+    fn dimension_choices(&self) -> Vec<usize> {
+        DIMENSIONS
+            .into_iter()
+            .filter(|d| *d <= self.inner.dimensions)
+            .collect()
     }
 
     fn count_tokens(&self, text: &str) -> usize {

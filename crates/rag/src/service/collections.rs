@@ -12,7 +12,6 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::RagService;
-use crate::embedding::WORDLLAMA_DIMENSIONS;
 use crate::model::{CollectionRow, distance_name};
 use crate::store;
 
@@ -21,17 +20,10 @@ const DEFAULT_CHUNK_OVERLAP: i32 = 32;
 const MIN_CHUNK_SIZE: i32 = 32;
 const MAX_CHUNK_SIZE: i32 = 2048;
 
-/// The dimensions a collection of this service's model may have, for error messages.
-fn dimension_choices(service: &RagService) -> String {
-    let choices: Vec<String> = WORDLLAMA_DIMENSIONS
-        .iter()
-        .chain(std::iter::once(&service.embedder.dimensions()))
-        .filter(|d| service.embedder.supports_dimensions(**d))
-        .map(|d| d.to_string())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    choices.join(", ")
+/// `[64, 128, 256]` as "64, 128, 256".
+fn choices(dimensions: &[usize]) -> String {
+    let names: Vec<String> = dimensions.iter().map(usize::to_string).collect();
+    names.join(", ")
 }
 
 fn new_collection(service: &RagService, tenant: Uuid, c: &pb::Collection) -> Result<CollectionRow> {
@@ -61,7 +53,7 @@ fn new_collection(service: &RagService, tenant: Uuid, c: &pb::Collection) -> Res
             "collection.dimensions",
             format!(
                 "is not available from {model} (it has {})",
-                dimension_choices(service)
+                choices(&service.embedder.dimension_choices())
             ),
         );
     }
