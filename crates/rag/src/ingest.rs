@@ -112,7 +112,7 @@ impl Ingestor {
     pub async fn process_batch(&self) -> Result<usize> {
         let mut conn = self.pool.get().await?;
         let conn: &mut AsyncPgConnection = &mut conn;
-        let outcome = conn
+        let (documents, failed) = conn
             .transaction::<_, Error, _>(async |conn| {
                 conn.batch_execute(&format!(
                     "SET LOCAL statement_timeout = '{WORKER_STATEMENT_TIMEOUT}'"
@@ -130,7 +130,6 @@ impl Ingestor {
                 Ok((documents, failed))
             })
             .await?;
-        let (documents, failed) = outcome;
         let settled = documents.len();
         if settled > 0 {
             metrics::counter!("rag_ingested_documents_total", "status" => "ready")

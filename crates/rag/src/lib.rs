@@ -37,6 +37,16 @@ pub mod kinds {
         .in_namespace(crate::service::SEARCH_NAMESPACE);
 }
 
+/// Lowercase hex of `bytes`: cache keys name content by its SHA-256 digest.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        let _ = write!(out, "{byte:02x}");
+    }
+    out
+}
+
 /// The RAG service, as the platform runs it.
 pub struct RagApp;
 

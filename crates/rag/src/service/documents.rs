@@ -180,13 +180,6 @@ impl RagService {
         }
         Ok(documents)
     }
-
-    /// The caller's collection `field`, or NOT_FOUND.
-    async fn document_collection(&self, tenant: Uuid, field: &str, id: &str) -> Result<Uuid> {
-        let id = validate::id(field, id)?;
-        self.collection(tenant, id).await?;
-        Ok(id)
-    }
 }
 
 fn ingest_response(documents: Vec<DocumentSummary>) -> pb::IngestDocumentsResponse {
@@ -212,8 +205,8 @@ pub(super) async fn ingest(
     let tenant = Caller::of(&request)?.member_tenant()?;
     let message = request.into_inner();
     check_count(&message.documents, 1)?;
-    let collection = service
-        .document_collection(tenant, "collection_id", &message.collection_id)
+    let (collection, _) = service
+        .requested_collection(tenant, &message.collection_id)
         .await?;
     let mut stored = service
         .store_documents(tenant, collection, &message.documents)
@@ -238,13 +231,15 @@ pub(super) async fn ingest_stream(
         let id = match collection {
             Some(id) => id,
             None => {
-                let id = service
-                    .document_collection(tenant, "collection_id", &message.collection_id)
+                let (id, _) = service
+                    .requested_collection(tenant, &message.collection_id)
                     .await?;
                 *collection.insert(id)
             }
         };
-        if !message.collection_id.is_empty() && message.collection_id != id.to_string() {
+        if !message.collection_id.is_empty()
+            && validate::id("collection_id", &message.collection_id)? != id
+        {
             return Err(Error::invalid(
                 "collection_id",
                 "must name the stream's first collection or be empty",
@@ -300,8 +295,8 @@ pub(super) async fn list(
         Ok(status) => DocStatus::from_proto(status),
         Err(_) => return Err(Error::invalid("status", "is not a known status").into()),
     };
-    let collection = service
-        .document_collection(tenant, "collection_id", &message.collection_id)
+    let (collection, _) = service
+        .requested_collection(tenant, &message.collection_id)
         .await?;
     let fingerprint = format!(
         "documents|{collection}|{}",

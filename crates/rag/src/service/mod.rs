@@ -14,6 +14,7 @@ use agentic_platform::db::Pool;
 use agentic_platform::error::{Error, Result};
 use agentic_platform::paging::PageTokens;
 use agentic_platform::service::Context;
+use agentic_platform::validate;
 use agentic_proto::rag::v1 as pb;
 use agentic_proto::rag::v1::rag_service_server::RagService as Api;
 use tonic::{Request, Response, Status, Streaming};
@@ -70,6 +71,13 @@ impl RagService {
 
     pub fn ingestor(&self) -> Arc<Ingestor> {
         self.ingestor.clone()
+    }
+
+    /// The caller's collection a request names in `collection_id`: INVALID_ARGUMENT when
+    /// that is no id, NOT_FOUND when it is not the tenant's.
+    async fn requested_collection(&self, tenant: Uuid, id: &str) -> Result<(Uuid, pb::Collection)> {
+        let id = validate::id("collection_id", id)?;
+        Ok((id, self.collection(tenant, id).await?))
     }
 
     /// The tenant's collection `id` (cached), or NOT_FOUND.

@@ -75,6 +75,7 @@ enum Mode {
 
 /// A search request, checked.
 struct Plan {
+    collection_id: Uuid,
     collection: pb::Collection,
     mode: Mode,
     text: Option<String>,
@@ -111,11 +112,7 @@ impl Plan {
             hasher.update(b"d");
             ids.iter().for_each(|id| hasher.update(id.as_bytes()));
         }
-        hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        crate::hex(&hasher.finalize())
     }
 }
 
@@ -128,7 +125,11 @@ fn mode_of(value: i32) -> Option<Mode> {
 }
 
 /// Checks everything but the collection (NOT_FOUND comes after INVALID_ARGUMENT).
-fn plan(message: &pb::SearchRequest, collection: pb::Collection) -> Result<Plan> {
+fn plan(
+    message: &pb::SearchRequest,
+    collection_id: Uuid,
+    collection: pb::Collection,
+) -> Result<Plan> {
     let mut v = Violations::new();
     let mode = mode_of(message.mode);
     if mode.is_none() {
@@ -211,6 +212,7 @@ fn plan(message: &pb::SearchRequest, collection: pb::Collection) -> Result<Plan>
     };
     v.into_result()?;
     Ok(Plan {
+        collection_id,
         collection,
         mode,
         text,
@@ -225,11 +227,10 @@ fn plan(message: &pb::SearchRequest, collection: pb::Collection) -> Result<Plan>
 
 impl RagService {
     async fn run_search(&self, tenant: Uuid, plan: &Plan) -> Result<pb::SearchResponse> {
-        let collection_id = Uuid::parse_str(&plan.collection.id)
-            .map_err(|_| Error::internal("a stored collection id is not a UUID"))?;
         let dimensions = plan.collection.dimensions as usize;
-        let vector = match (&plan.vector, &plan.text, plan.mode) {
-            (Some(vector), _, _) => Some(vector.clone()),
+        // A text query of a dense or hybrid search is embedded; a vector query is used as
+        // it is.
+        let embedded = match (&plan.vector, &plan.text, plan.mode) {
             (None, Some(text), Mode::Dense | Mode::Hybrid) => {
                 let (mut vectors, _) = self.embeddings.embed(std::slice::from_ref(text)).await?;
                 let vector = vectors
@@ -239,13 +240,14 @@ impl RagService {
             }
             _ => None,
         };
+        let vector = plan.vector.as_deref().or(embedded.as_deref());
         let limit = match plan.mode {
             Mode::Hybrid => HYBRID_CANDIDATES.max(plan.top_k as i64),
             _ => plan.top_k as i64,
         };
         let scope = Scope {
             tenant,
-            collection: collection_id,
+            collection: plan.collection_id,
             metadata: plan.metadata.clone(),
             documents: plan.documents.clone(),
             limit,
@@ -255,7 +257,7 @@ impl RagService {
             Mode::Dense => None,
         };
         let queries = Queries {
-            dense: vector.as_deref(),
+            dense: vector,
             lexical: lexical_text,
             // Hybrid reads more candidates than top_k; the list must hold them.
             ef_search: plan.ef_search.max(limit as i32).min(MAX_EF_SEARCH),
@@ -264,9 +266,7 @@ impl RagService {
             .pool
             .run(async |conn| store::search(conn, &scope, queries).await)
             .await?;
-        let query_norm = vector
-            .as_ref()
-            .map_or(1.0, |v| v.iter().map(|x| x * x).sum::<f32>().sqrt() as f64);
+        let query_norm = vector.map_or(1.0, |v| v.iter().map(|x| x * x).sum::<f32>().sqrt() as f64);
         let distance = pb::Distance::try_from(plan.collection.distance).unwrap_or_default();
         let scored: Vec<(Hit, f64)> = match plan.mode {
             Mode::Dense => dense
@@ -278,7 +278,10 @@ impl RagService {
                 .collect(),
             Mode::Lexical => lexical
                 .into_iter()
-                .map(|hit| (hit.clone(), hit.score))
+                .map(|hit| {
+                    let score = hit.score;
+                    (hit, score)
+                })
                 .collect(),
             Mode::Hybrid => fuse(dense, lexical),
         };
@@ -337,9 +340,10 @@ pub(super) async fn search(
 ) -> Result<Response<pb::SearchResponse>, Status> {
     let tenant = Caller::of(&request)?.tenant()?;
     let message = request.get_ref();
-    let collection_id = validate::id("collection_id", &message.collection_id)?;
-    let collection = service.collection(tenant, collection_id).await?;
-    let plan = plan(message, collection)?;
+    let (collection_id, collection) = service
+        .requested_collection(tenant, &message.collection_id)
+        .await?;
+    let plan = plan(message, collection_id, collection)?;
     let key = SearchKey {
         tenant,
         collection: collection_id,
