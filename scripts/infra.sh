@@ -13,6 +13,12 @@ LOCAL="$ROOT/.local"
 PG_PORT="${AGENTIC_PG_PORT:-55432}"
 REDIS_PORT="${AGENTIC_REDIS_PORT:-56379}"
 PG_WHEEL_VERSION="0.1.6"
+# The wheel's pgvector was compiled with -march=native on a CPU with AVX-512, so its
+# backends die of SIGILL on CPUs without it. The same version is rebuilt here from
+# Debian's source archive, for this machine's CPU (pgvector's own -march=native).
+PGVECTOR_VERSION="0.8.2"
+PGVECTOR_SHA256="69f4019389af05dc1c9548deb8628e62878e6e207c03907f2b8af2016472cdaa"
+PGVECTOR_URL="http://deb.debian.org/debian/pool/main/p/pgvector/pgvector_${PGVECTOR_VERSION}.orig.tar.gz"
 PG_USER_OS="agentic-pg"   # unprivileged account that runs PostgreSQL when we are root
 
 log() { printf '[infra] %s\n' "$*" >&2; }
@@ -61,6 +67,33 @@ install_pg() {
   chmod a+x "$home"/pgserver/pginstall/bin/*
 }
 
+# Replaces the wheel's vector.so with a build of the same version for this CPU; again
+# whenever the installation finds itself on a CPU with other instruction sets.
+build_pgvector() {
+  local home="$1" install="$1/pgserver/pginstall" cpu
+  cpu="$(grep -m1 '^flags' /proc/cpuinfo | cksum | cut -d' ' -f1)"
+  local marker="$install/lib/postgresql/.vector-$PGVECTOR_VERSION-cpu-$cpu"
+  [ -f "$marker" ] && return 0
+  log "building pgvector $PGVECTOR_VERSION for this CPU (the wheel's needs AVX-512)"
+  local dl="$LOCAL/downloads" tarball="$LOCAL/downloads/pgvector_${PGVECTOR_VERSION}.orig.tar.gz"
+  mkdir -p "$dl"
+  if [ ! -f "$tarball" ]; then
+    curl -fsSL --retry 3 -o "$tarball.part" "$PGVECTOR_URL" || die "cannot download $PGVECTOR_URL"
+    mv "$tarball.part" "$tarball"
+  fi
+  echo "$PGVECTOR_SHA256  $tarball" | sha256sum -c --quiet - || die "pgvector archive checksum mismatch"
+  local src
+  src="$(mktemp -d)"
+  tar xzf "$tarball" -C "$src" --strip-components=1
+  # The wheel's headers were configured on a system whose libc had <xlocale.h>.
+  mkdir -p "$src/shim" && echo '#include <locale.h>' >"$src/shim/xlocale.h"
+  make -s -C "$src" -j2 PG_CPPFLAGS="-I$src/shim" PG_CONFIG="$install/bin/pg_config" >/dev/null ||
+    die "pgvector build failed (needs gcc and make)"
+  install -m 0755 "$src/vector.so" "$install/lib/postgresql/vector.so"
+  rm -rf "$src" "$install"/lib/postgresql/.vector-*
+  touch "$marker"
+}
+
 pg_bin() { echo "$(pg_home)/pgserver/pginstall/bin"; }
 
 pg_ready() { "$(pg_bin)/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" 2>/dev/null; }
@@ -72,6 +105,7 @@ pg_up() {
   local home data
   home="$(pg_home)"
   install_pg "$home"
+  build_pgvector "$home"
   data="$home/data"
   if ! pg_ready; then
     if [ ! -f "$data/PG_VERSION" ]; then
