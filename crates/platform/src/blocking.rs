@@ -15,6 +15,10 @@ use tokio::sync::{Semaphore, oneshot};
 use crate::deadline;
 use crate::error::{Error, Result};
 
+/// The workers' nice value: below the runtime's threads, so that however busy hashing
+/// keeps the cores, health probes and the answers to expiring requests go out first.
+const WORKER_NICENESS: i32 = 10;
+
 /// At most this much before the deadline, a job still waiting gives up.
 const GIVE_UP_MARGIN: Duration = Duration::from_millis(250);
 
@@ -34,6 +38,8 @@ static POOL: LazyLock<CpuPool> = LazyLock::new(|| {
         std::thread::Builder::new()
             .name(format!("agentic-cpu-{index}"))
             .spawn(move || {
+                // On Linux the nice value is per thread; failing to lower it is harmless.
+                let _ = rustix::process::setpriority_process(None, WORKER_NICENESS);
                 for job in queue {
                     // A panicking job fails its caller (its result is never sent), not
                     // the thread.
@@ -103,6 +109,15 @@ mod tests {
         futures::future::try_join_all(jobs).await.unwrap();
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         assert!(most.load(Ordering::SeqCst) <= cores);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn jobs_run_below_the_runtime_threads_priority() {
+        let niceness = || rustix::process::getpriority_process(None).unwrap();
+        let runtime = niceness();
+        let worker = cpu_bound(niceness).await.unwrap();
+        assert_eq!(worker, (runtime + WORKER_NICENESS).min(19));
     }
 
     #[tokio::test]
