@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use agentic_platform::db::SharedConn;
 use agentic_platform::error::{Error, Result, unique_violation};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -118,7 +119,7 @@ fn live_agents(tenant: Uuid) -> agents::BoxedQuery<'static, diesel::pg::Pg> {
 }
 
 pub async fn find_agent(
-    conn: &mut AsyncPgConnection,
+    conn: &mut SharedConn<'_>,
     tenant: Uuid,
     id: Uuid,
 ) -> Result<Option<AgentRow>> {
@@ -131,7 +132,7 @@ pub async fn find_agent(
 }
 
 pub async fn find_agent_by_slug(
-    conn: &mut AsyncPgConnection,
+    conn: &mut SharedConn<'_>,
     tenant: Uuid,
     slug: &str,
 ) -> Result<Option<AgentRow>> {
@@ -324,7 +325,7 @@ pub async fn insert_mcp_server(
 }
 
 pub async fn find_mcp_server(
-    conn: &mut AsyncPgConnection,
+    conn: &mut SharedConn<'_>,
     tenant: Uuid,
     id: Uuid,
 ) -> Result<Option<McpServerRow>> {
@@ -452,7 +453,7 @@ pub async fn insert_workflow(
 }
 
 pub async fn find_workflow(
-    conn: &mut AsyncPgConnection,
+    conn: &mut SharedConn<'_>,
     tenant: Uuid,
     id: Uuid,
 ) -> Result<Option<WorkflowRow>> {

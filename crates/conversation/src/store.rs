@@ -1,6 +1,7 @@
 //! The conversation service's queries. Each takes a connection, and every query filters
 //! by tenant: another tenant's rows are never read or written.
 
+use agentic_platform::db::SharedConn;
 use agentic_platform::error::{Error, Result};
 use chrono::Utc;
 use diesel::prelude::*;
@@ -26,7 +27,7 @@ pub async fn insert_conversation(
 }
 
 pub async fn find_conversation(
-    conn: &mut AsyncPgConnection,
+    conn: &mut SharedConn<'_>,
     tenant: Uuid,
     id: Uuid,
 ) -> Result<Option<ConversationRow>> {

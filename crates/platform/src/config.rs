@@ -47,6 +47,11 @@ pub struct DatabaseArgs {
     /// A request's remaining gRPC deadline lowers it further.
     #[arg(long, env = "DB_QUERY_TIMEOUT", default_value_t = 5_000)]
     pub db_query_timeout: u64,
+
+    /// Connections that point reads share, their queries pipelined (see `Pool::read`);
+    /// 0 gives each read a pool connection of its own.
+    #[arg(long, env = "DB_PIPELINED_CONNECTIONS", default_value_t = 4)]
+    pub db_pipelined_connections: u32,
 }
 
 impl DatabaseArgs {
@@ -61,6 +66,7 @@ impl DatabaseArgs {
             db_connect_timeout: Duration::from_secs(3),
             db_pool_pre_ping: true,
             db_query_timeout: 5_000,
+            db_pipelined_connections: 4,
         }
     }
 }

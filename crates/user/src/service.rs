@@ -63,7 +63,7 @@ impl UserService {
     async fn cached_user(&self, tenant: Uuid, id: Uuid) -> Result<Option<pb::User>> {
         self.cache
             .get_or_load(&self.kinds.user, TenantKey(tenant, id), || {
-                self.pool.run(async |conn| {
+                self.pool.read(async |conn| {
                     Ok(store::find_user(conn, tenant, id)
                         .await?
                         .map(pb::User::from))
@@ -79,7 +79,7 @@ impl UserService {
         };
         self.cache
             .get_or_load(kind, TenantKey(tenant, value), || {
-                self.pool.run(async |conn| {
+                self.pool.read(async |conn| {
                     Ok(store::find_user_by(conn, tenant, key)
                         .await?
                         .map(pb::User::from))

@@ -1,6 +1,7 @@
 //! The user service's queries. Each takes a connection, and every user query filters by
 //! tenant: another tenant's rows are never read or written.
 
+use agentic_platform::db::SharedConn;
 use agentic_platform::error::{Error, Result, foreign_key_violation, unique_violation};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
@@ -94,7 +95,7 @@ pub async fn insert_users(
 }
 
 pub async fn find_user(
-    conn: &mut AsyncPgConnection,
+    conn: &mut SharedConn<'_>,
     tenant: Uuid,
     id: Uuid,
 ) -> Result<Option<UserRow>> {
@@ -114,7 +115,7 @@ pub enum UserKey<'a> {
 }
 
 pub async fn find_user_by(
-    conn: &mut AsyncPgConnection,
+    conn: &mut SharedConn<'_>,
     tenant: Uuid,
     key: UserKey<'_>,
 ) -> Result<Option<UserRow>> {

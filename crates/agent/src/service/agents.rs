@@ -32,7 +32,7 @@ impl AgentService {
     async fn cached_agent(&self, tenant: Uuid, id: Uuid) -> Result<Option<pb::Agent>> {
         self.cache
             .get_or_load(&self.kinds.agent, TenantKey(tenant, id), || {
-                self.pool.run(async |conn| {
+                self.pool.read(async |conn| {
                     Ok(store::find_agent(conn, tenant, id)
                         .await?
                         .map(pb::Agent::from))
@@ -44,7 +44,7 @@ impl AgentService {
     async fn cached_agent_by_slug(&self, tenant: Uuid, slug: &str) -> Result<Option<pb::Agent>> {
         self.cache
             .get_or_load(&self.kinds.agent_by_slug, TenantKey(tenant, slug), || {
-                self.pool.run(async |conn| {
+                self.pool.read(async |conn| {
                     Ok(store::find_agent_by_slug(conn, tenant, slug)
                         .await?
                         .map(pb::Agent::from))

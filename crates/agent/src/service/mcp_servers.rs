@@ -156,7 +156,7 @@ pub(super) async fn get(
     let server = service
         .cache
         .get_or_load(&service.kinds.mcp_server, TenantKey(tenant, id), || {
-            service.pool.run(async |conn| {
+            service.pool.read(async |conn| {
                 Ok(store::find_mcp_server(conn, tenant, id)
                     .await?
                     .map(pb::McpServer::from))

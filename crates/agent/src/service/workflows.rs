@@ -22,7 +22,7 @@ impl AgentService {
     async fn cached_workflow(&self, tenant: Uuid, id: Uuid) -> Result<pb::Workflow> {
         self.cache
             .get_or_load(&self.kinds.workflow, TenantKey(tenant, id), || {
-                self.pool.run(async |conn| {
+                self.pool.read(async |conn| {
                     Ok(store::find_workflow(conn, tenant, id)
                         .await?
                         .map(pb::Workflow::from))

@@ -43,7 +43,7 @@ impl ConversationService {
     async fn cached_conversation(&self, tenant: Uuid, id: Uuid) -> Result<pb::Conversation> {
         self.cache
             .get_or_load(&self.conversation_kind, TenantKey(tenant, id), || {
-                self.pool.run(async |conn| {
+                self.pool.read(async |conn| {
                     Ok(store::find_conversation(conn, tenant, id)
                         .await?
                         .map(pb::Conversation::from))

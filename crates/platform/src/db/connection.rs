@@ -127,6 +127,7 @@ fn set_statement_timeout_sql(timeout: Option<Duration>) -> String {
 }
 
 /// Opens, validates and recycles [`PgConn`]s for bb8.
+#[derive(Clone)]
 pub struct Manager {
     pub(crate) pool: &'static str,
     pub(crate) url: String,
@@ -155,13 +156,14 @@ impl Manager {
             .map_err(ConnectionError::CouldntSetupConfiguration)?;
 
         let counting = Arc::new(AtomicBool::new(true));
-        let (queries, flag, pool) = (self.queries.clone(), counting.clone(), self.pool);
+        let (queries, flag) = (self.queries.clone(), counting.clone());
+        let exported = metrics::counter!("db_queries_total", "pool" => self.pool);
         conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
             if matches!(event, InstrumentationEvent::StartQuery { .. })
                 && flag.load(Ordering::Relaxed)
             {
                 queries.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!("db_queries_total", "pool" => pool).increment(1);
+                exported.increment(1);
             }
         });
         Ok(PgConn {

@@ -14,16 +14,20 @@
 mod connection;
 mod failures;
 mod migrate;
+mod pipeline;
 mod probe;
 mod status;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+use diesel_async::AsyncPgConnection;
 
 pub use connection::{Manager, PgConn};
 use failures::ConnectFailures;
 pub use migrate::run_migrations;
+use pipeline::Lanes;
 use probe::Probe;
 pub use status::PoolStatus;
 
@@ -44,6 +48,11 @@ fn round_down(left: Duration) -> Duration {
     let steps = (left.as_nanos() / step.as_nanos()).max(1);
     step * steps as u32
 }
+
+/// What a point read ([`Pool::read`]) queries through: a connection other reads may
+/// share, so diesel-async takes it by `&`. Store functions that read one row take
+/// `&mut SharedConn<'_>`; a checked-out connection passes `&mut &*conn`.
+pub type SharedConn<'a> = &'a AsyncPgConnection;
 
 /// A checked-out connection; it goes back to the pool when dropped.
 pub type Conn<'a> = bb8::PooledConnection<'a, Manager>;
@@ -73,6 +82,10 @@ struct Shared {
     answering: AtomicBool,
     /// Outages readiness has seen; connections from before the last one are re-checked.
     outages: Arc<AtomicU64>,
+    /// The connections point reads share; `None` when reads use pool connections.
+    lanes: Option<Lanes>,
+    /// `db_pool_checkout_seconds`, registered on first use (after the recorder is).
+    checkout_seconds: OnceLock<metrics::Histogram>,
 }
 
 impl Pool {
@@ -94,6 +107,8 @@ impl Pool {
             failures: failures.clone(),
             outages: outages.clone(),
         };
+        let lanes = (args.db_pipelined_connections > 0)
+            .then(|| Lanes::new(manager.clone(), args.db_pipelined_connections as usize));
         let checkout_timeout = Duration::from_secs(args.db_pool_timeout.max(1));
         let inner = bb8::Pool::builder()
             .max_size((args.db_pool_size + args.db_max_overflow).max(1))
@@ -117,6 +132,8 @@ impl Pool {
                 probe: Probe::new(args.database_url.clone()),
                 answering: AtomicBool::new(true),
                 outages,
+                lanes,
+                checkout_seconds: OnceLock::new(),
             }),
         }
     }
@@ -126,13 +143,7 @@ impl Pool {
     /// `DEADLINE_EXCEEDED` when no connection frees up in time, `UNAVAILABLE` when
     /// PostgreSQL refuses new connections.
     pub async fn get(&self) -> Result<Conn<'_>> {
-        if !self.shared.answering.load(Ordering::Relaxed) {
-            return Err(Error::Unavailable("the database is not answering".into()));
-        }
-        let remaining = deadline::remaining();
-        if remaining.is_some_and(|left| left.is_zero()) {
-            return Err(Error::DeadlineExceeded("request deadline exceeded"));
-        }
+        let remaining = self.may_query()?;
         let wait = remaining.map_or(self.shared.checkout_timeout, |left| {
             left.min(self.shared.checkout_timeout)
         });
@@ -156,7 +167,11 @@ impl Pool {
             }
         };
         drop(waiting);
-        metrics::histogram!("db_pool_checkout_seconds", "pool" => self.shared.name)
+        self.shared
+            .checkout_seconds
+            .get_or_init(
+                || metrics::histogram!("db_pool_checkout_seconds", "pool" => self.shared.name),
+            )
             .record(started.elapsed().as_secs_f64());
 
         let mut conn = match checkout {
@@ -199,12 +214,74 @@ impl Pool {
             Ok(result) => result,
             Err(_) => {
                 conn.abandon();
-                metrics::counter!("db_hung_queries_total", "pool" => self.shared.name).increment(1);
-                Err(Error::Unavailable(
-                    "the database did not answer in time".into(),
-                ))
+                Err(self.hung())
             }
         }
+    }
+
+    /// Runs a point read, one statement outside any transaction (a row by key, a short
+    /// lookup), on a connection it shares with other reads:
+    /// `pool.read(async |conn| store::find(conn, id).await)`.
+    ///
+    /// The queries of concurrent reads are pipelined down a few connections
+    /// (`DB_PIPELINED_CONNECTIONS`), so a read neither waits for nor holds a connection
+    /// of its own. The statement timeout is the configured one (a shared session cannot
+    /// take one caller's deadline); the caller's deadline still ends its wait. A
+    /// connection that fails or stops answering is replaced. With no pipelined
+    /// connections, the read runs on a pool connection like [`Pool::run`].
+    pub async fn read<T>(
+        &self,
+        work: impl AsyncFnOnce(&mut SharedConn<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let Some(lanes) = &self.shared.lanes else {
+            return self
+                .run(async |conn| {
+                    let mut shared: SharedConn<'_> = conn;
+                    work(&mut shared).await
+                })
+                .await;
+        };
+        self.may_query()?;
+        let lent = lanes.lend().await?;
+        let outcome = {
+            let mut shared = lent.connection();
+            match self.shared.statement_timeout {
+                Some(limit) => tokio::time::timeout(limit + HUNG_SERVER_MARGIN, work(&mut shared))
+                    .await
+                    .map_err(|_| self.hung()),
+                None => Ok(work(&mut shared).await),
+            }
+        };
+        match outcome {
+            Ok(Err(Error::Unavailable(reason))) => {
+                lent.discard();
+                Err(Error::Unavailable(reason))
+            }
+            Ok(result) => result,
+            Err(hung) => {
+                lent.discard();
+                Err(hung)
+            }
+        }
+    }
+
+    /// Fails at once when no query can succeed now: the database stopped answering
+    /// readiness, or the caller's deadline has passed. Returns the time left.
+    fn may_query(&self) -> Result<Option<Duration>> {
+        if !self.shared.answering.load(Ordering::Relaxed) {
+            return Err(Error::Unavailable("the database is not answering".into()));
+        }
+        let remaining = deadline::remaining();
+        if remaining.is_some_and(|left| left.is_zero()) {
+            return Err(Error::DeadlineExceeded("request deadline exceeded"));
+        }
+        Ok(remaining)
+    }
+
+    /// Counts a query abandoned because the server did not answer; the error for it.
+    fn hung(&self) -> Error {
+        metrics::counter!("db_hung_queries_total", "pool" => self.shared.name).increment(1);
+        Error::Unavailable("the database did not answer in time".into())
     }
 
     /// The statement timeout a query started now may have: the configured one, lowered
@@ -227,6 +304,9 @@ impl Pool {
         let was_answering = self.shared.answering.swap(answering, Ordering::Relaxed);
         if was_answering && !answering {
             self.shared.outages.fetch_add(1, Ordering::Relaxed);
+            if let Some(lanes) = &self.shared.lanes {
+                lanes.close_all();
+            }
         }
         answering
     }

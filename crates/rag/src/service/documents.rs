@@ -271,7 +271,7 @@ pub(super) async fn get(
     let document = service
         .cache
         .get_or_load(&service.document_kind, TenantKey(tenant, id), || {
-            service.pool.run(async |conn| {
+            service.pool.read(async |conn| {
                 Ok(store::find_document(conn, tenant, id)
                     .await?
                     .map(pb::Document::from))

@@ -84,7 +84,7 @@ impl RagService {
     async fn collection(&self, tenant: Uuid, id: Uuid) -> Result<pb::Collection> {
         self.cache
             .get_or_load(&self.collection_kind, TenantKey(tenant, id), || {
-                self.pool.run(async |conn| {
+                self.pool.read(async |conn| {
                     Ok(store::find_collection(conn, tenant, id)
                         .await?
                         .map(pb::Collection::from))

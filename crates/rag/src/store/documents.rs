@@ -1,5 +1,6 @@
 //! Documents: stored in one transaction per ingest call, read, listed and deleted.
 
+use agentic_platform::db::SharedConn;
 use agentic_platform::error::{Error, Result, foreign_key_violation};
 use diesel::prelude::*;
 use diesel::upsert::DecoratableTarget;
@@ -60,7 +61,7 @@ pub async fn insert_documents(
 }
 
 pub async fn find_document(
-    conn: &mut AsyncPgConnection,
+    conn: &mut SharedConn<'_>,
     tenant: Uuid,
     id: Uuid,
 ) -> Result<Option<DocumentRow>> {

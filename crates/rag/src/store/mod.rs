@@ -9,6 +9,7 @@ pub use documents::*;
 pub use queue::*;
 pub use search::*;
 
+use agentic_platform::db::SharedConn;
 use agentic_platform::error::{Error, Result, unique_violation};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -35,7 +36,7 @@ pub async fn insert_collection(
 }
 
 pub async fn find_collection(
-    conn: &mut AsyncPgConnection,
+    conn: &mut SharedConn<'_>,
     tenant: Uuid,
     id: Uuid,
 ) -> Result<Option<CollectionRow>> {
