@@ -70,7 +70,7 @@ install_pg() {
 # Replaces the wheel's vector.so with a build of the same version for this CPU; again
 # whenever the installation finds itself on a CPU with other instruction sets.
 build_pgvector() {
-  local home="$1" install="$1/pgserver/pginstall" cpu
+  local install="$1/pgserver/pginstall" cpu
   cpu="$(grep -m1 '^flags' /proc/cpuinfo | cksum | cut -d' ' -f1)"
   local marker="$install/lib/postgresql/.vector-$PGVECTOR_VERSION-cpu-$cpu"
   [ -f "$marker" ] && return 0

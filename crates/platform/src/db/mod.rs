@@ -206,13 +206,10 @@ impl Pool {
     /// after its statement timeout with `UNAVAILABLE`, and the connection is discarded.
     pub async fn run<T>(&self, work: impl AsyncFnOnce(&mut PgConn) -> Result<T>) -> Result<T> {
         let mut conn = self.get().await?;
-        let Some(limit) = conn.statement_timeout() else {
-            return work(&mut conn).await;
-        };
-        let outcome = tokio::time::timeout(limit + HUNG_SERVER_MARGIN, work(&mut conn)).await;
-        match outcome {
-            Ok(result) => result,
-            Err(_) => {
+        let limit = conn.statement_timeout();
+        match unless_hung(limit, work(&mut conn)).await {
+            Some(result) => result,
+            None => {
                 conn.abandon();
                 Err(self.hung())
             }
@@ -243,24 +240,18 @@ impl Pool {
         };
         self.may_query()?;
         let lent = lanes.lend().await?;
-        let outcome = {
-            let mut shared = lent.connection();
-            match self.shared.statement_timeout {
-                Some(limit) => tokio::time::timeout(limit + HUNG_SERVER_MARGIN, work(&mut shared))
-                    .await
-                    .map_err(|_| self.hung()),
-                None => Ok(work(&mut shared).await),
+        let limit = self.shared.statement_timeout;
+        match unless_hung(limit, work(&mut lent.connection())).await {
+            Some(result) => {
+                // The connection failed under the read: later reads get a new one.
+                if matches!(result, Err(Error::Unavailable(_))) {
+                    lent.discard();
+                }
+                result
             }
-        };
-        match outcome {
-            Ok(Err(Error::Unavailable(reason))) => {
+            None => {
                 lent.discard();
-                Err(Error::Unavailable(reason))
-            }
-            Ok(result) => result,
-            Err(hung) => {
-                lent.discard();
-                Err(hung)
+                Err(self.hung())
             }
         }
     }
@@ -335,6 +326,20 @@ impl Pool {
                 shared.status(&inner).publish(shared.name);
             }
         });
+    }
+}
+
+/// `work`'s outcome, or `None` when the server has not answered a moment after the
+/// statement timeout `limit` (it enforces the timeout itself unless it is hung).
+async fn unless_hung<T>(
+    limit: Option<Duration>,
+    work: impl Future<Output = Result<T>>,
+) -> Option<Result<T>> {
+    match limit {
+        Some(limit) => tokio::time::timeout(limit + HUNG_SERVER_MARGIN, work)
+            .await
+            .ok(),
+        None => Some(work.await),
     }
 }
 
