@@ -222,7 +222,7 @@ pub struct EmbeddingArgs {
     /// Texts per call to the model.
     #[arg(long, env = "EMBEDDING_BATCH_SIZE", default_value_t = 50)]
     pub embedding_batch_size: usize,
-    /// Calls to the model in flight at once.
+    /// Calls to the model in flight at once, across the whole process.
     #[arg(long, env = "EMBEDDING_MAX_CONCURRENCY", default_value_t = 3)]
     pub embedding_max_concurrency: usize,
     /// Ingestion workers per process (each works through one batch of documents at a time).

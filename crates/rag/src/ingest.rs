@@ -42,6 +42,10 @@ pub struct Ingestor {
     queued: Notify,
     /// Woken when a claim finishes, for callers waiting on their documents.
     finished: Notify,
+    /// Held while one worker runs its claim query. Two `SKIP LOCKED` scans running at
+    /// once interleave and split a batch between them; one at a time, the first worker
+    /// takes the whole batch (up to `INGEST_BATCH_DOCUMENTS`) and the next finds the rest.
+    claiming: tokio::sync::Mutex<()>,
     batch_documents: i64,
     max_attempts: i32,
     poll_interval: Duration,
@@ -69,6 +73,7 @@ impl Ingestor {
             embeddings,
             queued: Notify::new(),
             finished: Notify::new(),
+            claiming: tokio::sync::Mutex::new(()),
             batch_documents: args.ingest_batch_documents.max(1) as i64,
             max_attempts: args.ingest_max_attempts.max(1) as i32,
             poll_interval: args.ingest_poll_interval,
@@ -118,7 +123,10 @@ impl Ingestor {
                     "SET LOCAL statement_timeout = '{WORKER_STATEMENT_TIMEOUT}'"
                 ))
                 .await?;
-                let claimed = store::claim(conn, self.batch_documents).await?;
+                let claimed = {
+                    let _one_claim_at_a_time = self.claiming.lock().await;
+                    store::claim(conn, self.batch_documents).await?
+                };
                 if claimed.is_empty() {
                     return Ok((Vec::new(), 0));
                 }

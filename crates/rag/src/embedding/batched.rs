@@ -1,8 +1,15 @@
 //! Large inputs to an embedder in batches: at most `batch_size` texts a call and at most
 //! `max_concurrency` calls in flight (seed defaults 50 and 3: `EMBEDDING_BATCH_SIZE`,
 //! `EMBEDDING_MAX_CONCURRENCY`), results in input order.
+//!
+//! The bound holds for the whole process, not per `embed` call: every ingestion worker,
+//! search and `Embed` request draws from the same permits, so a provider sized for three
+//! calls never sees more from one replica.
+
+use std::sync::Arc;
 
 use futures::future::BoxFuture;
+use tokio::sync::Semaphore;
 
 use agentic_platform::batch;
 use agentic_platform::error::Result;
@@ -13,6 +20,8 @@ pub struct Batched<E> {
     inner: E,
     batch_size: usize,
     max_concurrency: usize,
+    /// One permit per provider call in flight, shared by all callers.
+    calls: Arc<Semaphore>,
 }
 
 impl<E: Embedder> Batched<E> {
@@ -21,6 +30,7 @@ impl<E: Embedder> Batched<E> {
             inner,
             batch_size: batch_size.max(1),
             max_concurrency: max_concurrency.max(1),
+            calls: Arc::new(Semaphore::new(max_concurrency.max(1))),
         }
     }
 
@@ -51,7 +61,11 @@ impl<E: Embedder> Embedder for Batched<E> {
             let batches: Vec<Vec<Vec<f32>>> = batch::bounded(
                 texts.chunks(self.batch_size),
                 self.max_concurrency,
-                |batch| self.inner.embed(batch),
+                |batch| async move {
+                    // The semaphore is never closed, so acquiring cannot fail.
+                    let _call = self.calls.acquire().await.expect("never closed");
+                    self.inner.embed(batch).await
+                },
             )
             .await
             .into_iter()
@@ -111,5 +125,21 @@ mod tests {
         let lengths: Vec<f32> = vectors.iter().map(|v| v[0]).collect();
         let expected: Vec<f32> = texts.iter().map(|t| t.len() as f32).collect();
         assert_eq!(lengths, expected, "in input order");
+    }
+
+    #[tokio::test]
+    async fn concurrent_callers_share_one_bound() {
+        let batched = Batched::new(Counting::default(), 50, 3);
+        let texts: Vec<String> = (0..250).map(|i| i.to_string()).collect();
+        // Four workers at once, five calls each: still at most three in flight.
+        let results = futures::future::join_all((0..4).map(|_| batched.embed(&texts))).await;
+        assert!(
+            results
+                .iter()
+                .all(|r| r.as_ref().is_ok_and(|v| v.len() == 250))
+        );
+        let counting = batched.inner();
+        assert_eq!(counting.calls.load(Ordering::SeqCst), 20);
+        assert_eq!(counting.most_in_flight.load(Ordering::SeqCst), 3);
     }
 }
