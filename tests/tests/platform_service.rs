@@ -258,3 +258,43 @@ async fn the_message_limit_is_configurable() {
         .expect_err("over 8 MiB");
     assert_eq!(error.code(), tonic::Code::ResourceExhausted, "{error:?}");
 }
+
+#[tokio::test]
+async fn a_connection_runs_at_most_its_limit_of_calls_and_the_rest_wait() {
+    let db = TestDatabase::create(EchoApp::SPEC.name, EchoApp::MIGRATIONS).await;
+    let mut args = Options::default().service_args(&db.url, &db.name);
+    args.server.concurrency_limit_per_connection = 2;
+    let service = TestService::<EchoApp>::start_with_args(args).await;
+    service.wait_for(ServingStatus::Serving).await;
+
+    // Six slow calls at once down one connection: two run, the others wait their turn
+    // (HTTP/2 tells the client the limit), and none is refused. The first call lets the
+    // client hear the server's settings: streams a client opens before that, past the
+    // limit, are refused unprocessed (REFUSED_STREAM, UNAVAILABLE), safe to retry.
+    let token = service.token(Uuid::now_v7(), roles::MEMBER);
+    let mut client = EchoServiceClient::new(service.bearer_channel(Some(&token)).await);
+    client.echo(say("hello", 0)).await.expect("first call");
+    let calls: Vec<_> = (0..6)
+        .map(|i| {
+            let mut client = client.clone();
+            tokio::spawn(async move { client.echo(say(&format!("call {i}"), 400)).await })
+        })
+        .collect();
+    let in_flight = async || {
+        let (_, metrics) = service.admin_get("/metrics").await;
+        metrics
+            .lines()
+            .find(|l| l.starts_with("grpc_server_in_flight") && l.contains("grpc_method=\"Echo\""))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let mut most = 0.0_f64;
+    while !calls.iter().all(|call| call.is_finished()) {
+        most = most.max(in_flight().await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for call in calls {
+        call.await.expect("task").expect("every call is served");
+    }
+    assert_eq!(most, 2.0, "calls in flight at once on one connection");
+}

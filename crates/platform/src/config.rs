@@ -317,7 +317,8 @@ pub struct ServerArgs {
     #[arg(long, env = "GRPC_MAX_MESSAGE_SIZE", default_value_t = DEFAULT_MAX_MESSAGE_SIZE)]
     pub grpc_max_message_size: usize,
 
-    /// Concurrent requests served per client connection.
+    /// Concurrent requests (HTTP/2 streams) per client connection. Announced to clients
+    /// in the HTTP/2 settings, so they wait for a free stream rather than being refused.
     #[arg(long, env = "CONCURRENCY_LIMIT_PER_CONNECTION", default_value_t = 256)]
     pub concurrency_limit_per_connection: usize,
 

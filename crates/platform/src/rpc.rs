@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use opentelemetry_http::HeaderExtractor;
 use prost::Message;
 use tower::{Layer, Service};
-use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// The label of every method outside the known set.
@@ -187,12 +186,10 @@ impl Drop for CallRecord {
 impl<S, B, RB> Service<http::Request<B>> for RpcService<S>
 where
     S: Service<http::Request<B>, Response = http::Response<RB>>,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+    type Future = RpcFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -200,7 +197,7 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let metrics = self.methods.of(request.uri().path());
-        let mut record = CallRecord::start(metrics);
+        let record = CallRecord::start(metrics);
         let span = tracing::info_span!(
             "rpc",
             otel.name = %format_args!("{}/{}", metrics.service, metrics.method),
@@ -216,35 +213,65 @@ where
             });
             let _ = span.set_parent(parent);
         }
+        let inner = {
+            let _entered = span.enter();
+            self.inner.call(request)
+        };
+        RpcFuture {
+            inner,
+            record,
+            span,
+            slow: self.slow,
+        }
+    }
+}
 
-        let slow = self.slow;
-        let fut = self.inner.call(request);
-        let record_span = span.clone();
-        Box::pin(
-            async move {
-                let result = fut.await;
-                // Errors come as trailers-only responses, with grpc-status in the headers;
-                // successful responses carry it in trailers, after this layer sees them.
-                let code = match &result {
-                    Ok(response) => response
-                        .headers()
-                        .get("grpc-status")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.parse::<i32>().ok())
-                        .map_or(tonic::Code::Ok, tonic::Code::from_i32),
-                    Err(_) => tonic::Code::Unknown,
-                };
-                record_span.record("rpc.grpc.status_code", code as i32);
-                let elapsed = record.finish(code);
-                if matches!(code, tonic::Code::Internal | tonic::Code::Unavailable) {
-                    tracing::warn!(grpc_code = ?code, "rpc failed");
-                } else if elapsed > slow {
-                    tracing::warn!(grpc_code = ?code, elapsed_ms = elapsed.as_millis() as u64, "slow rpc");
-                }
-                result
-            }
-            .instrument(span),
-        )
+pin_project_lite::pin_project! {
+    /// A call's future inside its span; records the call when it ends (a named future,
+    /// not a boxed one: no allocation per call).
+    pub struct RpcFuture<F> {
+        #[pin]
+        inner: F,
+        record: CallRecord,
+        span: tracing::Span,
+        slow: Duration,
+    }
+}
+
+/// The gRPC status header, parsed once.
+static GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+
+impl<F, RB, E> Future for RpcFuture<F>
+where
+    F: Future<Output = Result<http::Response<RB>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let _entered = this.span.enter();
+        let Poll::Ready(result) = this.inner.poll(cx) else {
+            return Poll::Pending;
+        };
+        // Errors come as trailers-only responses, with grpc-status in the headers;
+        // successful responses carry it in trailers, after this layer sees them.
+        let code = match &result {
+            Ok(response) => response
+                .headers()
+                .get(&GRPC_STATUS)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<i32>().ok())
+                .map_or(tonic::Code::Ok, tonic::Code::from_i32),
+            Err(_) => tonic::Code::Unknown,
+        };
+        this.span.record("rpc.grpc.status_code", code as i32);
+        let elapsed = this.record.finish(code);
+        if matches!(code, tonic::Code::Internal | tonic::Code::Unavailable) {
+            tracing::warn!(grpc_code = ?code, "rpc failed");
+        } else if elapsed > *this.slow {
+            tracing::warn!(grpc_code = ?code, elapsed_ms = elapsed.as_millis() as u64, "slow rpc");
+        }
+        Poll::Ready(result)
     }
 }
 

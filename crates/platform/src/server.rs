@@ -2,8 +2,8 @@
 //!
 //! It adds, in a fixed order: panic → `INTERNAL`, a span and metrics per RPC, the request
 //! size limit, the caller's deadline, the read consistency it asked for, and bearer-token
-//! auth (the deadline layer is the request timeout); plus per-connection
-//! concurrency limit and load shedding. It serves grpc.health.v1 (every status starts
+//! auth (the deadline layer is the request timeout); and it caps concurrent streams per
+//! connection in HTTP/2's own settings. It serves grpc.health.v1 (every status starts
 //! `NOT_SERVING` and follows the database), reflection v1 and v1alpha, and the admin HTTP
 //! port, and drains in-flight requests on SIGTERM/SIGINT.
 
@@ -17,9 +17,7 @@ use tonic::server::NamedService;
 use tonic::service::RoutesBuilder;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
-use tonic_health::server::HealthReporter;
 use tower::Service;
-use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::auth::AuthLayer;
 use crate::cache::consistency::ConsistencyLayer;
@@ -27,7 +25,9 @@ use crate::config::ServerArgs;
 use crate::db::Pool;
 use crate::deadline::DeadlineLayer;
 use crate::error::{Error, Result};
+use crate::health::HealthStatuses;
 use crate::message_limit::MessageLimitLayer;
+use crate::panic::CatchPanicLayer;
 use crate::rpc::{RpcLayer, known_methods};
 use crate::service::ServiceSpec;
 
@@ -44,6 +44,12 @@ macro_rules! grpc_server {
             .send_compressed(::tonic::codec::CompressionEncoding::Gzip)
     };
 }
+
+/// A connection idle this long is probed; after this many unanswered probes, this far
+/// apart, it is closed (about a minute for a client that vanished).
+const TCP_KEEPALIVE_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
+const TCP_KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+const TCP_KEEPALIVE_RETRIES: u32 = 3;
 
 /// The tonic services a service registers, and their names for health.
 #[derive(Default)]
@@ -131,10 +137,10 @@ impl Server {
         admin: Option<TcpListener>,
         shutdown: CancellationToken,
     ) -> Result<()> {
-        let (health, health_service) = tonic_health::server::health_reporter();
         let mut names = self.services.names.clone();
         names.push("");
-        set_all(&health, &names, ServingStatus::NotServing).await;
+        let health = HealthStatuses::new(&names, ServingStatus::NotServing);
+        let health_service = health.service();
 
         // Each version lists itself; both answer, so each lists the other too.
         let reflection_v1 = self
@@ -160,7 +166,6 @@ impl Server {
         tokio::spawn(follow_readiness(
             self.database.clone(),
             health.clone(),
-            names.clone(),
             ready_tx,
             self.args.readiness_interval,
             self.args.readiness_timeout,
@@ -185,7 +190,14 @@ impl Server {
 
         let local = listener.local_addr().ok();
         tracing::info!(service = self.spec.name, addr = ?local, "serving grpc");
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        // Dead clients are found by TCP keep-alive, in the kernel. HTTP/2 keep-alive would
+        // do the same from user space at the price of a clock read and a lock on every
+        // frame received (hyper's ping recorder); the platform's own clients ping anyway.
+        let incoming = TcpIncoming::from(listener)
+            .with_nodelay(Some(true))
+            .with_keepalive(Some(TCP_KEEPALIVE_IDLE))
+            .with_keepalive_interval(Some(TCP_KEEPALIVE_INTERVAL))
+            .with_keepalive_retries(Some(TCP_KEEPALIVE_RETRIES));
         let mut descriptors = self.descriptors.clone();
         descriptors.extend([
             tonic_health::pb::FILE_DESCRIPTOR_SET,
@@ -200,7 +212,7 @@ impl Server {
         ]);
         let methods = known_methods(&descriptors, &served);
         let layers = tower::ServiceBuilder::new()
-            .layer(CatchPanicLayer::custom(panic_response))
+            .layer(CatchPanicLayer)
             .layer(RpcLayer::new(&methods, self.args.slow_request_threshold))
             .layer(MessageLimitLayer::new(self.args.grpc_max_message_size))
             .layer(DeadlineLayer::new(
@@ -217,14 +229,17 @@ impl Server {
             async move {
                 wait_for_signal(&shutdown).await;
                 tracing::info!("shutting down: draining in-flight requests");
-                set_all(&health, &names, ServingStatus::NotServing).await;
+                health.set_all(ServingStatus::NotServing);
                 signalled.cancel();
             }
         };
         let serve = tonic::transport::Server::builder()
-            .concurrency_limit_per_connection(self.args.concurrency_limit_per_connection)
-            .load_shed(true)
-            .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+            // HTTP/2 enforces the per-connection limit itself: clients are told it and
+            // queue for a free stream. (A tower concurrency limit would do the same work
+            // again with a semaphore and an allocation on every call.)
+            .max_concurrent_streams(
+                u32::try_from(self.args.concurrency_limit_per_connection).unwrap_or(u32::MAX),
+            )
             .layer(layers)
             .add_routes(self.services.routes.routes())
             .serve_with_incoming_shutdown(incoming, drain);
@@ -259,17 +274,10 @@ impl Server {
     }
 }
 
-async fn set_all(health: &HealthReporter, names: &[&'static str], status: ServingStatus) {
-    for name in names {
-        health.set_service_status(*name, status).await;
-    }
-}
-
 /// Flips health and `/health/ready` whenever the database starts or stops answering.
 async fn follow_readiness(
     database: Option<Pool>,
-    health: HealthReporter,
-    names: Vec<&'static str>,
+    health: HealthStatuses,
     ready: watch::Sender<bool>,
     interval: std::time::Duration,
     timeout: std::time::Duration,
@@ -297,7 +305,7 @@ async fn follow_readiness(
                 tracing::warn!("database does not answer: not ready");
                 ServingStatus::NotServing
             };
-            set_all(&health, &names, status).await;
+            health.set_all(status);
             ready.send_replace(now_ready);
         }
     }
@@ -324,72 +332,5 @@ async fn wait_for_signal(shutdown: &CancellationToken) {
         _ = ctrl_c => {}
         () = terminate => {}
         () = shutdown.cancelled() => {}
-    }
-}
-
-/// A panicking handler answers `INTERNAL` instead of resetting the stream.
-fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> http::Response<Body> {
-    tracing::error!("handler panicked");
-    metrics::counter!("grpc_server_panics_total").increment(1);
-    tonic::Status::internal("internal error").into_http()
-}
-
-#[cfg(test)]
-mod tests {
-    use std::task::{Context, Poll};
-
-    use super::*;
-    use tower::{Layer, ServiceExt};
-
-    fn request() -> http::Request<()> {
-        http::Request::builder()
-            .uri("/agentic.test.v1.Test/Boom")
-            .body(())
-            .expect("request")
-    }
-
-    fn code_of<B>(response: &http::Response<B>) -> tonic::Code {
-        tonic::Status::from_header_map(response.headers())
-            .expect("grpc-status header")
-            .code()
-    }
-
-    #[tokio::test]
-    async fn a_handler_that_panics_answers_internal() {
-        let panics_later = tower::service_fn(|_: http::Request<()>| async {
-            if true {
-                panic!("handler bug");
-            }
-            Ok::<_, Infallible>(http::Response::new(Body::default()))
-        });
-        let response = CatchPanicLayer::custom(panic_response)
-            .layer(panics_later)
-            .oneshot(request())
-            .await
-            .expect("a response, not a dropped stream");
-        assert_eq!(code_of(&response), tonic::Code::Internal);
-    }
-
-    #[tokio::test]
-    async fn a_service_that_panics_when_called_answers_internal() {
-        #[derive(Clone)]
-        struct PanicsOnCall;
-        impl Service<http::Request<()>> for PanicsOnCall {
-            type Response = http::Response<Body>;
-            type Error = Infallible;
-            type Future = std::future::Ready<Result<Self::Response, Infallible>>;
-            fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-                Poll::Ready(Ok(()))
-            }
-            fn call(&mut self, _: http::Request<()>) -> Self::Future {
-                panic!("bug before the future")
-            }
-        }
-        let response = CatchPanicLayer::custom(panic_response)
-            .layer(PanicsOnCall)
-            .oneshot(request())
-            .await
-            .expect("a response");
-        assert_eq!(code_of(&response), tonic::Code::Internal);
     }
 }
