@@ -72,6 +72,19 @@ impl Inner {
         {
             return generation_of(&slot);
         }
+        // Boxed, as the entries' own miss path is: no part of a hit's future.
+        Box::pin(self.load_generation(key, ttl, trusted, epoch)).await
+    }
+
+    /// The miss path of [`Inner::generation`]: the generation Redis holds (a random one
+    /// without Redis), kept in L1.
+    async fn load_generation(
+        &self,
+        key: String,
+        ttl: Duration,
+        trusted: bool,
+        epoch: u64,
+    ) -> Option<u64> {
         // Through the key's compute, so a bump arriving meanwhile removes what this stores.
         let entry = self
             .l1

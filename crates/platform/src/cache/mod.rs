@@ -43,6 +43,7 @@ use moka::ops::compute::{CompResult, Op};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 pub use l2::RedisL2;
+pub use slot::CachedMessage;
 use slot::{Slot, SlotExpiry};
 
 use crate::config::CacheArgs;
@@ -276,7 +277,7 @@ impl Cache {
         load: F,
     ) -> impl Future<Output = Result<Option<M>>> + 'a
     where
-        M: prost::Message + Default + 'a,
+        M: CachedMessage,
         F: FnOnce() -> Fut + 'a,
         Fut: Future<Output = Result<Option<M>>> + 'a,
     {
@@ -286,13 +287,14 @@ impl Cache {
             None => EntryName::Full(inner.full_key(kind, key)),
         });
         async move {
+            // The loader is boxed wherever it runs, so its state is no part of a hit's.
             let (Some(inner), Some(name)) = (&self.inner, name) else {
-                return load().await;
+                return Box::pin(load()).await;
             };
             // Before naming the entry: a strong read needs no generation either.
             if consistency::is_strong() {
                 record(kind, "strong", "bypass");
-                return load().await;
+                return Box::pin(load()).await;
             }
             let full_key = match name {
                 // Without a known generation the entry cannot be named: read through.
@@ -304,7 +306,7 @@ impl Cache {
             };
             match full_key {
                 Some(full_key) => inner.get_or_load_entry(kind, full_key, load).await,
-                None => load().await,
+                None => Box::pin(load()).await,
             }
         }
     }
@@ -369,7 +371,7 @@ impl Inner {
         load: F,
     ) -> Result<Option<M>>
     where
-        M: prost::Message + Default,
+        M: CachedMessage,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<M>>>,
     {
@@ -383,7 +385,26 @@ impl Inner {
             kind.l1_hits.increment(1);
             return slot.decode();
         }
+        // Boxed: the miss path nests moka's compute, Redis and the loader, and its state
+        // would otherwise be part of (and copied with) every hit's future.
+        Box::pin(self.load_entry(kind, full_key, l1_trusted, epoch, load)).await
+    }
 
+    /// The miss path of [`Inner::get_or_load_entry`]: fills the entry once, however many
+    /// callers miss it at once.
+    async fn load_entry<M, F, Fut>(
+        &self,
+        kind: &CacheKind,
+        full_key: String,
+        l1_trusted: bool,
+        epoch: u64,
+        load: F,
+    ) -> Result<Option<M>>
+    where
+        M: CachedMessage,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<M>>>,
+    {
         let entry = self
             .l1
             .entry(full_key.clone())
@@ -463,7 +484,7 @@ impl Inner {
         load: F,
     ) -> Result<Op<Arc<Slot>>>
     where
-        M: prost::Message + Default,
+        M: CachedMessage,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<M>>>,
     {
@@ -506,8 +527,14 @@ impl Inner {
             }
         };
 
-        let value: Option<Bytes> = loaded.map(|message| Bytes::from(message.encode_to_vec()));
-        let slot = Slot::new(value, kind.ttl, self.negative_ttl, self.stale_ttl).in_epoch(epoch);
+        let value: Option<Bytes> = loaded
+            .as_ref()
+            .map(|message| Bytes::from(message.encode_to_vec()));
+        let mut slot =
+            Slot::new(value, kind.ttl, self.negative_ttl, self.stale_ttl).in_epoch(epoch);
+        if let Some(message) = loaded {
+            slot = slot.with_decoded(message);
+        }
         if let (Some(l2), Some(version)) = (l2, seen_version) {
             l2.set_if_version(
                 kind.name,

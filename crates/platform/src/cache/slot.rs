@@ -1,6 +1,7 @@
 //! One cached value (or a cached "absent") with its freshness.
 
-use std::sync::Arc;
+use std::any::Any;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -12,6 +13,11 @@ use crate::error::{Error, Result};
 const PRESENT: u8 = 1;
 const ABSENT: u8 = 0;
 
+/// What a cache may hold: a protobuf message it can also keep decoded, so that a hit
+/// clones the message instead of parsing its bytes again.
+pub trait CachedMessage: prost::Message + Default + Clone + Send + Sync + 'static {}
+impl<M: prost::Message + Default + Clone + Send + Sync + 'static> CachedMessage for M {}
+
 #[derive(Debug)]
 pub(crate) struct Slot {
     value: Option<Bytes>,
@@ -21,6 +27,8 @@ pub(crate) struct Slot {
     /// The L1 epoch it was loaded in: a slot from an earlier epoch may have missed an
     /// invalidation, so it is never fresh, though still a fail-safe fallback.
     epoch: u64,
+    /// The value decoded, once some reader needed it (or the loader gave it).
+    decoded: OnceLock<Box<dyn Any + Send + Sync>>,
 }
 
 impl Slot {
@@ -40,6 +48,7 @@ impl Slot {
             fresh_until: Instant::now() + fresh_for,
             retain_for: fresh_for + grace,
             epoch: 0,
+            decoded: OnceLock::new(),
         }
     }
 
@@ -92,12 +101,25 @@ impl Slot {
         self.fresh_until.saturating_duration_since(Instant::now())
     }
 
-    pub(crate) fn decode<M: prost::Message + Default>(&self) -> Result<Option<M>> {
-        self.value
-            .as_ref()
-            .map(|bytes| M::decode(bytes.clone()))
-            .transpose()
-            .map_err(|e| Error::internal(format!("undecodable cached value: {e}")))
+    /// The same slot, holding `message` (the value it was encoded from) decoded already.
+    pub(crate) fn with_decoded<M: CachedMessage>(self, message: M) -> Self {
+        let _ = self.decoded.set(Box::new(message));
+        self
+    }
+
+    /// The value as a message: a clone of the decoded copy, which the first reader makes.
+    pub(crate) fn decode<M: CachedMessage>(&self) -> Result<Option<M>> {
+        let Some(bytes) = &self.value else {
+            return Ok(None);
+        };
+        if let Some(message) = self.decoded.get().and_then(|held| held.downcast_ref::<M>()) {
+            return Ok(Some(message.clone()));
+        }
+        let message = M::decode(bytes.clone())
+            .map_err(|e| Error::internal(format!("undecodable cached value: {e}")))?;
+        // A kind holds one message type; should two ever share a slot, the first stays.
+        let _ = self.decoded.set(Box::new(message.clone()));
+        Ok(Some(message))
     }
 }
 
@@ -107,11 +129,11 @@ fn jittered(ttl: Duration) -> Duration {
     ttl.mul_f64(factor)
 }
 
-/// Bytes an L1 entry is counted as: its key and value, plus what the map and the slot
-/// take besides.
+/// Bytes an L1 entry is counted as: its key, its value twice (encoded, and the decoded
+/// copy, which takes about as much), plus what the map and the slot take besides.
 pub(crate) fn weight(key: &str, slot: &Slot) -> u32 {
-    const OVERHEAD: usize = 128;
-    let bytes = key.len() + slot.value().map_or(0, Bytes::len) + OVERHEAD;
+    const OVERHEAD: usize = 192;
+    let bytes = key.len() + 2 * slot.value().map_or(0, Bytes::len) + OVERHEAD;
     u32::try_from(bytes).unwrap_or(u32::MAX)
 }
 
@@ -160,6 +182,34 @@ mod tests {
         assert!(Slot::from_l2(&[], TTL, NEG, STALE).is_none());
         assert!(Slot::from_l2(&[7, 1], TTL, NEG, STALE).is_none());
         assert!(Slot::from_l2(&[ABSENT, 1], TTL, NEG, STALE).is_none());
+    }
+
+    #[test]
+    fn a_decoded_value_is_kept_and_cloned_and_equals_the_encoded_one() {
+        use prost::Message;
+        let message = String::from("cached");
+        let bytes = Bytes::from(message.encode_to_vec());
+        let parsed = Slot::new(Some(bytes.clone()), TTL, NEG, STALE);
+        assert!(parsed.decoded.get().is_none());
+        assert_eq!(
+            parsed.decode::<String>().unwrap().as_deref(),
+            Some("cached")
+        );
+        assert!(
+            parsed.decoded.get().is_some(),
+            "the first read keeps its decoded copy"
+        );
+        assert_eq!(
+            parsed.decode::<String>().unwrap().as_deref(),
+            Some("cached")
+        );
+
+        let given = Slot::new(Some(bytes), TTL, NEG, STALE).with_decoded(message);
+        assert_eq!(given.decode::<String>().unwrap().as_deref(), Some("cached"));
+        assert_eq!(
+            Slot::new(None, TTL, NEG, STALE).decode::<String>().unwrap(),
+            None
+        );
     }
 
     #[test]
