@@ -13,6 +13,11 @@ use crate::error::{Error, Result};
 const PRESENT: u8 = 1;
 const ABSENT: u8 = 0;
 
+/// Values up to this size keep a decoded copy: for them parsing is a large part of a hit,
+/// and the copy's memory is small and bounded by the weight below. Larger ones (search
+/// results, documents) are parsed on every hit, so L1's memory stays what it weighs.
+const DECODED_COPY_MAX: usize = 4096;
+
 /// What a cache may hold: a protobuf message it can also keep decoded, so that a hit
 /// clones the message instead of parsing its bytes again.
 pub trait CachedMessage: prost::Message + Default + Clone + Send + Sync + 'static {}
@@ -103,8 +108,16 @@ impl Slot {
 
     /// The same slot, holding `message` (the value it was encoded from) decoded already.
     pub(crate) fn with_decoded<M: CachedMessage>(self, message: M) -> Self {
-        let _ = self.decoded.set(Box::new(message));
+        if self.keeps_decoded_copy() {
+            let _ = self.decoded.set(Box::new(message));
+        }
         self
+    }
+
+    fn keeps_decoded_copy(&self) -> bool {
+        self.value
+            .as_ref()
+            .is_some_and(|value| value.len() <= DECODED_COPY_MAX)
     }
 
     /// The value as a message: a clone of the decoded copy, which the first reader makes.
@@ -118,7 +131,9 @@ impl Slot {
         let message = M::decode(bytes.clone())
             .map_err(|e| Error::internal(format!("undecodable cached value: {e}")))?;
         // A kind holds one message type; should two ever share a slot, the first stays.
-        let _ = self.decoded.set(Box::new(message.clone()));
+        if self.keeps_decoded_copy() {
+            let _ = self.decoded.set(Box::new(message.clone()));
+        }
         Ok(Some(message))
     }
 }
@@ -129,11 +144,18 @@ fn jittered(ttl: Duration) -> Duration {
     ttl.mul_f64(factor)
 }
 
-/// Bytes an L1 entry is counted as: its key, its value twice (encoded, and the decoded
-/// copy, which takes about as much), plus what the map and the slot take besides.
+/// Bytes an L1 entry is counted as: its key and value, a small value's decoded copy (as
+/// four times its encoded size: strings and maps take more memory decoded than on the
+/// wire), plus what the map and the slot take besides.
 pub(crate) fn weight(key: &str, slot: &Slot) -> u32 {
     const OVERHEAD: usize = 192;
-    let bytes = key.len() + 2 * slot.value().map_or(0, Bytes::len) + OVERHEAD;
+    let value = slot.value().map_or(0, Bytes::len);
+    let decoded = if slot.keeps_decoded_copy() {
+        4 * value
+    } else {
+        0
+    };
+    let bytes = key.len() + value + decoded + OVERHEAD;
     u32::try_from(bytes).unwrap_or(u32::MAX)
 }
 
@@ -210,6 +232,13 @@ mod tests {
             Slot::new(None, TTL, NEG, STALE).decode::<String>().unwrap(),
             None
         );
+
+        // A large value is parsed on every hit: no copy outside what L1 weighs.
+        let large = "x".repeat(DECODED_COPY_MAX + 1);
+        let bytes = Bytes::from(large.encode_to_vec());
+        let slot = Slot::new(Some(bytes), TTL, NEG, STALE).with_decoded(large.clone());
+        assert_eq!(slot.decode::<String>().unwrap(), Some(large));
+        assert!(slot.decoded.get().is_none());
     }
 
     #[test]
