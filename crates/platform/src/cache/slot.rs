@@ -109,9 +109,15 @@ impl Slot {
     /// The same slot, holding `message` (the value it was encoded from) decoded already.
     pub(crate) fn with_decoded<M: CachedMessage>(self, message: M) -> Self {
         if self.keeps_decoded_copy() {
-            let _ = self.decoded.set(Box::new(message));
+            self.keep_decoded(message);
         }
         self
+    }
+
+    /// Keeps `message` as the decoded copy; a kind holds one message type, and should two
+    /// ever share a slot, the first stays.
+    fn keep_decoded<M: CachedMessage>(&self, message: M) {
+        let _ = self.decoded.set(Box::new(message));
     }
 
     fn keeps_decoded_copy(&self) -> bool {
@@ -130,9 +136,8 @@ impl Slot {
         }
         let message = M::decode(bytes.clone())
             .map_err(|e| Error::internal(format!("undecodable cached value: {e}")))?;
-        // A kind holds one message type; should two ever share a slot, the first stays.
         if self.keeps_decoded_copy() {
-            let _ = self.decoded.set(Box::new(message.clone()));
+            self.keep_decoded(message.clone());
         }
         Ok(Some(message))
     }
