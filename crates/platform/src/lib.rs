@@ -10,6 +10,7 @@ pub mod batch;
 pub mod blocking;
 pub mod cache;
 pub mod client;
+pub mod coalesce;
 pub mod config;
 pub mod db;
 pub mod deadline;

@@ -5,9 +5,12 @@
 //! auth (the deadline layer is the request timeout); and it caps concurrent streams per
 //! connection in HTTP/2's own settings. It serves grpc.health.v1 (every status starts
 //! `NOT_SERVING` and follows the database), reflection v1 and v1alpha, and the admin HTTP
-//! port, and drains in-flight requests on SIGTERM/SIGINT.
+//! port, and drains in-flight requests on SIGTERM/SIGINT. Responses that finish together
+//! leave in one write ([`crate::coalesce`]).
 
 use std::convert::Infallible;
+
+use futures::TryStreamExt;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -21,6 +24,7 @@ use tower::Service;
 
 use crate::auth::AuthLayer;
 use crate::cache::consistency::ConsistencyLayer;
+use crate::coalesce::CoalescedWrites;
 use crate::config::ServerArgs;
 use crate::db::Pool;
 use crate::deadline::DeadlineLayer;
@@ -197,7 +201,8 @@ impl Server {
             .with_nodelay(Some(true))
             .with_keepalive(Some(TCP_KEEPALIVE_IDLE))
             .with_keepalive_interval(Some(TCP_KEEPALIVE_INTERVAL))
-            .with_keepalive_retries(Some(TCP_KEEPALIVE_RETRIES));
+            .with_keepalive_retries(Some(TCP_KEEPALIVE_RETRIES))
+            .map_ok(CoalescedWrites::new);
         let mut descriptors = self.descriptors.clone();
         descriptors.extend([
             tonic_health::pb::FILE_DESCRIPTOR_SET,
