@@ -2,7 +2,9 @@
 # `make bench`: the user, agent and conversation services beside bare baselines, in one run.
 #
 # Targets (all release builds, loopback, RUST_LOG=warn):
-#   echo      agentic-baseline echo: tonic answering Health/Check with a constant
+#   echo      agentic-baseline echo: tonic answering Health/Check with a constant; and the
+#             same over the platform's write-coalescing connections (for information: the
+#             services' layers weighed apart from the writes that coalescing saves)
 #   by-key    agentic-baseline by-key: tonic + tokio-postgres, GetUser by primary key, one
 #             request per connection at a time over as many connections as the service's
 #             pool may open (the goal's baseline); and pipelined over 8 (for information)
@@ -88,6 +90,8 @@ start_service conversation true 50064 9164 conversation
 start_service rag true 50065 9165 rag
 "$BASELINE" --addr 127.0.0.1:50070 echo >"$OUT/echo.log" 2>&1 &
 pids+=($!)
+"$BASELINE" --addr 127.0.0.1:50073 echo --coalesced-writes >"$OUT/echo-coalesced.log" 2>&1 &
+pids+=($!)
 POOL_MAX=$(( ${DB_POOL_SIZE:-$DEFAULT_POOL_SIZE} + ${DB_MAX_OVERFLOW:-$DEFAULT_MAX_OVERFLOW} ))
 DATABASE_URL="$BENCH_URL" "$BASELINE" --addr 127.0.0.1:50071 by-key --connections "$POOL_MAX" >"$OUT/by-key.log" 2>&1 &
 pids+=($!)
@@ -98,6 +102,7 @@ sleep 1
 # label port scenario: the h2load request file and headers of one target.
 TARGETS=(
   "bare echo, Health/Check|50070|health"
+  "bare echo with coalesced writes, Health/Check|50073|health"
   "service, Health/Check|50061|health"
   "service, GetUser (cached)|50061|get-user"
   "bare tokio-postgres, GetUser by key|50071|get-user"
@@ -203,6 +208,12 @@ for name, value, goal in goals:
 pipelined = median["bare tokio-postgres pipelined, GetUser by key"]
 lines.append(f"| service GetUser, cache off / bare tokio-postgres pipelined | "
              f"{median['service, GetUser (cache off)'] / pipelined:.2f} | (information) |")
+# For information: the services coalesce their writes, which bare tonic does not; against
+# an echo that does too, what is left is the cost of the layers and the handler.
+coalesced = median["bare echo with coalesced writes, Health/Check"]
+for label in ("service, Health/Check", "service, GetUser (cached)"):
+    lines.append(f"| {label} / bare echo with coalesced writes | "
+                 f"{median[label] / coalesced:.2f} | (information) |")
 lines += ["", "Latency under load (`agentic load`, 32 in flight over 4 connections):", "",
           "| scenario | requests/s | p50 ms | p95 ms | p99 ms | errors |", "|---|---:|---:|---:|---:|---:|"]
 for r in latency:

@@ -1,7 +1,9 @@
 //! `agentic-baseline`: the bare servers `make bench` measures the services against. Not a
 //! service: no auth, metrics, cache, pool or limits, only what the measured path needs.
 //!
-//! - `echo`: `grpc.health.v1.Health/Check` answering a constant: tonic's own floor.
+//! - `echo`: `grpc.health.v1.Health/Check` answering a constant: tonic's own floor. With
+//!   `--coalesced-writes`, over the platform's write-coalescing connections, so the
+//!   services' layers can be weighed apart from what that saves.
 //! - `by-key`: `agentic.user.v1.UserService/GetUser` reading the row by primary key with
 //!   one prepared statement per tokio-postgres connection: the database path's floor. By
 //!   default each request has a connection to itself while it runs, as with any pool;
@@ -15,7 +17,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use agentic_proto::user::v1 as pb;
 use agentic_proto::user::v1::user_service_server::{UserService, UserServiceServer};
 use agentic_user::model::UserRow;
+use agentic_platform::coalesce::CoalescedWrites;
 use clap::{Parser, Subcommand};
+use futures::TryStreamExt;
+use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_server::{Health, HealthServer};
@@ -63,7 +68,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Mode {
     /// Health/Check answering SERVING.
-    Echo,
+    Echo {
+        /// Serve over the platform's `CoalescedWrites` connections, as the services do.
+        #[arg(long)]
+        coalesced_writes: bool,
+    },
     /// GetUser by primary key through tokio-postgres.
     ByKey {
         /// The user service's database.
@@ -83,12 +92,18 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let server = tonic::transport::Server::builder();
     match cli.mode {
-        Mode::Echo => {
+        Mode::Echo { coalesced_writes } => {
             let mut server = server;
-            server
-                .add_service(HealthServer::new(Echo))
-                .serve(cli.addr)
-                .await?;
+            let router = server.add_service(HealthServer::new(Echo));
+            if coalesced_writes {
+                let listener = tokio::net::TcpListener::bind(cli.addr).await?;
+                let incoming = TcpIncoming::from(listener)
+                    .with_nodelay(Some(true))
+                    .map_ok(CoalescedWrites::new);
+                router.serve_with_incoming(incoming).await?;
+            } else {
+                router.serve(cli.addr).await?;
+            }
         }
         Mode::ByKey {
             database_url,
