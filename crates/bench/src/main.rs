@@ -14,10 +14,10 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use agentic_platform::coalesce::CoalescedWrites;
 use agentic_proto::user::v1 as pb;
 use agentic_proto::user::v1::user_service_server::{UserService, UserServiceServer};
 use agentic_user::model::UserRow;
-use agentic_platform::coalesce::CoalescedWrites;
 use clap::{Parser, Subcommand};
 use futures::TryStreamExt;
 use tonic::transport::server::TcpIncoming;

@@ -5,11 +5,16 @@
 //! connection wrote after nearly every response: about one `writev` for every 1.6
 //! responses under load, each a system call for the server and a wake-up for the client.
 //!
-//! [`CoalescedWrites`] makes the connection's task step aside once before it writes: it
-//! wakes itself and returns `Pending`, which puts it at the back of the run queue, behind
-//! the streams that are ready. When it runs again, every response they finished meanwhile
-//! is in HTTP/2's buffer and goes out in the same write. The step aside happens once per
-//! flush, so a lone response waits for one turn of the scheduler and no more.
+//! [`CoalescedWrites`] makes the connection's task step aside once before it writes, when
+//! the client has more than one request open: it wakes itself and
+//! returns `Pending`, which puts it at the back of the run queue, behind the streams that
+//! are ready. When it runs again, every response they finished meanwhile is in HTTP/2's
+//! buffer and goes out in the same write. A lone request is written at once: stepping
+//! aside would only wake the idle second worker, for nothing to wait for.
+//!
+//! Open requests are counted from HTTP/2's frame headers in the bytes that pass: a HEADERS
+//! frame from the client opens one (gRPC clients send no trailers); a HEADERS frame from
+//! the server that ends its stream (the trailers), or a RST_STREAM either way, closes one.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -18,11 +23,16 @@ use std::task::{Context, Poll, ready};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tonic::transport::server::Connected;
 
-/// A connection whose writes wait one scheduler turn, so that writes of concurrent
-/// responses are made together.
+/// A connection whose writes wait one scheduler turn while the client has several
+/// requests open, so that writes of concurrent responses are made together.
 #[derive(Debug)]
 pub struct CoalescedWrites<T> {
     inner: T,
+    /// Frame boundaries of what was read, and of what was written.
+    read_frames: FrameHeaders,
+    written_frames: FrameHeaders,
+    /// Requests opened and not yet answered or reset.
+    open: usize,
     /// This flush has already stepped aside once; its writes go through.
     stepped_aside: bool,
 }
@@ -31,13 +41,17 @@ impl<T> CoalescedWrites<T> {
     pub fn new(inner: T) -> Self {
         Self {
             inner,
+            read_frames: FrameHeaders::after(PREFACE_LEN),
+            written_frames: FrameHeaders::after(0),
+            open: 0,
             stepped_aside: false,
         }
     }
 
-    /// `Pending` (with the task woken at once) the first time a flush tries to write.
+    /// `Pending` (with the task woken at once) the first time a flush tries to write,
+    /// if other requests than the one being answered may finish within a turn.
     fn step_aside(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.stepped_aside {
+        if self.stepped_aside || self.open < 2 {
             return Poll::Ready(());
         }
         self.stepped_aside = true;
@@ -45,6 +59,18 @@ impl<T> CoalescedWrites<T> {
         // treats it as a yield), not run next.
         cx.waker().wake_by_ref();
         Poll::Pending
+    }
+
+    /// Counts the requests that `bytes`, just written, answer or reset.
+    fn wrote(&mut self, bytes: &[u8]) {
+        let mut open = self.open;
+        self.written_frames.walk(bytes, |kind, flags| {
+            let ends = kind == RST_STREAM || (kind == HEADERS && flags & END_STREAM != 0);
+            if ends {
+                open = open.saturating_sub(1);
+            }
+        });
+        self.open = open;
     }
 }
 
@@ -54,7 +80,69 @@ impl<T: AsyncRead + Unpin> AsyncRead for CoalescedWrites<T> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let read = ready!(Pin::new(&mut self.inner).poll_read(cx, buf));
+        let mut open = self.open;
+        self.read_frames
+            .walk(&buf.filled()[before..], |kind, _| match kind {
+                HEADERS => open += 1,
+                RST_STREAM => open = open.saturating_sub(1),
+                _ => {}
+            });
+        self.open = open;
+        Poll::Ready(read)
+    }
+}
+
+/// The client's connection preface (RFC 9113 §3.4), before its first frame.
+const PREFACE_LEN: usize = 24;
+/// A frame header: a 24-bit payload length, a type, flags and a stream id.
+const FRAME_HEADER_LEN: usize = 9;
+const HEADERS: u8 = 0x1;
+const RST_STREAM: u8 = 0x3;
+const END_STREAM: u8 = 0x1;
+
+/// Follows the frame boundaries of one direction of a connection.
+#[derive(Debug)]
+struct FrameHeaders {
+    /// Bytes of the preface, or of the current frame's payload, still to pass over.
+    skip: usize,
+    /// The next frame header, as far as it has arrived.
+    header: [u8; FRAME_HEADER_LEN],
+    header_len: usize,
+}
+
+impl FrameHeaders {
+    /// Frames start after `preface` bytes.
+    fn after(preface: usize) -> Self {
+        Self {
+            skip: preface,
+            header: [0; FRAME_HEADER_LEN],
+            header_len: 0,
+        }
+    }
+
+    /// Calls `frame(type, flags)` for each frame whose header ends within `bytes`, the
+    /// next bytes of this direction.
+    fn walk(&mut self, mut bytes: &[u8], mut frame: impl FnMut(u8, u8)) {
+        while !bytes.is_empty() {
+            if self.skip > 0 {
+                let passed = self.skip.min(bytes.len());
+                self.skip -= passed;
+                bytes = &bytes[passed..];
+                continue;
+            }
+            let taken = (FRAME_HEADER_LEN - self.header_len).min(bytes.len());
+            self.header[self.header_len..self.header_len + taken].copy_from_slice(&bytes[..taken]);
+            self.header_len += taken;
+            bytes = &bytes[taken..];
+            if self.header_len == FRAME_HEADER_LEN {
+                let [a, b, c, kind, flags, ..] = self.header;
+                self.skip = u32::from_be_bytes([0, a, b, c]) as usize;
+                self.header_len = 0;
+                frame(kind, flags);
+            }
+        }
     }
 }
 
@@ -65,7 +153,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for CoalescedWrites<T> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         ready!(self.step_aside(cx));
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let written = ready!(Pin::new(&mut self.inner).poll_write(cx, buf))?;
+        self.wrote(&buf[..written]);
+        Poll::Ready(Ok(written))
     }
 
     fn poll_write_vectored(
@@ -74,7 +164,17 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for CoalescedWrites<T> {
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         ready!(self.step_aside(cx));
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let written = ready!(Pin::new(&mut self.inner).poll_write_vectored(cx, bufs))?;
+        let mut left = written;
+        for buf in bufs {
+            let part = left.min(buf.len());
+            self.wrote(&buf[..part]);
+            left -= part;
+            if left == 0 {
+                break;
+            }
+        }
+        Poll::Ready(Ok(written))
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -149,33 +249,134 @@ mod tests {
         }
     }
 
-    /// The first write of a flush yields once, waking the task so it is not lost; the
-    /// rest of the flush's writes go through.
+    /// A frame of `kind` with `flags` and a payload of `len` zero bytes.
+    fn frame(kind: u8, flags: u8, len: usize) -> Vec<u8> {
+        let mut frame = (len as u32).to_be_bytes()[1..].to_vec();
+        frame.extend_from_slice(&[kind, flags, 0, 0, 0, 1]);
+        frame.resize(FRAME_HEADER_LEN + len, 0);
+        frame
+    }
+
+    /// Frames are found wherever the reads split the bytes, and payloads that look like
+    /// frame headers are passed over.
     #[test]
-    fn the_first_write_of_a_flush_steps_aside_once() {
-        let (_client, server) = tokio::io::duplex(1024);
-        let mut server = CoalescedWrites::new(server);
+    fn frames_are_found_across_any_split() {
+        let mut stream = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        assert_eq!(stream.len(), PREFACE_LEN);
+        stream.extend(frame(0x4, 0, 18)); // SETTINGS
+        stream.extend(frame(HEADERS, 0x4, 40));
+        // A DATA payload holding what would read as a HEADERS frame header.
+        let mut data = frame(0x0, 0, 20);
+        data[FRAME_HEADER_LEN..FRAME_HEADER_LEN * 2].copy_from_slice(&frame(HEADERS, 0, 0));
+        stream.extend(data);
+        stream.extend(frame(HEADERS, 0x5, 0));
+        stream.extend(frame(0x8, 0, 4)); // WINDOW_UPDATE
+        stream.extend(frame(RST_STREAM, 0, 4));
+        let expected = vec![
+            (0x4, 0),
+            (HEADERS, 0x4),
+            (0x0, 0),
+            (HEADERS, 0x5),
+            (0x8, 0),
+            (RST_STREAM, 0),
+        ];
+        for chunk in [1, 2, 5, 9, 10, 64, stream.len()] {
+            let mut frames = FrameHeaders::after(PREFACE_LEN);
+            let mut found = Vec::new();
+            for bytes in stream.chunks(chunk) {
+                frames.walk(bytes, |kind, flags| found.push((kind, flags)));
+            }
+            assert_eq!(found, expected, "read {chunk} bytes at a time");
+        }
+    }
+
+    /// A connection (and its client, the first half) past the preface and SETTINGS.
+    fn connection() -> (
+        tokio::io::DuplexStream,
+        CoalescedWrites<tokio::io::DuplexStream>,
+    ) {
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        (client, CoalescedWrites::new(server))
+    }
+
+    /// The client opens `requests` requests.
+    async fn open(
+        client: &mut tokio::io::DuplexStream,
+        server: &mut CoalescedWrites<tokio::io::DuplexStream>,
+        requests: usize,
+    ) {
+        let mut bytes = Vec::new();
+        if server.read_frames.skip > 0 {
+            bytes.extend_from_slice(&[0; PREFACE_LEN]);
+        }
+        for _ in 0..requests {
+            bytes.extend(frame(HEADERS, 0x4, 30));
+            bytes.extend(frame(0x0, END_STREAM, 12));
+        }
+        client.write_all(&bytes).await.unwrap();
+        let mut read = vec![0; bytes.len()];
+        server.read_exact(&mut read).await.unwrap();
+    }
+
+    /// The server's trailers for one request.
+    fn trailers() -> Vec<u8> {
+        frame(HEADERS, 0x4 | END_STREAM, 20)
+    }
+
+    /// With one request open, its response is written at once.
+    #[tokio::test]
+    async fn a_lone_response_is_written_at_once() {
+        let (mut client, mut server) = connection();
+        open(&mut client, &mut server, 1).await;
+        assert_eq!(server.open, 1);
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let bytes = trailers();
+        assert!(matches!(
+            Pin::new(&mut server).poll_write(&mut cx, &bytes),
+            Poll::Ready(Ok(n)) if n == bytes.len()
+        ));
+        assert_eq!(server.open, 0);
+    }
+
+    /// With several requests open, the first write of a flush yields once, waking the
+    /// task so it is not lost; the rest of the flush's writes go through. Answered and
+    /// reset requests leave the count, and the last one open is written at once.
+    #[tokio::test]
+    async fn the_first_write_of_a_flush_steps_aside_while_others_are_open() {
+        let (mut client, mut server) = connection();
+        open(&mut client, &mut server, 4).await;
+        assert_eq!(server.open, 4);
         let wakes = std::sync::Arc::new(Wakes::default());
         let waker = std::task::Waker::from(wakes.clone());
         let mut cx = Context::from_waker(&waker);
         let woken = || wakes.0.load(std::sync::atomic::Ordering::Relaxed);
+        let bytes = trailers();
         let mut pinned = Pin::new(&mut server);
-        assert!(pinned.as_mut().poll_write(&mut cx, b"a").is_pending());
+        assert!(pinned.as_mut().poll_write(&mut cx, &bytes).is_pending());
         assert_eq!(woken(), 1);
+        let two = [IoSlice::new(&bytes), IoSlice::new(&bytes)];
         assert!(matches!(
-            pinned.as_mut().poll_write(&mut cx, b"a"),
-            Poll::Ready(Ok(1))
+            pinned.as_mut().poll_write_vectored(&mut cx, &two),
+            Poll::Ready(Ok(n)) if n == bytes.len() * 2
         ));
-        assert!(matches!(
-            pinned.as_mut().poll_write(&mut cx, b"b"),
-            Poll::Ready(Ok(1))
-        ));
+        assert_eq!(pinned.open, 2);
         assert!(matches!(
             pinned.as_mut().poll_flush(&mut cx),
             Poll::Ready(Ok(()))
         ));
+
+        // The client resets one of the two left: one open, written at once.
+        client.write_all(&frame(RST_STREAM, 0, 4)).await.unwrap();
+        let mut read = [0; FRAME_HEADER_LEN + 4];
+        server.read_exact(&mut read).await.unwrap();
+        assert_eq!(server.open, 1);
+        let mut pinned = Pin::new(&mut server);
+        assert!(matches!(
+            pinned.as_mut().poll_write(&mut cx, &bytes),
+            Poll::Ready(Ok(_))
+        ));
         assert_eq!(woken(), 1);
-        assert!(pinned.as_mut().poll_write(&mut cx, b"c").is_pending());
-        assert_eq!(woken(), 2);
+        assert_eq!(pinned.open, 0);
     }
 }
