@@ -214,10 +214,11 @@ mod tests {
         let mut client = client;
         for round in 0..3u8 {
             server.write_all(&[round; 1000]).await.unwrap();
-            server
+            let written = server
                 .write_vectored(&[IoSlice::new(b"ab"), IoSlice::new(b"cd")])
                 .await
                 .unwrap();
+            assert_eq!(written, 4);
             server.flush().await.unwrap();
         }
         server.shutdown().await.unwrap();
