@@ -6,9 +6,8 @@
 //! responses under load, each a system call for the server and a wake-up for the client.
 //!
 //! [`CoalescedWrites`] makes the connection's task step aside once before it writes, when
-//! the client has more than one request open: it wakes itself and
-//! returns `Pending`, which puts it at the back of the run queue, behind the streams that
-//! are ready. When it runs again, every response they finished meanwhile is in HTTP/2's
+//! the client has more than one request open: it wakes itself and returns `Pending`,
+//! which puts it at the back of the run queue, behind the streams that are ready. When it runs again, every response they finished meanwhile is in HTTP/2's
 //! buffer and goes out in the same write. A lone request is written at once: stepping
 //! aside would only wake the idle second worker, for nothing to wait for.
 //!
@@ -16,12 +15,15 @@
 //! frame from the client opens one (gRPC clients send no trailers); a HEADERS frame from
 //! the server that ends its stream (the trailers), or a RST_STREAM either way, closes one.
 
+use std::convert::Infallible;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tonic::transport::server::Connected;
+
+use crate::framing::Framing;
 
 /// A connection whose writes wait one scheduler turn while the client has several
 /// requests open, so that writes of concurrent responses are made together.
@@ -102,47 +104,25 @@ const HEADERS: u8 = 0x1;
 const RST_STREAM: u8 = 0x3;
 const END_STREAM: u8 = 0x1;
 
-/// Follows the frame boundaries of one direction of a connection.
+/// The HTTP/2 frames of one direction of a connection.
 #[derive(Debug)]
-struct FrameHeaders {
-    /// Bytes of the preface, or of the current frame's payload, still to pass over.
-    skip: usize,
-    /// The next frame header, as far as it has arrived.
-    header: [u8; FRAME_HEADER_LEN],
-    header_len: usize,
-}
+struct FrameHeaders(Framing<FRAME_HEADER_LEN>);
 
 impl FrameHeaders {
     /// Frames start after `preface` bytes.
     fn after(preface: usize) -> Self {
-        Self {
-            skip: preface,
-            header: [0; FRAME_HEADER_LEN],
-            header_len: 0,
-        }
+        Self(Framing::after(preface))
     }
 
     /// Calls `frame(type, flags)` for each frame whose header ends within `bytes`, the
     /// next bytes of this direction.
-    fn walk(&mut self, mut bytes: &[u8], mut frame: impl FnMut(u8, u8)) {
-        while !bytes.is_empty() {
-            if self.skip > 0 {
-                let passed = self.skip.min(bytes.len());
-                self.skip -= passed;
-                bytes = &bytes[passed..];
-                continue;
-            }
-            let taken = (FRAME_HEADER_LEN - self.header_len).min(bytes.len());
-            self.header[self.header_len..self.header_len + taken].copy_from_slice(&bytes[..taken]);
-            self.header_len += taken;
-            bytes = &bytes[taken..];
-            if self.header_len == FRAME_HEADER_LEN {
-                let [a, b, c, kind, flags, ..] = self.header;
-                self.skip = u32::from_be_bytes([0, a, b, c]) as usize;
-                self.header_len = 0;
-                frame(kind, flags);
-            }
-        }
+    fn walk(&mut self, bytes: &[u8], mut frame: impl FnMut(u8, u8)) {
+        let walked = self.0.walk(bytes, |header| {
+            let [a, b, c, kind, flags, ..] = *header;
+            frame(kind, flags);
+            Ok::<_, Infallible>(u32::from_be_bytes([0, a, b, c]) as usize)
+        });
+        let Ok(()) = walked;
     }
 }
 
@@ -181,7 +161,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for CoalescedWrites<T> {
         self.inner.is_write_vectored()
     }
 
-    /// HTTP/2 flushes after each round of writes; the next round steps aside again.
+    /// HTTP/2 flushes after each round of writes; the next round may step aside again.
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let flushed = ready!(Pin::new(&mut self.inner).poll_flush(cx));
         self.stepped_aside = false;
@@ -291,7 +271,7 @@ mod tests {
         }
     }
 
-    /// A connection (and its client, the first half) past the preface and SETTINGS.
+    /// A new connection and its client (the first half).
     fn connection() -> (
         tokio::io::DuplexStream,
         CoalescedWrites<tokio::io::DuplexStream>,
@@ -300,16 +280,13 @@ mod tests {
         (client, CoalescedWrites::new(server))
     }
 
-    /// The client opens `requests` requests.
+    /// The client sends its preface and opens `requests` requests (once per connection).
     async fn open(
         client: &mut tokio::io::DuplexStream,
         server: &mut CoalescedWrites<tokio::io::DuplexStream>,
         requests: usize,
     ) {
-        let mut bytes = Vec::new();
-        if server.read_frames.skip > 0 {
-            bytes.extend_from_slice(&[0; PREFACE_LEN]);
-        }
+        let mut bytes = vec![0; PREFACE_LEN];
         for _ in 0..requests {
             bytes.extend(frame(HEADERS, 0x4, 30));
             bytes.extend(frame(0x0, END_STREAM, 12));

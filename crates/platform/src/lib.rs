@@ -15,6 +15,7 @@ pub mod config;
 pub mod db;
 pub mod deadline;
 pub mod error;
+mod framing;
 pub mod health;
 pub mod json;
 pub mod message_limit;

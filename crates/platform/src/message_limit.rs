@@ -16,6 +16,8 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use tonic::body::Body;
 use tower::{Layer, Service};
 
+use crate::framing::Framing;
+
 /// Bytes before every gRPC message: compressed flag and big-endian length.
 const FRAME_HEADER_LEN: usize = 5;
 
@@ -74,53 +76,30 @@ where
 #[derive(Debug)]
 struct Frames {
     limit: usize,
-    header: [u8; FRAME_HEADER_LEN],
-    header_read: usize,
-    body_left: usize,
+    framing: Framing<FRAME_HEADER_LEN>,
 }
 
 impl Frames {
     fn new(limit: usize) -> Self {
         Self {
             limit,
-            header: [0; FRAME_HEADER_LEN],
-            header_read: 0,
-            body_left: 0,
+            framing: Framing::after(0),
         }
     }
 
     /// Reads `chunk`; fails at a frame header that declares more than the limit.
-    fn read(&mut self, mut chunk: &[u8]) -> Result<(), tonic::Status> {
-        while !chunk.is_empty() {
-            if self.body_left > 0 {
-                let skip = self.body_left.min(chunk.len());
-                self.body_left -= skip;
-                chunk = &chunk[skip..];
-                continue;
+    fn read(&mut self, chunk: &[u8]) -> Result<(), tonic::Status> {
+        let limit = self.limit;
+        self.framing.walk(chunk, |header| {
+            let length = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+            if length > limit {
+                metrics::counter!("grpc_server_messages_too_large_total").increment(1);
+                return Err(tonic::Status::resource_exhausted(format!(
+                    "message of {length} bytes is over the limit of {limit} bytes"
+                )));
             }
-            let take = (FRAME_HEADER_LEN - self.header_read).min(chunk.len());
-            self.header[self.header_read..self.header_read + take].copy_from_slice(&chunk[..take]);
-            self.header_read += take;
-            chunk = &chunk[take..];
-            if self.header_read == FRAME_HEADER_LEN {
-                let length = u32::from_be_bytes([
-                    self.header[1],
-                    self.header[2],
-                    self.header[3],
-                    self.header[4],
-                ]) as usize;
-                if length > self.limit {
-                    metrics::counter!("grpc_server_messages_too_large_total").increment(1);
-                    return Err(tonic::Status::resource_exhausted(format!(
-                        "message of {length} bytes is over the limit of {} bytes",
-                        self.limit
-                    )));
-                }
-                self.header_read = 0;
-                self.body_left = length;
-            }
-        }
-        Ok(())
+            Ok(length)
+        })
     }
 }
 
