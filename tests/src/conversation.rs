@@ -1,12 +1,9 @@
 //! Fixtures for the conversation service's tests: the user, agent and conversation
 //! services in-process, each on a database of its own, talking real gRPC.
 
-use std::time::Duration;
-
 use agentic_agent::AgentApp;
 use agentic_conversation::ConversationApp;
 use agentic_platform::auth::roles;
-use agentic_platform::client::ClientArgs;
 use agentic_platform::service::ServiceType;
 use agentic_platform::testsuite::{BearerChannel, Options, TestDatabase, TestService};
 use agentic_proto::conversation::v1 as pb;
@@ -73,12 +70,16 @@ impl Suite {
         agent_url: &str,
     ) -> ConversationService {
         let options = Options {
-            clients: ClientArgs {
-                user_service_url: user_url.to_owned(),
-                agent_service_url: agent_url.to_owned(),
-                client_breaker_cooldown: Duration::from_millis(500),
-                ..ClientArgs::default()
-            },
+            service_flags: [
+                "--user-service-url",
+                user_url,
+                "--agent-service-url",
+                agent_url,
+                "--client-breaker-cooldown",
+                "500ms",
+            ]
+            .map(String::from)
+            .to_vec(),
             ..Options::default()
         };
         ConversationService::start_on(&db.url, &db.name, &options).await

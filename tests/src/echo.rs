@@ -7,7 +7,7 @@ use std::time::Duration;
 use agentic_platform::auth::Caller;
 use agentic_platform::error::Result;
 use agentic_platform::server::Services;
-use agentic_platform::service::{Context, ServiceSpec, ServiceType};
+use agentic_platform::service::{Context, NoArgs, ServiceSpec, ServiceType};
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use tonic::{Request, Response, Status};
 
@@ -31,7 +31,9 @@ impl ServiceType for EchoApp {
     const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/echo");
     const FILE_DESCRIPTOR_SET: &'static [u8] = FILE_DESCRIPTOR_SET;
 
-    fn services(context: &Context, services: &mut Services) -> Result<()> {
+    type Args = NoArgs;
+
+    fn services(context: &Context, _: &NoArgs, services: &mut Services) -> Result<()> {
         services.add(agentic_platform::grpc_server!(
             pb::echo_service_server::EchoServiceServer::new(Echo),
             context

@@ -9,7 +9,7 @@ use std::time::Duration;
 use agentic_e2e::{
     Harness, Options, UserFixture, UserService, create_user, get_user as get, rename, slug,
 };
-use agentic_platform::cache::{Cache, KindSpec, TenantKey};
+use agentic_platform::cache::{Cache, KindSpec, ScopedKey};
 use agentic_platform::config::CacheArgs;
 use agentic_platform::testsuite::RedisServer;
 use agentic_proto::user::v1 as pb;
@@ -206,7 +206,7 @@ async fn another_replica_sees_a_write_within_the_stated_bound_and_strong_reads_n
 async fn load_counting(
     cache: &Cache,
     kind: &KindSpec,
-    key: TenantKey<&str>,
+    key: ScopedKey<&str>,
     value: i64,
     loads: &std::sync::atomic::AtomicUsize,
 ) -> prost_types::Timestamp {
@@ -236,9 +236,9 @@ async fn a_tenant_wide_invalidation_drops_every_entry_of_the_tenant_on_every_rep
     let loads = AtomicUsize::new(0);
     for cache in [&replica_a, &replica_b] {
         for (kind, key) in keys {
-            load_counting(cache, kind, TenantKey(tenant, key), 1, &loads).await;
+            load_counting(cache, kind, ScopedKey(tenant, key), 1, &loads).await;
         }
-        load_counting(cache, &by_id, TenantKey(other_tenant, "1"), 1, &loads).await;
+        load_counting(cache, &by_id, ScopedKey(other_tenant, "1"), 1, &loads).await;
     }
     assert_eq!(
         loads.load(Ordering::SeqCst),
@@ -246,7 +246,7 @@ async fn a_tenant_wide_invalidation_drops_every_entry_of_the_tenant_on_every_rep
         "B read A's loads from redis"
     );
     for (kind, key) in keys {
-        load_counting(&replica_b, kind, TenantKey(tenant, key), 1, &loads).await;
+        load_counting(&replica_b, kind, ScopedKey(tenant, key), 1, &loads).await;
     }
     assert_eq!(loads.load(Ordering::SeqCst), 4, "cached");
 
@@ -260,14 +260,14 @@ async fn a_tenant_wide_invalidation_drops_every_entry_of_the_tenant_on_every_rep
         .query_async(&mut conn)
         .await
         .expect("resetstat");
-    replica_a.invalidate_tenant("things", tenant).await;
+    replica_a.invalidate_scope("things", tenant).await;
 
     // Every entry of the tenant reloads on both replicas, with the new value...
     let reloads = AtomicUsize::new(0);
     for (name, cache) in [("A", &replica_a), ("B", &replica_b)] {
         let deadline = Instant::now() + Duration::from_secs(2);
         loop {
-            let seen = load_counting(cache, &by_id, TenantKey(tenant, "1"), 2, &reloads).await;
+            let seen = load_counting(cache, &by_id, ScopedKey(tenant, "1"), 2, &reloads).await;
             if seen == stamp(2) || Instant::now() > deadline {
                 assert_eq!(seen, stamp(2), "replica {name} reloads after the bump");
                 break;
@@ -275,11 +275,11 @@ async fn a_tenant_wide_invalidation_drops_every_entry_of_the_tenant_on_every_rep
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         for (kind, key) in &keys[1..] {
-            let seen = load_counting(cache, kind, TenantKey(tenant, key), 2, &reloads).await;
+            let seen = load_counting(cache, kind, ScopedKey(tenant, key), 2, &reloads).await;
             assert_eq!(seen, stamp(2), "replica {name}, {key}");
         }
         // ...while another tenant's entry stays cached.
-        let seen = load_counting(cache, &by_id, TenantKey(other_tenant, "1"), 2, &reloads).await;
+        let seen = load_counting(cache, &by_id, ScopedKey(other_tenant, "1"), 2, &reloads).await;
         assert_eq!(
             seen,
             stamp(1),
@@ -311,18 +311,18 @@ async fn a_tenant_wide_invalidation_works_without_redis() {
     let kind = KindSpec::new("thing").in_namespace("things");
     let tenant = uuid::Uuid::now_v7();
     let loads = AtomicUsize::new(0);
-    load_counting(&cache, &kind, TenantKey(tenant, "1"), 1, &loads).await;
-    load_counting(&cache, &kind, TenantKey(tenant, "1"), 1, &loads).await;
+    load_counting(&cache, &kind, ScopedKey(tenant, "1"), 1, &loads).await;
+    load_counting(&cache, &kind, ScopedKey(tenant, "1"), 1, &loads).await;
     assert_eq!(loads.load(Ordering::SeqCst), 1, "cached in process");
 
-    cache.invalidate_tenant("things", tenant).await;
-    let seen = load_counting(&cache, &kind, TenantKey(tenant, "1"), 2, &loads).await;
+    cache.invalidate_scope("things", tenant).await;
+    let seen = load_counting(&cache, &kind, ScopedKey(tenant, "1"), 2, &loads).await;
     assert_eq!(seen, stamp(2));
 
     cache
-        .invalidate(&[(&cache.kind(&kind), TenantKey(tenant, "1"))])
+        .invalidate(&[(&cache.kind(&kind), ScopedKey(tenant, "1"))])
         .await;
-    let seen = load_counting(&cache, &kind, TenantKey(tenant, "1"), 3, &loads).await;
+    let seen = load_counting(&cache, &kind, ScopedKey(tenant, "1"), 3, &loads).await;
     assert_eq!(
         seen,
         stamp(3),

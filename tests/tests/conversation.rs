@@ -497,9 +497,11 @@ async fn a_stopped_agent_service_fails_calls_fast_and_they_recover_when_it_retur
     );
 
     // The agent service comes back on its address: a probe closes the breaker.
-    let mut args = Options::default().service_args(&suite.agent_db.url, &suite.agent_db.name);
+    let options = Options::default();
+    let mut args = options.service_args(&suite.agent_db.url, &suite.agent_db.name);
     args.server.grpc_addr = Some(agent_addr);
-    let _back = agentic_e2e::agent::AgentService::start_with_args(args).await;
+    let own = options.own_args::<agentic_agent::AgentApp>();
+    let _back = agentic_e2e::agent::AgentService::start_with_args(args, own).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         match tenant

@@ -242,9 +242,11 @@ async fn a_message_over_the_limit_is_resource_exhausted_compressed_or_not() {
 #[tokio::test]
 async fn the_message_limit_is_configurable() {
     let db = TestDatabase::create(EchoApp::SPEC.name, EchoApp::MIGRATIONS).await;
-    let mut args = Options::default().service_args(&db.url, &db.name);
+    let options = Options::default();
+    let mut args = options.service_args(&db.url, &db.name);
     args.server.grpc_max_message_size = 8 << 20;
-    let service = TestService::<EchoApp>::start_with_args(args).await;
+    let service =
+        TestService::<EchoApp>::start_with_args(args, options.own_args::<EchoApp>()).await;
     service.wait_for(ServingStatus::Serving).await;
 
     let mut client = big_client(&service, 16 << 20).await;
@@ -262,9 +264,11 @@ async fn the_message_limit_is_configurable() {
 #[tokio::test]
 async fn a_connection_runs_at_most_its_limit_of_calls_and_the_rest_wait() {
     let db = TestDatabase::create(EchoApp::SPEC.name, EchoApp::MIGRATIONS).await;
-    let mut args = Options::default().service_args(&db.url, &db.name);
+    let options = Options::default();
+    let mut args = options.service_args(&db.url, &db.name);
     args.server.concurrency_limit_per_connection = 2;
-    let service = TestService::<EchoApp>::start_with_args(args).await;
+    let service =
+        TestService::<EchoApp>::start_with_args(args, options.own_args::<EchoApp>()).await;
     service.wait_for(ServingStatus::Serving).await;
 
     // Six slow calls at once down one connection: two run, the others wait their turn

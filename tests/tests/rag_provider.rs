@@ -8,7 +8,6 @@ use agentic_e2e::rag::{
     EmbeddingServer, POISON, RagClient, create_collection, document, ingest_and_wait, rag_client,
 };
 use agentic_platform::auth::roles;
-use agentic_platform::config::EmbeddingProvider;
 use agentic_platform::testsuite::{Options, TestDatabase, TestService};
 use agentic_proto::rag::v1 as pb;
 use agentic_rag::RagApp;
@@ -20,13 +19,22 @@ async fn service_on(
     db: &TestDatabase,
     retries: u32,
 ) -> TestService<RagApp> {
-    let mut args = Options::default().service_args(&db.url, &db.name);
-    args.embedding.embedding_provider = EmbeddingProvider::Openai;
-    args.embedding.embedding_url = Some(server.url());
-    args.embedding.embedding_model = Some("wordllama-over-http".into());
-    args.embedding.embedding_dimensions = 256;
-    args.embedding.embedding_retries = retries;
-    let service = TestService::<RagApp>::start_with_args(args).await;
+    let options = Options {
+        service_flags: vec![
+            "--embedding-provider".into(),
+            "openai".into(),
+            "--embedding-url".into(),
+            server.url(),
+            "--embedding-model".into(),
+            "wordllama-over-http".into(),
+            "--embedding-dimensions".into(),
+            "256".into(),
+            "--embedding-retries".into(),
+            retries.to_string(),
+        ],
+        ..Options::default()
+    };
+    let service = TestService::<RagApp>::start_unready(&db.url, &db.name, &options).await;
     service
         .wait_for(tonic_health::pb::health_check_response::ServingStatus::Serving)
         .await;

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use agentic_e2e::{Options, UserFixture, UserService, create_user, get_user, slug, url_via};
+use agentic_platform::service::NoArgs;
 use agentic_platform::testsuite::{TcpProxy, TestDatabase, lock_waiters};
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use tokio::time::Instant;
@@ -34,7 +35,7 @@ async fn a_hung_database_turns_readiness_off_fails_calls_fast_and_recovers_at_on
     let mut args = options.service_args(&url_via(&db.url, proxy.addr), &db.name);
     args.server.readiness_interval = Duration::from_secs(1);
     args.server.readiness_timeout = Duration::from_secs(1);
-    let service = UserService::start_with_args(args).await;
+    let service = UserService::start_with_args(args, NoArgs {}).await;
     service.wait_for(ServingStatus::Serving).await;
     let (_, mut admin) = service.tenant(&slug("hung")).await;
     let user = create_user(&mut admin, "hung@example.com").await;
@@ -85,7 +86,7 @@ async fn readiness_holds_while_slow_queries_saturate_the_pool() {
     let mut args = options.service_args(&db.url, &db.name);
     args.server.readiness_interval = Duration::from_millis(200);
     args.server.readiness_timeout = Duration::from_millis(500);
-    let service = UserService::start_with_args(args).await;
+    let service = UserService::start_with_args(args, NoArgs {}).await;
     service.wait_for(ServingStatus::Serving).await;
     let (_, admin) = service.tenant(&slug("busy")).await;
     let user = create_user(&mut admin.clone(), "busy@example.com").await;

@@ -1,10 +1,12 @@
 //! The agent service: agents, the MCP servers they call, and workflows of agents
 //! (`agentic.agent.v1.AgentService`).
 //!
-//! `service/` implements the RPCs (one module per resource), `store.rs` holds the
-//! queries, `model.rs` the rows and their protobuf mapping, `input.rs` the validation;
-//! this file declares the service to the platform.
+//! `service/` implements the RPCs (one module per resource), `input.rs` the validation,
+//! `store/` the queries (one file per resource), `model.rs` the rows and their protobuf
+//! mapping, `args.rs` the service's own settings; this file declares the service to the
+//! platform.
 
+pub mod args;
 mod input;
 pub mod model;
 pub mod schema;
@@ -16,6 +18,7 @@ use agentic_platform::error::Result;
 use agentic_platform::server::Services;
 use agentic_platform::service::{Context, ServiceSpec, ServiceType};
 use agentic_proto::agent::v1::agent_service_server::AgentServiceServer;
+use args::AgentArgs;
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 
 /// What the agent service caches, with the seeds' TTLs.
@@ -52,8 +55,14 @@ impl ServiceType for AgentApp {
         kinds::WORKFLOW,
     ];
 
-    fn services(context: &Context, services: &mut Services) -> Result<()> {
-        let service = service::AgentService::new(context)?;
+    /// A fixed key: tests seal and open headers in one process.
+    const TEST_FLAGS: &'static [&'static str] =
+        &["--secrets-key", "e2e-test-secrets-key-0123456789abcdef"];
+
+    type Args = AgentArgs;
+
+    fn services(context: &Context, args: &AgentArgs, services: &mut Services) -> Result<()> {
+        let service = service::AgentService::new(context, args)?;
         services.add(agentic_platform::grpc_server!(
             AgentServiceServer::new(service),
             context

@@ -14,7 +14,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use agentic_platform::coalesce::CoalescedWrites;
+use agentic_platform::server::coalesce::CoalescedWrites;
 use agentic_proto::user::v1 as pb;
 use agentic_proto::user::v1::user_service_server::{UserService, UserServiceServer};
 use agentic_user::model::UserRow;

@@ -34,7 +34,9 @@ fn migrations_of<S: ServiceType>() -> EmbeddedMigrations {
 
 fn run_service<S: ServiceType>(matches: &ArgMatches) -> Result<Running, clap::Error> {
     let cli = ServiceCli::<S>::from_arg_matches(matches)?;
-    Ok(Box::pin(agentic_platform::service::run::<S>(cli.args)))
+    Ok(Box::pin(agentic_platform::service::run::<S>(
+        cli.args, cli.own,
+    )))
 }
 
 /// Every service, in port order.

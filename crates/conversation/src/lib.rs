@@ -2,9 +2,12 @@
 //! (`agentic.conversation.v1.ConversationService`). The first service that calls others:
 //! the agent and user services, through the platform's `client`.
 //!
-//! `service/` implements the RPCs, `store.rs` holds the queries, `model.rs` the rows and
-//! their protobuf mapping, `input.rs` the validation; this file declares the service.
+//! `service/` implements the RPCs (one module per resource), `input.rs` the validation,
+//! `store/` the queries (one file per resource), `model.rs` the rows and their protobuf
+//! mapping, `args.rs` the service's own settings; this file declares the service to the
+//! platform.
 
+pub mod args;
 mod input;
 pub mod model;
 pub mod schema;
@@ -16,6 +19,7 @@ use agentic_platform::error::Result;
 use agentic_platform::server::Services;
 use agentic_platform::service::{Context, ServiceSpec, ServiceType};
 use agentic_proto::conversation::v1::conversation_service_server::ConversationServiceServer;
+use args::ConversationArgs;
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 
 /// What the conversation service caches.
@@ -38,8 +42,10 @@ impl ServiceType for ConversationApp {
     const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/conversation");
     const CACHE_KINDS: &'static [KindSpec] = &[kinds::CONVERSATION];
 
-    fn services(context: &Context, services: &mut Services) -> Result<()> {
-        let service = service::ConversationService::new(context)?;
+    type Args = ConversationArgs;
+
+    fn services(context: &Context, args: &ConversationArgs, services: &mut Services) -> Result<()> {
+        let service = service::ConversationService::new(context, args)?;
         services.add(agentic_platform::grpc_server!(
             ConversationServiceServer::new(service),
             context

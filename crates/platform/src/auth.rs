@@ -1,19 +1,15 @@
 //! Bearer JWTs: issued by the user service, verified by every service.
 //!
-//! [`AuthLayer`] checks the `authorization: Bearer …` metadata of every call except health,
-//! reflection and the methods a service declares public, and puts the verified [`Caller`]
-//! into the request's extensions.
+//! [`Tokens`] issues and verifies them; the server's auth layer
+//! ([`crate::server::layers::auth`]) checks every call's token and puts the verified
+//! [`Caller`] into the request's extensions, where handlers find it with [`Caller::of`].
 
-use std::future::Ready;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures::future::Either;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use tower::{Layer, Service};
 use uuid::Uuid;
 
 use crate::config::AuthArgs;
@@ -25,9 +21,6 @@ const MIN_SECRET_LEN: usize = 32;
 const VERIFIED_CAPACITY: u64 = 10_000;
 /// Seconds of clock skew tolerated on `exp`.
 const LEEWAY_SECS: i64 = 5;
-
-/// Paths that never need a token: probes and discovery.
-const ALWAYS_PUBLIC: &[&str] = &["/grpc.health.v1.Health/", "/grpc.reflection."];
 
 /// What a token says about its bearer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -203,96 +196,6 @@ impl Tokens {
         self.verified
             .insert(token.into(), (caller.clone(), claims.exp));
         Ok(caller)
-    }
-}
-
-/// Verifies bearer tokens on every call but the public ones.
-#[derive(Clone)]
-pub struct AuthLayer {
-    tokens: Arc<Tokens>,
-    public_methods: Arc<[&'static str]>,
-}
-
-impl AuthLayer {
-    /// `public_methods` are full paths (`/pkg.Service/Method`) callable without a token.
-    pub fn new(tokens: Arc<Tokens>, public_methods: &[&'static str]) -> Self {
-        Self {
-            tokens,
-            public_methods: public_methods.into(),
-        }
-    }
-
-    fn is_public(&self, path: &str) -> bool {
-        ALWAYS_PUBLIC.iter().any(|prefix| path.starts_with(prefix))
-            || self.public_methods.contains(&path)
-    }
-}
-
-impl<S> Layer<S> for AuthLayer {
-    type Service = AuthService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        AuthService {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct AuthService<S> {
-    inner: S,
-    layer: AuthLayer,
-}
-
-impl<S, B, RB> Service<http::Request<B>> for AuthService<S>
-where
-    S: Service<http::Request<B>, Response = http::Response<RB>>,
-    S::Future: Send + 'static,
-    RB: Default + Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = Either<Ready<Result<S::Response, S::Error>>, S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        if !self.layer.is_public(request.uri().path()) {
-            match self.authenticate(&request) {
-                Ok(caller) => {
-                    request.extensions_mut().insert(caller);
-                }
-                Err(error) => {
-                    let response = tonic::Status::from(error).into_http();
-                    return Either::Left(std::future::ready(Ok(response)));
-                }
-            }
-        }
-        Either::Right(self.inner.call(request))
-    }
-}
-
-impl<S> AuthService<S> {
-    fn authenticate<B>(&self, request: &http::Request<B>) -> Result<Arc<Caller>> {
-        let header = request
-            .headers()
-            .get(http::header::AUTHORIZATION)
-            .ok_or(Error::Unauthenticated("missing bearer token"))?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|value| {
-                value
-                    .strip_prefix("Bearer ")
-                    .or_else(|| value.strip_prefix("bearer "))
-            })
-            .ok_or(Error::Unauthenticated(
-                "authorization must be 'Bearer <token>'",
-            ))?;
-        self.layer.tokens.verify(token.trim())
     }
 }
 

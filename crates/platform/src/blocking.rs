@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use tokio::sync::{Semaphore, oneshot};
 
-use crate::deadline;
 use crate::error::{Error, Result};
+use crate::request;
 
 /// The workers' nice value: below the runtime's threads, so that however busy hashing
 /// keeps the cores, health probes and the answers to expiring requests go out first.
@@ -62,7 +62,7 @@ where
 {
     let pool = &*POOL;
     let acquire = pool.permits.clone().acquire_owned();
-    let _permit = match deadline::remaining() {
+    let _permit = match request::remaining() {
         // Give up a little early, so the caller still hears why.
         Some(left) => tokio::time::timeout(left - (left / 10).min(GIVE_UP_MARGIN), acquire)
             .await
@@ -127,7 +127,7 @@ mod tests {
             .map(|_| tokio::spawn(cpu_bound(|| std::thread::sleep(Duration::from_millis(500)))))
             .collect();
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let late = deadline::scope(Duration::from_millis(50), cpu_bound(|| ())).await;
+        let late = request::with_deadline(Duration::from_millis(50), cpu_bound(|| ())).await;
         assert!(matches!(late, Err(Error::ResourceExhausted(_))), "{late:?}");
         for hog in hogs {
             hog.await.unwrap().unwrap();

@@ -1,27 +1,38 @@
 //! `agentic-platform`: the plumbing every Agentic service shares.
 //!
-//! One module per concern, each usable on its own: configuration blocks, the PostgreSQL
-//! pool, the two-level cache, JWT auth, paging, errors, telemetry, the admin HTTP port and
-//! the gRPC server builder.
+//! One module per concern, each usable on its own. The rooms:
+//!
+//! - a service and how it is run: [`service`] (the [`service::ServiceType`] trait and
+//!   the shared [`service::Context`]), [`server`] (the gRPC server builder, its tower
+//!   [`server::layers`] in the order applied, readiness and the admin HTTP port),
+//!   [`config`] (the clap blocks every service flattens), [`telemetry`];
+//! - what a request knows: [`request`] (its deadline and read consistency), [`auth`]
+//!   (tokens and the verified caller);
+//! - data: [`db`] (the PostgreSQL pool), [`cache`] (the two-level cache), [`batch`];
+//! - the API's conventions: [`error`], [`validate`], [`paging`], [`fieldmask`], [`json`],
+//!   [`time`];
+//! - calling other services: [`client`];
+//! - odds and ends a service may need: [`blocking`] (CPU-bound work off the runtime),
+//!   [`secrets`] (sealing stored secrets);
+//! - [`testsuite`] (feature `testsuite`): fixtures for tests against real PostgreSQL,
+//!   Redis and services.
+//!
+//! `docs/architecture.md` at the repository's root walks through them.
 
-pub mod admin;
+// MISSING_DOCS_PLACEHOLDER
+
 pub mod auth;
 pub mod batch;
 pub mod blocking;
 pub mod cache;
 pub mod client;
-pub mod coalesce;
 pub mod config;
 pub mod db;
-pub mod deadline;
 pub mod error;
-mod framing;
-pub mod health;
+pub mod fieldmask;
 pub mod json;
-pub mod message_limit;
 pub mod paging;
-pub mod panic;
-pub mod rpc;
+pub mod request;
 pub mod secrets;
 pub mod server;
 pub mod service;

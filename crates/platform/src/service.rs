@@ -1,12 +1,12 @@
 //! A service is one implementation of [`ServiceType`]; everything else is shared.
 //!
 //! The trait says what differs between services (name and ports, migrations, public
-//! methods, cache kinds, the tonic services themselves). [`App`] builds the shared
-//! [`Context`] (pool, cache, tokens, page tokens) from [`ServiceArgs`] and serves it with
-//! the platform's server; [`run`] adds telemetry, migrations and listeners for a process,
-//! and [`main`] is a service binary's whole `main`.
+//! methods, cache kinds, the settings only it reads, the tonic services themselves).
+//! [`App`] builds the shared [`Context`] (pool, cache, tokens, page tokens) from
+//! [`ServiceArgs`] and serves it with the platform's server; [`run`] adds telemetry,
+//! migrations and listeners for a process, and [`main`] is a service binary's whole
+//! `main`.
 
-use std::marker::PhantomData;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -16,16 +16,13 @@ use diesel_migrations::EmbeddedMigrations;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::{AuthLayer, Tokens};
+use crate::auth::Tokens;
 use crate::cache::{Cache, KindSpec};
-use crate::client::ClientArgs;
-use crate::config::{
-    AuthArgs, CacheArgs, DatabaseArgs, EmbeddingArgs, SecretsArgs, ServerArgs, TelemetryArgs,
-};
+use crate::config::{AuthArgs, CacheArgs, DatabaseArgs, ServerArgs, TelemetryArgs};
 use crate::db::Pool;
 use crate::error::{Error, Result};
 use crate::paging::PageTokens;
-use crate::secrets::Sealer;
+use crate::server::layers::AuthLayer;
 use crate::server::{Server, Services};
 
 /// A service's name and default ports.
@@ -35,24 +32,30 @@ pub struct ServiceSpec {
     pub name: &'static str,
     /// One line for `--help`.
     pub about: &'static str,
+    /// The gRPC port it listens on unless `GRPC_ADDR` says otherwise.
     pub grpc_port: u16,
+    /// The admin HTTP port (`/metrics`, `/health/*`) unless `ADMIN_ADDR` says otherwise.
     pub admin_port: u16,
 }
 
 impl ServiceSpec {
+    /// Where the service listens for gRPC: `GRPC_ADDR`, else its port on every interface.
     pub fn grpc_addr(&self, args: &ServerArgs) -> SocketAddr {
         args.grpc_addr
             .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::UNSPECIFIED, self.grpc_port)))
     }
 
+    /// Where the admin HTTP port listens: `ADMIN_ADDR`, else its port on every interface.
     pub fn admin_addr(&self, args: &ServerArgs) -> SocketAddr {
         args.admin_addr
             .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::UNSPECIFIED, self.admin_port)))
     }
 }
 
-/// What makes one service different from another.
+/// What makes one service different from another: each service crate's `lib.rs`
+/// implements it once, and the platform runs every implementation the same way.
 pub trait ServiceType: Send + Sync + 'static {
+    /// Its name and default ports.
     const SPEC: ServiceSpec;
     /// The service schema's migrations, embedded in the binary.
     const MIGRATIONS: EmbeddedMigrations;
@@ -62,76 +65,79 @@ pub trait ServiceType: Send + Sync + 'static {
     const CACHE_KINDS: &'static [KindSpec] = &[];
     /// The encoded descriptor set reflection serves.
     const FILE_DESCRIPTOR_SET: &'static [u8] = agentic_proto::FILE_DESCRIPTOR_SET;
+    /// Flags the testsuite gives [`Self::Args`] (after the test's own), for settings a
+    /// service cannot run under test without (a secrets key, the model's folder).
+    const TEST_FLAGS: &'static [&'static str] = &[];
 
-    /// Builds the service's tonic services from the shared context.
-    fn services(context: &Context, services: &mut Services) -> Result<()>;
+    /// The settings only this service reads (a clap block flattened after the shared
+    /// [`ServiceArgs`]), so `--help` of each service lists only what it reads;
+    /// [`NoArgs`] for none.
+    type Args: Args + FromArgMatches + Clone + std::fmt::Debug + Send + Sync + 'static;
+
+    /// Builds the service's tonic services (and background work) from the shared context
+    /// and its own settings.
+    fn services(context: &Context, args: &Self::Args, services: &mut Services) -> Result<()>;
 }
 
-/// What every service is built from.
+/// The settings of a service that reads none of its own.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct NoArgs {}
+
+/// What every service is built from: the parts every service shares.
 #[derive(Clone)]
 pub struct Context {
+    /// The service's own database.
     pub pool: Pool,
+    /// The two-level cache, namespaced by the service's name.
     pub cache: Cache,
+    /// Verifies (and, in the user service, issues) bearer tokens.
     pub tokens: Arc<Tokens>,
+    /// Signs and checks `page_token`s.
     pub pages: PageTokens,
     /// Largest request message, in bytes; [`grpc_server!`](crate::grpc_server) applies it
     /// to a generated server, so inflated messages are held to it too.
     pub max_message_size: usize,
-    /// Seals stored secrets; `None` without `SECRETS_KEY` (see [`Context::sealer`]).
-    pub secrets: Option<Sealer>,
-    /// Where the other services are (see [`crate::client::Dependency`]).
-    pub clients: ClientArgs,
-    /// The embedding model, for services that embed text.
-    pub embedding: EmbeddingArgs,
 }
 
-impl Context {
-    /// The sealer, for services that store secrets: they cannot start without one.
-    pub fn sealer(&self) -> Result<Sealer> {
-        self.secrets
-            .clone()
-            .ok_or_else(|| Error::internal("SECRETS_KEY is required by this service"))
-    }
-}
-
-/// Everything a service is configured with.
+/// What every service is configured with (its own settings are [`ServiceType::Args`]).
 #[derive(Debug, Clone, Args)]
 pub struct ServiceArgs {
+    /// Its database and pool.
     #[command(flatten)]
     pub database: DatabaseArgs,
+    /// Its cache.
     #[command(flatten)]
     pub cache: CacheArgs,
+    /// How tokens are verified.
     #[command(flatten)]
     pub auth: AuthArgs,
+    /// The gRPC server and the admin port.
     #[command(flatten)]
     pub server: ServerArgs,
+    /// Logs and traces.
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
-    #[command(flatten)]
-    pub secrets: SecretsArgs,
-    #[command(flatten)]
-    pub clients: ClientArgs,
-    #[command(flatten)]
-    pub embedding: EmbeddingArgs,
     /// Apply pending migrations before serving.
     #[arg(long, env = "MIGRATE_ON_START", default_value_t = false, action = ArgAction::Set)]
     pub migrate_on_start: bool,
 }
 
-/// [`ServiceArgs`] plus the `CACHE_TTL_<SETTING>` flags of `S`'s cache kinds, as clap
-/// arguments for a binary or a subcommand.
-pub struct ServiceCli<S> {
+/// [`ServiceArgs`], `S`'s own settings and the `CACHE_TTL_<SETTING>` flags of `S`'s
+/// cache kinds, as clap arguments for a binary or a subcommand.
+pub struct ServiceCli<S: ServiceType> {
+    /// The shared settings.
     pub args: ServiceArgs,
-    service: PhantomData<fn() -> S>,
+    /// The service's own.
+    pub own: S::Args,
 }
 
 impl<S: ServiceType> FromArgMatches for ServiceCli<S> {
     fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
         let mut args = ServiceArgs::from_arg_matches(matches)?;
-        args.cache.cache_ttls = crate::config::cache_ttls_from(matches, S::CACHE_KINDS);
+        args.cache.cache_ttls = crate::cache::kind::cache_ttls_from(matches, S::CACHE_KINDS);
         Ok(Self {
             args,
-            service: PhantomData,
+            own: S::Args::from_arg_matches(matches)?,
         })
     }
 
@@ -143,7 +149,8 @@ impl<S: ServiceType> FromArgMatches for ServiceCli<S> {
 
 impl<S: ServiceType> Args for ServiceCli<S> {
     fn augment_args(cmd: clap::Command) -> clap::Command {
-        crate::config::cache_ttl_args(ServiceArgs::augment_args(cmd), S::CACHE_KINDS)
+        let cmd = S::Args::augment_args(ServiceArgs::augment_args(cmd));
+        crate::cache::kind::cache_ttl_args(cmd, S::CACHE_KINDS)
     }
 
     fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
@@ -152,18 +159,18 @@ impl<S: ServiceType> Args for ServiceCli<S> {
 }
 
 /// A service assembled and ready to serve.
-pub struct App<S> {
+pub struct App<S: ServiceType> {
     context: Context,
     server: ServerArgs,
-    service: PhantomData<fn() -> S>,
+    own: S::Args,
 }
 
 impl<S: ServiceType> App<S> {
     /// Builds the shared context. Connects to nothing yet: the service starts, and
     /// reports not ready, while the database is down.
-    pub fn new(args: &ServiceArgs) -> Result<Self> {
+    pub fn new(args: &ServiceArgs, own: S::Args) -> Result<Self> {
         // Installed before any metric handle exists, so every handle records.
-        crate::admin::metrics_handle();
+        crate::server::admin::metrics_handle();
         let name = S::SPEC.name;
         Ok(Self {
             context: Context {
@@ -173,20 +180,13 @@ impl<S: ServiceType> App<S> {
                 // Page tokens get a key of their own, derived from the shared secret.
                 pages: PageTokens::new(args.auth.jwt_secret.as_bytes()),
                 max_message_size: args.server.grpc_max_message_size,
-                secrets: args
-                    .secrets
-                    .secrets_key
-                    .as_deref()
-                    .map(Sealer::new)
-                    .transpose()?,
-                clients: args.clients.clone(),
-                embedding: args.embedding.clone(),
             },
             server: args.server.clone(),
-            service: PhantomData,
+            own,
         })
     }
 
+    /// The shared parts the service is built from.
     pub fn context(&self) -> &Context {
         &self.context
     }
@@ -194,11 +194,13 @@ impl<S: ServiceType> App<S> {
     /// The gRPC server with the service, health, reflection and the shared layers.
     pub fn server(&self) -> Result<Server> {
         let mut services = Services::default();
-        S::services(&self.context, &mut services)?;
+        S::services(&self.context, &self.own, &mut services)?;
         let auth = AuthLayer::new(self.context.tokens.clone(), S::PUBLIC_METHODS);
-        Ok(Server::new(S::SPEC, self.server.clone(), auth, services)
-            .describe(S::FILE_DESCRIPTOR_SET)
-            .ready_when_database_answers(self.context.pool.clone()))
+        Ok(
+            Server::new(S::SPEC.name, self.server.clone(), auth, services)
+                .describe(S::FILE_DESCRIPTOR_SET)
+                .ready_when_database_answers(self.context.pool.clone()),
+        )
     }
 
     /// Serves until SIGTERM/SIGINT or `shutdown`, then drains.
@@ -213,13 +215,13 @@ impl<S: ServiceType> App<S> {
 }
 
 /// Runs a service as a process: telemetry, optional migrations, listeners, serve.
-pub async fn run<S: ServiceType>(args: ServiceArgs) -> Result<()> {
+pub async fn run<S: ServiceType>(args: ServiceArgs, own: S::Args) -> Result<()> {
     let _telemetry = crate::telemetry::init(&args.telemetry, S::SPEC.name)?;
     if args.migrate_on_start {
         let applied = crate::db::run_migrations(&args.database.database_url, S::MIGRATIONS).await?;
         tracing::info!(?applied, "migrations applied");
     }
-    let app = App::<S>::new(&args)?;
+    let app = App::<S>::new(&args, own)?;
     let (grpc, admin) = bind(S::SPEC, &args.server).await?;
     app.serve(grpc, Some(admin), CancellationToken::new()).await
 }
@@ -246,7 +248,7 @@ pub fn main<S: ServiceType>() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run::<S>(cli.args)) {
+    match runtime.block_on(run::<S>(cli.args, cli.own)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("{binary}: {error}");

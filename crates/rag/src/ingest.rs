@@ -12,8 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentic_platform::cache::{Cache, CacheKind, TenantKey};
-use agentic_platform::config::EmbeddingArgs;
+use agentic_platform::cache::{Cache, CacheKind, ScopedKey};
 use agentic_platform::db::Pool;
 use agentic_platform::error::{Error, Result};
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
@@ -21,8 +20,10 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::args::IngestArgs;
 use crate::chunking;
 use crate::embedding::{CachedEmbedder, truncate};
+use crate::kinds;
 use crate::model::NewChunk;
 use crate::store::{self, Claimed};
 
@@ -64,7 +65,7 @@ impl Ingestor {
         cache: Cache,
         document_kind: CacheKind,
         embeddings: CachedEmbedder,
-        args: &EmbeddingArgs,
+        args: &IngestArgs,
     ) -> Self {
         Self {
             pool,
@@ -147,7 +148,7 @@ impl Ingestor {
             self.finished.notify_waiters();
             let changed: Vec<_> = documents
                 .iter()
-                .map(|(tenant, _, id)| (&self.document_kind, TenantKey(*tenant, *id)))
+                .map(|(tenant, _, id)| (&self.document_kind, ScopedKey(*tenant, *id)))
                 .collect();
             self.cache.invalidate(&changed).await;
             self.forget_searches(documents.iter().map(|(_, c, _)| *c).collect())
@@ -267,7 +268,9 @@ impl Ingestor {
         collections.sort_unstable();
         collections.dedup();
         for collection in collections {
-            crate::service::forget_searches(&self.cache, collection).await;
+            self.cache
+                .invalidate_scope(kinds::SEARCHES, collection)
+                .await;
         }
     }
 }

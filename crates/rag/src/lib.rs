@@ -1,10 +1,17 @@
 //! The RAG service (`agentic.rag.v1.RagService`): collections, documents ingested by
 //! queue workers (`ingest`), the chunker (`chunking`), the embedders (`embedding`) and
 //! pgvector search (`store::search`).
+//!
+//! `service/` implements the RPCs (one module per resource), `input.rs` the validation,
+//! `store/` the queries (one file per resource), `model.rs` the rows and their protobuf
+//! mapping, `args.rs` the service's own settings; this file declares the service to the
+//! platform.
 
+pub mod args;
 pub mod chunking;
 pub mod embedding;
 pub mod ingest;
+mod input;
 pub mod model;
 pub mod schema;
 pub mod service;
@@ -15,11 +22,18 @@ use agentic_platform::error::Result;
 use agentic_platform::server::Services;
 use agentic_platform::service::{Context, ServiceSpec, ServiceType};
 use agentic_proto::rag::v1::rag_service_server::RagServiceServer;
+use args::RagArgs;
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 
 /// What the RAG service caches, with the seeds' TTLs.
 pub mod kinds {
     use super::KindSpec;
+
+    /// Every cached document of a tenant, dropped at once when a collection (and so its
+    /// documents) goes.
+    pub const DOCUMENTS: &str = "rag_documents";
+    /// Every cached search result of a collection, dropped at once by any change to it.
+    pub const SEARCHES: &str = "rag_search";
 
     pub const COLLECTION: KindSpec = KindSpec::new("collection").default_ttl(300);
     /// Content-addressed: a text's vector never changes, so it lives long.
@@ -30,11 +44,11 @@ pub mod kinds {
     /// the tenant's at once (its documents went with it).
     pub const DOCUMENT: KindSpec = KindSpec::new("document")
         .default_ttl(300)
-        .in_namespace(crate::service::DOCUMENT_NAMESPACE);
+        .in_namespace(DOCUMENTS);
     /// Search results, in a namespace per collection: any change to it drops them all.
     pub const SEARCH: KindSpec = KindSpec::new("rag_search")
         .default_ttl(300)
-        .in_namespace(crate::service::SEARCH_NAMESPACE);
+        .in_namespace(SEARCHES);
 }
 
 /// Lowercase hex of `bytes`: cache keys name content by its SHA-256 digest.
@@ -64,11 +78,18 @@ impl ServiceType for RagApp {
         kinds::EMBEDDING,
         kinds::SEARCH,
     ];
+    /// The repository's own model folder, wherever a test runs from.
+    const TEST_FLAGS: &'static [&'static str] = &[
+        "--embedding-model-dir",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../.local/models"),
+    ];
 
-    fn services(context: &Context, services: &mut Services) -> Result<()> {
-        let service = service::RagService::new(context)?;
+    type Args = RagArgs;
+
+    fn services(context: &Context, args: &RagArgs, services: &mut Services) -> Result<()> {
+        let service = service::RagService::new(context, args)?;
         let ingestor = service.ingestor();
-        for _ in 0..context.embedding.ingest_workers {
+        for _ in 0..args.ingest.ingest_workers {
             let ingestor = ingestor.clone();
             services.background(move |stop| ingestor.run_worker(stop));
         }

@@ -13,7 +13,7 @@ pub mod store;
 use agentic_platform::cache::KindSpec;
 use agentic_platform::error::Result;
 use agentic_platform::server::Services;
-use agentic_platform::service::{Context, ServiceSpec, ServiceType};
+use agentic_platform::service::{Context, NoArgs, ServiceSpec, ServiceType};
 use agentic_proto::user::v1::user_service_server::UserServiceServer;
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 
@@ -46,7 +46,9 @@ impl ServiceType for UserApp {
         kinds::TENANT,
     ];
 
-    fn services(context: &Context, services: &mut Services) -> Result<()> {
+    type Args = NoArgs;
+
+    fn services(context: &Context, _: &NoArgs, services: &mut Services) -> Result<()> {
         let service = service::UserService::new(context);
         services.add(agentic_platform::grpc_server!(
             UserServiceServer::new(service),

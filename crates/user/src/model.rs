@@ -160,7 +160,7 @@ pub const USER_FIELDS: &[&str] = &[
 ];
 
 /// Clears the fields `keep` does not select.
-pub fn apply_read_mask(user: &mut pb::User, keep: &agentic_platform::paging::FieldPaths) {
+pub fn apply_read_mask(user: &mut pb::User, keep: &agentic_platform::fieldmask::FieldPaths) {
     if keep.is_empty() {
         return;
     }

@@ -4,10 +4,11 @@
 use std::sync::Arc;
 
 use agentic_platform::auth::{Caller, Tokens};
-use agentic_platform::cache::{Cache, CacheKind, TenantKey};
+use agentic_platform::cache::{Cache, CacheKind, ScopedKey};
 use agentic_platform::db::Pool;
 use agentic_platform::error::{Error, Result};
-use agentic_platform::paging::{self, FieldPaths, PageTokens};
+use agentic_platform::fieldmask::{self, FieldPaths};
+use agentic_platform::paging::{self, PageTokens};
 use agentic_platform::service::Context;
 use agentic_platform::time::to_timestamp;
 use agentic_platform::validate::{self, Violations};
@@ -62,7 +63,7 @@ impl UserService {
 
     async fn cached_user(&self, tenant: Uuid, id: Uuid) -> Result<Option<pb::User>> {
         self.cache
-            .get_or_load(&self.kinds.user, TenantKey(tenant, id), || {
+            .get_or_load(&self.kinds.user, ScopedKey(tenant, id), || {
                 self.pool.read(async |conn| {
                     Ok(store::find_user(conn, tenant, id)
                         .await?
@@ -78,7 +79,7 @@ impl UserService {
             UserKey::Username(username) => (&self.kinds.user_by_username, username),
         };
         self.cache
-            .get_or_load(kind, TenantKey(tenant, value), || {
+            .get_or_load(kind, ScopedKey(tenant, value), || {
                 self.pool.read(async |conn| {
                     Ok(store::find_user_by(conn, tenant, key)
                         .await?
@@ -264,7 +265,7 @@ impl UserServiceApi for UserService {
             .as_ref()
             .ok_or_else(|| Error::invalid("user", "is required"))?;
         let id = validate::id("user.id", &user.id)?;
-        let mask = paging::update_mask(message.update_mask.as_ref(), UPDATABLE_FIELDS)?;
+        let mask = fieldmask::update_mask(message.update_mask.as_ref(), UPDATABLE_FIELDS)?;
 
         let mut violations = Violations::new();
         let mut changes = UserChanges {

@@ -1,9 +1,10 @@
 //! Agents: create, read (by id, slug, batch, list), update, soft delete and undelete.
 
 use agentic_platform::auth::Caller;
-use agentic_platform::cache::TenantKey;
+use agentic_platform::cache::ScopedKey;
 use agentic_platform::error::{Error, Result};
-use agentic_platform::paging::{self, FieldPaths};
+use agentic_platform::fieldmask::{self, FieldPaths};
+use agentic_platform::paging;
 use agentic_platform::validate::{self, Violations};
 use agentic_proto::agent::v1 as pb;
 use tonic::{Request, Response, Status};
@@ -31,7 +32,7 @@ const UPDATABLE_FIELDS: &[&str] = &[
 impl AgentService {
     async fn cached_agent(&self, tenant: Uuid, id: Uuid) -> Result<Option<pb::Agent>> {
         self.cache
-            .get_or_load(&self.kinds.agent, TenantKey(tenant, id), || {
+            .get_or_load(&self.kinds.agent, ScopedKey(tenant, id), || {
                 self.pool.read(async |conn| {
                     Ok(store::find_agent(conn, tenant, id)
                         .await?
@@ -43,7 +44,7 @@ impl AgentService {
 
     async fn cached_agent_by_slug(&self, tenant: Uuid, slug: &str) -> Result<Option<pb::Agent>> {
         self.cache
-            .get_or_load(&self.kinds.agent_by_slug, TenantKey(tenant, slug), || {
+            .get_or_load(&self.kinds.agent_by_slug, ScopedKey(tenant, slug), || {
                 self.pool.read(async |conn| {
                     Ok(store::find_agent_by_slug(conn, tenant, slug)
                         .await?
@@ -57,7 +58,7 @@ impl AgentService {
     fn agent_keys<'k>(&'k self, agent: &AgentRow, keys: &mut Vec<StaleKey<'k>>) {
         keys.push((
             &self.kinds.agent,
-            TenantKey(agent.tenant_id, agent.id.to_string()),
+            ScopedKey(agent.tenant_id, agent.id.to_string()),
         ));
         self.slug_key(agent, keys);
     }
@@ -66,7 +67,7 @@ impl AgentService {
     fn slug_key<'k>(&'k self, agent: &AgentRow, keys: &mut Vec<StaleKey<'k>>) {
         keys.push((
             &self.kinds.agent_by_slug,
-            TenantKey(agent.tenant_id, agent.slug.clone()),
+            ScopedKey(agent.tenant_id, agent.slug.clone()),
         ));
     }
 }
@@ -313,7 +314,7 @@ pub(super) async fn update(
         .ok_or_else(|| Error::invalid("agent", "is required"))?;
     let id = validate::id("agent.id", &agent.id)?;
     let expected = input::etag("agent.etag", &agent.etag)?;
-    let mask = paging::update_mask(message.update_mask.as_ref(), UPDATABLE_FIELDS)?;
+    let mask = fieldmask::update_mask(message.update_mask.as_ref(), UPDATABLE_FIELDS)?;
     let changes = changes(agent, &mask)?;
 
     let (before, after) = service

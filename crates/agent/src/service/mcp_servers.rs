@@ -4,9 +4,10 @@
 use std::collections::BTreeMap;
 
 use agentic_platform::auth::Caller;
-use agentic_platform::cache::TenantKey;
+use agentic_platform::cache::ScopedKey;
 use agentic_platform::error::{Error, Result};
-use agentic_platform::paging::{self, FieldPaths};
+use agentic_platform::fieldmask::{self, FieldPaths};
+use agentic_platform::paging;
 use agentic_platform::validate::{self, Violations};
 use agentic_proto::agent::v1 as pb;
 use tonic::{Request, Response, Status};
@@ -58,7 +59,7 @@ impl AgentService {
     }
 
     fn mcp_server_key(&self, tenant: Uuid, id: Uuid) -> [super::StaleKey<'_>; 1] {
-        [(&self.kinds.mcp_server, TenantKey(tenant, id.to_string()))]
+        [(&self.kinds.mcp_server, ScopedKey(tenant, id.to_string()))]
     }
 }
 
@@ -155,7 +156,7 @@ pub(super) async fn get(
     let id = validate::id("id", &request.get_ref().id)?;
     let server = service
         .cache
-        .get_or_load(&service.kinds.mcp_server, TenantKey(tenant, id), || {
+        .get_or_load(&service.kinds.mcp_server, ScopedKey(tenant, id), || {
             service.pool.read(async |conn| {
                 Ok(store::find_mcp_server(conn, tenant, id)
                     .await?
@@ -253,7 +254,7 @@ pub(super) async fn update(
         .ok_or_else(|| Error::invalid("mcp_server", "is required"))?;
     let id = validate::id("mcp_server.id", &server.id)?;
     let expected = input::etag("mcp_server.etag", &server.etag)?;
-    let mask = paging::update_mask(message.update_mask.as_ref(), UPDATABLE_FIELDS)?;
+    let mask = fieldmask::update_mask(message.update_mask.as_ref(), UPDATABLE_FIELDS)?;
     let changes = changes(service, tenant, id, server, &mask)?;
     let row = service
         .pool
@@ -289,7 +290,7 @@ pub(super) async fn delete(
         .await;
     if agents_changed > 0 {
         // Any number of agents lost the server: drop every cached agent of the tenant.
-        service.cache.invalidate_tenant(kinds::AGENTS, tenant).await;
+        service.cache.invalidate_scope(kinds::AGENTS, tenant).await;
     }
     Ok(Response::new(pb::DeleteMcpServerResponse {}))
 }

@@ -8,7 +8,7 @@ mod workflows;
 
 use std::time::Duration;
 
-use agentic_platform::cache::{Cache, CacheKind, TenantKey};
+use agentic_platform::cache::{Cache, CacheKind, ScopedKey};
 use agentic_platform::db::Pool;
 use agentic_platform::error::Result;
 use agentic_platform::paging::PageTokens;
@@ -18,6 +18,7 @@ use agentic_proto::agent::v1 as pb;
 use agentic_proto::agent::v1::agent_service_server::AgentService as AgentServiceApi;
 use tonic::{Request, Response, Status};
 
+use crate::args::AgentArgs;
 use crate::kinds;
 
 /// How long a deleted agent can be restored.
@@ -41,17 +42,17 @@ struct Kinds {
 }
 
 /// A cache entry a write made stale.
-type StaleKey<'k> = (&'k CacheKind, TenantKey<String>);
+type StaleKey<'k> = (&'k CacheKind, ScopedKey<String>);
 
 impl AgentService {
-    /// Fails without `SECRETS_KEY`: MCP server headers cannot be stored without it.
-    pub fn new(context: &Context) -> Result<Self> {
+    /// Fails if `SECRETS_KEY` is too short to seal MCP server headers with.
+    pub fn new(context: &Context, args: &AgentArgs) -> Result<Self> {
         let cache = &context.cache;
         Ok(Self {
             pool: context.pool.clone(),
             cache: context.cache.clone(),
             pages: context.pages.clone(),
-            sealer: context.sealer()?,
+            sealer: Sealer::new(&args.secrets_key)?,
             kinds: Kinds {
                 agent: cache.kind(&kinds::AGENT),
                 agent_by_slug: cache.kind(&kinds::AGENT_BY_SLUG),

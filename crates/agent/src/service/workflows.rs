@@ -2,8 +2,9 @@
 //! Validate says whether every step could run now.
 
 use agentic_platform::auth::Caller;
-use agentic_platform::cache::TenantKey;
+use agentic_platform::cache::ScopedKey;
 use agentic_platform::error::{Error, Result};
+use agentic_platform::fieldmask;
 use agentic_platform::paging;
 use agentic_platform::validate::{self, Violations};
 use agentic_proto::agent::v1 as pb;
@@ -21,7 +22,7 @@ const UPDATABLE_FIELDS: &[&str] = &["name", "description", "steps"];
 impl AgentService {
     async fn cached_workflow(&self, tenant: Uuid, id: Uuid) -> Result<pb::Workflow> {
         self.cache
-            .get_or_load(&self.kinds.workflow, TenantKey(tenant, id), || {
+            .get_or_load(&self.kinds.workflow, ScopedKey(tenant, id), || {
                 self.pool.read(async |conn| {
                     Ok(store::find_workflow(conn, tenant, id)
                         .await?
@@ -34,7 +35,7 @@ impl AgentService {
 
     async fn forget_workflow(&self, tenant: Uuid, id: Uuid) {
         self.cache
-            .invalidate(&[(&self.kinds.workflow, TenantKey(tenant, id.to_string()))])
+            .invalidate(&[(&self.kinds.workflow, ScopedKey(tenant, id.to_string()))])
             .await;
     }
 }
@@ -132,7 +133,7 @@ pub(super) async fn update(
         .ok_or_else(|| Error::invalid("workflow", "is required"))?;
     let id = validate::id("workflow.id", &workflow.id)?;
     let expected = input::etag("workflow.etag", &workflow.etag)?;
-    let mask = paging::update_mask(message.update_mask.as_ref(), UPDATABLE_FIELDS)?;
+    let mask = fieldmask::update_mask(message.update_mask.as_ref(), UPDATABLE_FIELDS)?;
     let mut v = Violations::new();
     let mut changes = WorkflowChanges::default();
     if mask.includes("name") {

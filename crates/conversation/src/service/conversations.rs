@@ -4,6 +4,7 @@
 use agentic_platform::auth::Caller;
 use agentic_platform::client::Credentials;
 use agentic_platform::error::{Error, Result};
+use agentic_platform::fieldmask;
 use agentic_platform::paging;
 use agentic_platform::validate::{self, Violations};
 use agentic_proto::conversation::v1 as pb;
@@ -153,7 +154,7 @@ pub(super) async fn update(
         .as_ref()
         .ok_or_else(|| Error::invalid("conversation", "is required"))?;
     let id = validate::id("conversation.id", &conversation.id)?;
-    let mask = paging::update_mask(message.update_mask.as_ref(), UPDATABLE_FIELDS)?;
+    let mask = fieldmask::update_mask(message.update_mask.as_ref(), UPDATABLE_FIELDS)?;
     let mut v = Violations::new();
     let mut changes = ConversationChanges::default();
     if mask.includes("title") {

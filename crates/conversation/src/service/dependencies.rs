@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use agentic_platform::client::{CallError, ClientArgs, Credentials, Dependency, Idempotency};
+use agentic_platform::client::{CallError, Credentials, Dependency, Idempotency};
 use agentic_platform::error::{Error, Result};
 use agentic_proto::agent::v1 as agent_pb;
 use agentic_proto::agent::v1::agent_service_client::AgentServiceClient;
@@ -11,6 +11,8 @@ use agentic_proto::user::v1 as user_pb;
 use agentic_proto::user::v1::user_service_client::UserServiceClient;
 use tonic::Code;
 use uuid::Uuid;
+
+use crate::args::ConversationArgs;
 
 pub(super) struct Dependencies {
     agents: Dependency,
@@ -32,10 +34,10 @@ fn read_mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
 }
 
 impl Dependencies {
-    pub(super) fn new(args: &ClientArgs) -> Result<Self> {
+    pub(super) fn new(args: &ConversationArgs) -> Result<Self> {
         Ok(Self {
-            agents: Dependency::new("agent", &args.agent_service_url, args)?,
-            users: Dependency::new("user", &args.user_service_url, args)?,
+            agents: Dependency::new("agent", &args.agent_service_url, &args.client)?,
+            users: Dependency::new("user", &args.user_service_url, &args.client)?,
         })
     }
 

@@ -6,7 +6,7 @@ mod conversations;
 mod dependencies;
 mod messages;
 
-use agentic_platform::cache::{Cache, CacheKind, TenantKey};
+use agentic_platform::cache::{Cache, CacheKind, ScopedKey};
 use agentic_platform::db::Pool;
 use agentic_platform::error::{Error, Result};
 use agentic_platform::paging::PageTokens;
@@ -17,6 +17,7 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use self::dependencies::Dependencies;
+use crate::args::ConversationArgs;
 use crate::kinds;
 use crate::store;
 
@@ -29,20 +30,20 @@ pub struct ConversationService {
 }
 
 impl ConversationService {
-    pub fn new(context: &Context) -> Result<Self> {
+    pub fn new(context: &Context, args: &ConversationArgs) -> Result<Self> {
         Ok(Self {
             pool: context.pool.clone(),
             cache: context.cache.clone(),
             pages: context.pages.clone(),
             conversation_kind: context.cache.kind(&kinds::CONVERSATION),
-            dependencies: Dependencies::new(&context.clients)?,
+            dependencies: Dependencies::new(args)?,
         })
     }
 
     /// The conversation, from the cache; NOT_FOUND if the tenant has no such one.
     async fn cached_conversation(&self, tenant: Uuid, id: Uuid) -> Result<pb::Conversation> {
         self.cache
-            .get_or_load(&self.conversation_kind, TenantKey(tenant, id), || {
+            .get_or_load(&self.conversation_kind, ScopedKey(tenant, id), || {
                 self.pool.read(async |conn| {
                     Ok(store::find_conversation(conn, tenant, id)
                         .await?
@@ -55,7 +56,7 @@ impl ConversationService {
 
     async fn forget_conversation(&self, tenant: Uuid, id: Uuid) {
         self.cache
-            .invalidate(&[(&self.conversation_kind, TenantKey(tenant, id.to_string()))])
+            .invalidate(&[(&self.conversation_kind, ScopedKey(tenant, id.to_string()))])
             .await;
     }
 }

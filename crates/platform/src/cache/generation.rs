@@ -1,7 +1,7 @@
-//! Namespace generations: dropping every entry of a tenant in O(1).
+//! Namespace generations: dropping every entry of a scope (a tenant, a collection) in O(1).
 //!
 //! A kind declared in a namespace names its entries with the namespace's current
-//! generation for the tenant (`<prefix>:<kind>:g<generation>:<tenant>:<key>`).
+//! generation for the scope (`<prefix>:<kind>:g<generation>:<scope>:<key>`).
 //! Invalidating the namespace bumps the generation, so every older entry is never named
 //! again and simply expires: one Redis script call, no KEYS or SCAN, whatever the number
 //! of entries.
@@ -28,26 +28,23 @@ pub(crate) const MAX_TTL: Duration = Duration::from_secs(1800);
 /// Redis calls about generations are counted under this kind.
 const KIND: &str = "generation";
 
-/// A namespace of one tenant.
+/// A namespace of one scope.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Namespace {
     name: &'static str,
-    tenant: uuid::Uuid,
+    scope: uuid::Uuid,
 }
 
 impl Namespace {
-    pub(crate) fn new(name: &'static str, tenant: uuid::Uuid) -> Self {
-        Self { name, tenant }
+    pub(crate) fn new(name: &'static str, scope: uuid::Uuid) -> Self {
+        Self { name, scope }
     }
 }
 
 impl Inner {
     /// The key whose version is the namespace's generation.
     pub(super) fn namespace_key(&self, namespace: &Namespace) -> String {
-        format!(
-            "{}:gen:{}:{}",
-            self.prefix, namespace.name, namespace.tenant
-        )
+        format!("{}:gen:{}:{}", self.prefix, namespace.name, namespace.scope)
     }
 
     /// The name of an entry of `kind` in `generation`.

@@ -93,7 +93,7 @@ impl RedisL2 {
         let (value, version): (Option<Vec<u8>>, Option<String>) =
             self.bounded(kind, conn.mget(&keys)).await.flatten()?;
         let found = value.map(Bytes::from);
-        super::record_kind(kind, "l2", if found.is_some() { "hit" } else { "miss" });
+        super::metrics::record_kind(kind, "l2", if found.is_some() { "hit" } else { "miss" });
         Some((found, version.unwrap_or_default()))
     }
 
@@ -109,8 +109,8 @@ impl RedisL2 {
             .await
             .flatten()?;
         let found = values.iter().filter(|v| v.is_some()).count();
-        super::record_many(kind, "l2", "hit", found as u64);
-        super::record_many(kind, "l2", "miss", (values.len() - found) as u64);
+        super::metrics::record_many(kind, "l2", "hit", found as u64);
+        super::metrics::record_many(kind, "l2", "miss", (values.len() - found) as u64);
         Some(values.into_iter().map(|v| v.map(Bytes::from)).collect())
     }
 
@@ -161,7 +161,7 @@ impl RedisL2 {
             .await
             .flatten();
         if stored == Some(0) {
-            super::record_kind(kind, "l2", "stale_write_refused");
+            super::metrics::record_kind(kind, "l2", "stale_write_refused");
         }
     }
 
@@ -215,7 +215,7 @@ impl RedisL2 {
 
     async fn connection_for(&self, kind: &'static str, mode: Mode) -> Option<ConnectionManager> {
         if mode == Mode::Request && now_millis() < self.down_until.load(Ordering::Relaxed) {
-            super::record_kind(kind, "l2", "skipped");
+            super::metrics::record_kind(kind, "l2", "skipped");
             return None;
         }
         let mut held = self.conn.lock().await;
@@ -274,7 +274,7 @@ impl RedisL2 {
     }
 
     fn mark_down(&self, kind: &'static str, cause: &str) {
-        super::record_kind(kind, "l2", "error");
+        super::metrics::record_kind(kind, "l2", "error");
         let previous = self
             .down_until
             .swap(now_millis() + BACKOFF.as_millis() as u64, Ordering::Relaxed);

@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::metrics::record_many;
 use super::slot::Slot;
-use super::{Cache, CacheKind, record_many};
+use super::{Cache, CacheKind};
 
 impl Cache {
     /// The cached value of each key (`None` for a miss). A disabled cache misses all.

@@ -21,15 +21,23 @@
 //!   hears itself again starts a new L1 epoch (older entries are reloaded, and kept only
 //!   as fail-safe copies);
 //! - **strong reads** (`x-read-consistency: strong`) skip both levels;
-//! - **tenant-wide invalidation in O(1)**: kinds declared in a namespace carry the
-//!   namespace's generation for the tenant in their keys; bumping it orphans every entry
-//!   of the tenant at once, with no KEYS or SCAN (see `generation.rs`).
+//! - **scope-wide invalidation in O(1)**: kinds declared in a namespace carry the
+//!   namespace's generation for the key's scope (a tenant, a collection) in their keys;
+//!   bumping it orphans every entry of the scope at once, with no KEYS or SCAN (see
+//!   `generation.rs`).
+
+//!
+//! This file is the façade ([`Cache`]); `kind.rs` holds the vocabulary (kinds, keys,
+//! TTLs), `read.rs` the read and fill protocol, `metrics.rs` the counters, and the other
+//! files one mechanism each (Redis, pub/sub, generations, recovery, batch reads).
 
 mod broadcast;
-pub mod consistency;
 mod generation;
+pub mod kind;
 mod l2;
 mod many;
+mod metrics;
+mod read;
 mod recovery;
 mod slot;
 
@@ -37,119 +45,19 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use moka::future::Cache as MokaCache;
-use moka::ops::compute::{CompResult, Op};
+use moka::ops::compute::Op;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
+pub use kind::{CacheKey, CacheKind, KindSpec, ScopedKey};
 pub use l2::RedisL2;
 pub use slot::CachedMessage;
 use slot::{Slot, SlotExpiry};
 
+use self::metrics::record;
+use self::read::EntryName;
 use crate::config::CacheArgs;
-use crate::error::{Error, Result};
-
-/// A kind of cached value as a service declares it: its name, and the TTL setting
-/// (`CACHE_TTL_<SETTING>`) that decides how long it stays fresh.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KindSpec {
-    pub name: &'static str,
-    /// The setting it follows; kinds holding one resource in several ways share one
-    /// (users by email expire like users).
-    pub ttl_setting: &'static str,
-    /// Seconds when the setting is unset; `None` falls back to `CACHE_DEFAULT_TTL`.
-    pub default_ttl: Option<u64>,
-    /// The namespace whose per-tenant generation its keys carry, so that
-    /// [`Cache::invalidate_tenant`] drops all of a tenant's entries at once.
-    pub namespace: Option<&'static str>,
-}
-
-impl KindSpec {
-    /// A kind with a TTL setting of its own name.
-    pub const fn new(name: &'static str) -> Self {
-        Self {
-            name,
-            ttl_setting: name,
-            default_ttl: None,
-            namespace: None,
-        }
-    }
-
-    /// The same kind, following another kind's TTL setting.
-    pub const fn ttl_of(self, setting: &'static str) -> Self {
-        Self {
-            ttl_setting: setting,
-            ..self
-        }
-    }
-
-    /// The same kind, fresh for `seconds` unless configured otherwise.
-    pub const fn default_ttl(self, seconds: u64) -> Self {
-        Self {
-            default_ttl: Some(seconds),
-            ..self
-        }
-    }
-
-    /// The same kind, in `namespace`: its keys must be [`TenantKey`]s, and
-    /// [`Cache::invalidate_tenant`] on the namespace drops every one of a tenant's.
-    pub const fn in_namespace(self, namespace: &'static str) -> Self {
-        Self {
-            namespace: Some(namespace),
-            ..self
-        }
-    }
-}
-
-/// The key of a cache entry: shown in the entry's name, and naming the tenant it belongs
-/// to, if any (kinds in a namespace need one).
-pub trait CacheKey: std::fmt::Display {
-    fn tenant(&self) -> Option<uuid::Uuid> {
-        None
-    }
-}
-
-impl CacheKey for str {}
-impl CacheKey for String {}
-impl CacheKey for uuid::Uuid {}
-impl<K: CacheKey + ?Sized> CacheKey for &K {
-    fn tenant(&self) -> Option<uuid::Uuid> {
-        (**self).tenant()
-    }
-}
-
-/// A key scoped to a tenant, shown as `<tenant>:<key>`; formatted straight into the
-/// entry's name.
-#[derive(Debug, Clone, Copy)]
-pub struct TenantKey<K>(pub uuid::Uuid, pub K);
-
-impl<K: std::fmt::Display> std::fmt::Display for TenantKey<K> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", self.0, self.1)
-    }
-}
-
-impl<K: std::fmt::Display> CacheKey for TenantKey<K> {
-    fn tenant(&self) -> Option<uuid::Uuid> {
-        Some(self.0)
-    }
-}
-
-/// One kind of cached value, with its freshness.
-#[derive(Debug, Clone)]
-pub struct CacheKind {
-    name: &'static str,
-    ttl: Duration,
-    namespace: Option<&'static str>,
-    /// The hot path's counter, registered once.
-    l1_hits: metrics::Counter,
-}
-
-impl CacheKind {
-    pub fn name(&self) -> &'static str {
-        self.name
-    }
-}
+use crate::error::Result;
 
 #[derive(Clone)]
 pub struct Cache {
@@ -247,7 +155,7 @@ impl Cache {
     /// The declared kind `spec` with its TTL from configuration.
     pub fn kind(&self, spec: &KindSpec) -> CacheKind {
         let name = spec.name;
-        let mut ttl = self.args.ttl_for(spec);
+        let mut ttl = spec.fresh_for(&self.args);
         if spec.namespace.is_some() && ttl > generation::MAX_TTL {
             // A generation is forgotten after this long; entries must not outlive it.
             tracing::warn!(
@@ -261,12 +169,12 @@ impl Cache {
             name,
             ttl,
             namespace: spec.namespace,
-            l1_hits: metrics::counter!("cache_requests_total", "kind" => name, "layer" => "l1", "result" => "hit"),
+            l1_hits: ::metrics::counter!("cache_requests_total", "kind" => name, "layer" => "l1", "result" => "hit"),
         }
     }
 
     /// Returns the cached value of `key`, or loads, caches and returns it. The key is any
-    /// [`CacheKey`] (such as [`TenantKey`]), so the entry's name is built in one allocation.
+    /// [`CacheKey`] (such as [`ScopedKey`]), so the entry's name is built in one allocation.
     ///
     /// `load` returns `Ok(None)` for a missing value (cached briefly as absent). If it
     /// fails and an expired value is still held, that value is served instead.
@@ -292,7 +200,7 @@ impl Cache {
                 return Box::pin(load()).await;
             };
             // Before naming the entry: a strong read needs no generation either.
-            if consistency::is_strong() {
+            if crate::request::is_strong() {
                 record(kind, "strong", "bypass");
                 return Box::pin(load()).await;
             }
@@ -333,105 +241,17 @@ impl Cache {
         inner.invalidate_keys(first_kind.name, full_keys).await;
     }
 
-    /// Drops every entry of `tenant` in `namespace` (every kind declared in it), on every
-    /// replica, in O(1): the namespace's generation for the tenant moves on, so no old
+    /// Drops every entry of `scope` in `namespace` (every kind declared in it), on every
+    /// replica, in O(1): the namespace's generation for the scope moves on, so no old
     /// entry is named again. For writes that change many rows at once.
-    pub async fn invalidate_tenant(&self, namespace: &'static str, tenant: uuid::Uuid) {
+    pub async fn invalidate_scope(&self, namespace: &'static str, scope: uuid::Uuid) {
         let Some(inner) = &self.inner else { return };
-        let key = inner.namespace_key(&generation::Namespace::new(namespace, tenant));
+        let key = inner.namespace_key(&generation::Namespace::new(namespace, scope));
         inner.invalidate_keys("generation", vec![key]).await;
     }
 }
 
-/// How an entry is named: in full already, or within its namespace's generation, which
-/// is known only once read.
-enum EntryName {
-    Full(String),
-    InGeneration(generation::Namespace, String),
-}
-
-impl CacheKind {
-    /// The namespace `key` is scoped to, for a kind in one; a key without a tenant is
-    /// never in a namespace.
-    fn scope(&self, key: &impl CacheKey) -> Option<generation::Namespace> {
-        let namespace = self.namespace?;
-        let tenant = key.tenant();
-        debug_assert!(tenant.is_some(), "kind {} needs tenant keys", self.name);
-        Some(generation::Namespace::new(namespace, tenant?))
-    }
-}
-
 impl Inner {
-    /// The cached value of the entry `full_key`, loaded on a miss (the body of
-    /// [`Cache::get_or_load`] once the entry has a name).
-    async fn get_or_load_entry<M, F, Fut>(
-        &self,
-        kind: &CacheKind,
-        full_key: String,
-        load: F,
-    ) -> Result<Option<M>>
-    where
-        M: CachedMessage,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Option<M>>>,
-    {
-        let l1_trusted = self.l1_trusted();
-        let epoch = self.l1_epoch();
-
-        if l1_trusted
-            && let Some(slot) = self.l1.get(&full_key).await
-            && slot.is_fresh_in(epoch)
-        {
-            kind.l1_hits.increment(1);
-            return slot.decode();
-        }
-        // Boxed: the miss path nests moka's compute, Redis and the loader, and its state
-        // would otherwise be part of (and copied with) every hit's future.
-        Box::pin(self.load_entry(kind, full_key, l1_trusted, epoch, load)).await
-    }
-
-    /// The miss path of [`Inner::get_or_load_entry`]: fills the entry once, however many
-    /// callers miss it at once.
-    async fn load_entry<M, F, Fut>(
-        &self,
-        kind: &CacheKind,
-        full_key: String,
-        l1_trusted: bool,
-        epoch: u64,
-        load: F,
-    ) -> Result<Option<M>>
-    where
-        M: CachedMessage,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Option<M>>>,
-    {
-        let entry = self
-            .l1
-            .entry(full_key.clone())
-            .and_try_compute_with(|held| async {
-                let held = held.map(|entry| entry.into_value());
-                if l1_trusted
-                    && let Some(slot) = &held
-                    && slot.is_fresh_in(epoch)
-                {
-                    // Another caller loaded it while this one waited for the key.
-                    kind.l1_hits.increment(1);
-                    return Ok(Op::Nop);
-                }
-                record(kind, "l1", "miss");
-                self.fill(kind, &full_key, held.as_deref(), epoch, load)
-                    .await
-            })
-            .await?;
-
-        match entry {
-            CompResult::Inserted(entry)
-            | CompResult::ReplacedWith(entry)
-            | CompResult::Unchanged(entry) => entry.value().decode(),
-            CompResult::StillNone(_) | CompResult::Removed(_) => Ok(None),
-        }
-    }
-
     /// Drops `full_keys` from L1 (after any in-flight load of each), then from Redis and
     /// the other replicas; what Redis does not take is replayed when it answers.
     async fn invalidate_keys(&self, kind: &'static str, mut full_keys: Vec<String>) {
@@ -473,80 +293,6 @@ impl Inner {
     fn full_key(&self, kind: &CacheKind, key: impl std::fmt::Display) -> String {
         format!("{}:{}:{key}", self.prefix, kind.name)
     }
-
-    /// Fills a missing or expired L1 slot from L2, else from the loader.
-    async fn fill<M, F, Fut>(
-        &self,
-        kind: &CacheKind,
-        full_key: &str,
-        stale: Option<&Slot>,
-        epoch: u64,
-        load: F,
-    ) -> Result<Op<Arc<Slot>>>
-    where
-        M: CachedMessage,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Option<M>>>,
-    {
-        // A key whose invalidation Redis has not taken yet stays away from Redis.
-        let l2 = self
-            .l2
-            .as_ref()
-            .filter(|_| !self.pending.contains(full_key));
-        // The version a write-back must match; unknown when Redis did not answer.
-        let mut seen_version = None;
-        if let Some(l2) = l2
-            && let Some((value, version)) = l2.get(kind.name, full_key).await
-        {
-            if let Some(encoded) = value {
-                if let Some(slot) =
-                    Slot::from_l2(&encoded, kind.ttl, self.negative_ttl, self.stale_ttl)
-                {
-                    return Ok(Op::Put(Arc::new(slot.in_epoch(epoch))));
-                }
-                tracing::warn!(
-                    kind = kind.name,
-                    "undecodable cache entry in redis, reloading"
-                );
-            }
-            seen_version = Some(version);
-        }
-
-        metrics::counter!("cache_loads_total", "kind" => kind.name).increment(1);
-        let loaded = match load().await {
-            Ok(loaded) => loaded,
-            Err(error) => {
-                // Fail-safe: keep (and return) the expired slot when the store is failing.
-                return if stale.is_some() && is_store_failure(&error) {
-                    tracing::warn!(kind = kind.name, %error, "serving a stale cached value");
-                    metrics::counter!("cache_stale_served_total", "kind" => kind.name).increment(1);
-                    Ok(Op::Nop)
-                } else {
-                    Err(error)
-                };
-            }
-        };
-
-        let value: Option<Bytes> = loaded
-            .as_ref()
-            .map(|message| Bytes::from(message.encode_to_vec()));
-        let mut slot =
-            Slot::new(value, kind.ttl, self.negative_ttl, self.stale_ttl).in_epoch(epoch);
-        if let Some(message) = loaded {
-            slot = slot.with_decoded(message);
-        }
-        if let (Some(l2), Some(version)) = (l2, seen_version) {
-            l2.set_if_version(
-                kind.name,
-                full_key,
-                &version,
-                &slot.to_l2(),
-                slot.fresh_for(),
-            )
-            .await;
-        }
-        Ok(Op::Put(Arc::new(slot)))
-    }
 }
 
 /// Runs `tick` every `period` on the current runtime until `stop`; a missed tick is not
@@ -576,42 +322,6 @@ async fn remove_from_l1(l1: &L1, key: &str) {
     l1.entry(key.to_owned())
         .and_compute_with(|_| async { Op::Remove })
         .await;
-}
-
-/// Failures of the store itself, as opposed to answers such as NOT_FOUND.
-fn is_store_failure(error: &Error) -> bool {
-    matches!(
-        error,
-        Error::Unavailable(_) | Error::DeadlineExceeded(_) | Error::Internal(_)
-    )
-}
-
-fn record(kind: &CacheKind, layer: &'static str, result: &'static str) {
-    record_kind(kind.name, layer, result);
-}
-
-/// Counts one cache lookup by kind, layer (l1, l2) and result (hit, miss, error, skipped).
-pub(crate) fn record_kind(kind: &'static str, layer: &'static str, result: &'static str) {
-    record_many(kind, layer, result, 1);
-}
-
-/// Counts `count` lookups of one kind, layer and result (a batch's).
-pub(crate) fn record_many(
-    kind: &'static str,
-    layer: &'static str,
-    result: &'static str,
-    count: u64,
-) {
-    if count == 0 {
-        return;
-    }
-    metrics::counter!(
-        "cache_requests_total",
-        "kind" => kind,
-        "layer" => layer,
-        "result" => result
-    )
-    .increment(count);
 }
 
 #[cfg(test)]

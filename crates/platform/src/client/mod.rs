@@ -1,7 +1,8 @@
 //! Calls to other services of the suite.
 //!
-//! One [`Dependency`] per target service, built from configuration (`USER_SERVICE_URL`,
-//! `AGENT_SERVICE_URL`, `RAG_SERVICE_URL`): a lazily connected channel with HTTP/2
+//! One [`Dependency`] per target service, built from the caller's configuration (its
+//! `<SERVICE>_SERVICE_URL` settings, which each calling service declares in its own
+//! settings, and the shared [`ClientArgs`]): a lazily connected channel with HTTP/2
 //! keep-alive, balanced per request over every address the URLs name. Every call
 //!
 //! - carries credentials: the incoming request's bearer token, or a service token;
@@ -36,28 +37,10 @@ use self::breaker::{Breaker, Permit};
 use crate::auth::Tokens;
 use crate::error::{Error, Result};
 
-/// Where the other services are, and how calls to them behave.
+/// How calls to other services behave, for services that call others (flattened into
+/// their own settings beside the URLs of the services they call).
 #[derive(Debug, Clone, Args)]
 pub struct ClientArgs {
-    /// The user service: one URL, several comma-separated, or a DNS name of many pods.
-    #[arg(
-        long,
-        env = "USER_SERVICE_URL",
-        default_value = "http://127.0.0.1:50051"
-    )]
-    pub user_service_url: String,
-    #[arg(
-        long,
-        env = "AGENT_SERVICE_URL",
-        default_value = "http://127.0.0.1:50052"
-    )]
-    pub agent_service_url: String,
-    #[arg(
-        long,
-        env = "RAG_SERVICE_URL",
-        default_value = "http://127.0.0.1:50054"
-    )]
-    pub rag_service_url: String,
     /// Retries of a read that failed with UNAVAILABLE (within its deadline).
     #[arg(long, env = "CLIENT_RETRIES", default_value_t = 2)]
     pub client_retries: u32,
@@ -74,15 +57,7 @@ pub struct ClientArgs {
 
 impl Default for ClientArgs {
     fn default() -> Self {
-        Self {
-            user_service_url: "http://127.0.0.1:50051".into(),
-            agent_service_url: "http://127.0.0.1:50052".into(),
-            rag_service_url: "http://127.0.0.1:50054".into(),
-            client_retries: 2,
-            client_breaker_threshold: 5,
-            client_breaker_cooldown: Duration::from_secs(2),
-            client_connect_timeout: Duration::from_secs(1),
-        }
+        crate::config::from_flags(&[])
     }
 }
 
@@ -213,7 +188,7 @@ impl Dependency {
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         let started = tokio::time::Instant::now();
-        let budget = crate::deadline::remaining().unwrap_or(UNSCOPED_TIMEOUT);
+        let budget = crate::request::remaining().unwrap_or(UNSCOPED_TIMEOUT);
         let deadline = started + callee_budget(budget);
         let attempts = match idempotency {
             Idempotency::Read => self.retries + 1,
@@ -300,7 +275,7 @@ fn record(dependency: &'static str, code: Code) {
     metrics::counter!(
         "client_calls_total",
         "dependency" => dependency,
-        "code" => crate::rpc::code_label(code)
+        "code" => crate::server::layers::rpc::code_label(code)
     )
     .increment(1);
 }

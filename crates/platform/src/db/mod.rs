@@ -32,8 +32,8 @@ use probe::Probe;
 pub use status::PoolStatus;
 
 use crate::config::DatabaseArgs;
-use crate::deadline;
 use crate::error::{Error, Result};
+use crate::request;
 
 /// Rounds a deadline-derived timeout down to a coarse step, so requests with similar
 /// deadlines share one value and connections are not re-`SET` on every checkout.
@@ -262,7 +262,7 @@ impl Pool {
         if !self.shared.answering.load(Ordering::Relaxed) {
             return Err(Error::Unavailable("the database is not answering".into()));
         }
-        let remaining = deadline::remaining();
+        let remaining = request::remaining();
         if remaining.is_some_and(|left| left.is_zero()) {
             return Err(Error::DeadlineExceeded("request deadline exceeded"));
         }
@@ -279,7 +279,7 @@ impl Pool {
     /// to the caller's remaining deadline.
     fn statement_timeout_now(&self) -> Option<Duration> {
         let configured = self.shared.statement_timeout;
-        match deadline::remaining() {
+        match request::remaining() {
             Some(left) if configured.is_none_or(|c| left < c) => Some(round_down(left)),
             _ => configured,
         }

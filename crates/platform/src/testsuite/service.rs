@@ -16,14 +16,9 @@ use uuid::Uuid;
 
 use super::TestDatabase;
 use crate::auth::{Tokens, roles};
-use crate::config::{
-    AuthArgs, CacheArgs, DatabaseArgs, LogFormat, SecretsArgs, ServerArgs, TelemetryArgs,
-};
+use crate::config::{AuthArgs, CacheArgs, DatabaseArgs, LogFormat, ServerArgs, TelemetryArgs};
 use crate::db::Pool;
 use crate::service::{App, ServiceArgs, ServiceType};
-
-/// The key every service under test seals stored secrets with.
-pub const SECRETS_KEY: &str = "e2e-test-secrets-key-0123456789abcdef";
 
 /// The secret every service under test signs and verifies tokens with.
 pub const JWT_SECRET: &str = "e2e-test-secret-0123456789abcdef0123456789";
@@ -155,8 +150,9 @@ pub struct Options {
     pub database_url: Option<String>,
     pub cache_ttl: Duration,
     pub pool_size: u32,
-    /// Where the services this one calls are.
-    pub clients: crate::client::ClientArgs,
+    /// The service's own settings, as flags (`--user-service-url`, ...): parsed by clap
+    /// into its [`ServiceType::Args`] after its [`ServiceType::TEST_FLAGS`].
+    pub service_flags: Vec<String>,
 }
 
 impl Default for Options {
@@ -167,7 +163,7 @@ impl Default for Options {
             database_url: None,
             cache_ttl: Duration::from_secs(300),
             pool_size: 4,
-            clients: crate::client::ClientArgs::default(),
+            service_flags: Vec::new(),
         }
     }
 }
@@ -197,18 +193,17 @@ impl Options {
                 log_filter: "warn".into(),
                 otel_exporter_otlp_endpoint: None,
             },
-            secrets: SecretsArgs {
-                secrets_key: Some(SECRETS_KEY.into()),
-            },
-            clients: self.clients.clone(),
-            embedding: crate::config::EmbeddingArgs {
-                // The repository's own, wherever the test runs from.
-                embedding_model_dir: std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join("../../.local/models"),
-                ..crate::config::EmbeddingArgs::default()
-            },
             migrate_on_start: false,
         }
+    }
+
+    /// `S`'s own settings under test: its [`ServiceType::TEST_FLAGS`], then
+    /// [`Options::service_flags`] (a later flag wins), parsed by clap without reading the
+    /// environment.
+    pub fn own_args<S: ServiceType>(&self) -> S::Args {
+        let mut flags: Vec<&str> = S::TEST_FLAGS.to_vec();
+        flags.extend(self.service_flags.iter().map(String::as_str));
+        crate::config::from_flags(&flags)
     }
 }
 
@@ -233,12 +228,16 @@ impl<S: ServiceType> TestService<S> {
 
     /// Starts a service without waiting for readiness.
     pub async fn start_unready(database_url: &str, cache_prefix: &str, options: &Options) -> Self {
-        Self::start_with_args(options.service_args(database_url, cache_prefix)).await
+        Self::start_with_args(
+            options.service_args(database_url, cache_prefix),
+            options.own_args::<S>(),
+        )
+        .await
     }
 
     /// Starts a service with settings of the test's own making.
-    pub async fn start_with_args(args: ServiceArgs) -> Self {
-        let app = App::<S>::new(&args).expect("valid test settings");
+    pub async fn start_with_args(args: ServiceArgs, own: S::Args) -> Self {
+        let app = App::<S>::new(&args, own).expect("valid test settings");
         let pool = app.context().pool.clone();
         // A fixed address when the test asks for one (to restart a service in place).
         let grpc_addr = args

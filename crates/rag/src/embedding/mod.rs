@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
-use agentic_platform::config::{EmbeddingArgs, EmbeddingProvider};
 use agentic_platform::error::{Error, Result};
+
+use crate::args::{EmbeddingArgs, EmbeddingProvider};
 
 pub use batched::Batched;
 pub use cached::{CachedEmbedder, truncate};

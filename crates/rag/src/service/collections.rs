@@ -2,7 +2,7 @@
 //! distance and chunking fixed at creation.
 
 use agentic_platform::auth::Caller;
-use agentic_platform::cache::TenantKey;
+use agentic_platform::cache::ScopedKey;
 use agentic_platform::error::{Error, Result};
 use agentic_platform::paging;
 use agentic_platform::validate::{self, Violations};
@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::RagService;
 use crate::model::{CollectionRow, distance_name};
-use crate::store;
+use crate::{kinds, store};
 
 const DEFAULT_CHUNK_SIZE: i32 = 256;
 const DEFAULT_CHUNK_OVERLAP: i32 = 32;
@@ -180,9 +180,13 @@ pub(super) async fn delete(
         .await?;
     service
         .cache
-        .invalidate(&[(&service.collection_kind, TenantKey(tenant, id.to_string()))])
+        .invalidate(&[(&service.collection_kind, ScopedKey(tenant, id.to_string()))])
         .await;
-    super::forget_searches(&service.cache, id).await;
-    super::forget_documents(&service.cache, tenant).await;
+    // Its search results and documents went with it, each dropped in O(1).
+    service.cache.invalidate_scope(kinds::SEARCHES, id).await;
+    service
+        .cache
+        .invalidate_scope(kinds::DOCUMENTS, tenant)
+        .await;
     Ok(Response::new(pb::DeleteCollectionResponse {}))
 }

@@ -8,8 +8,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use agentic_platform::auth::Caller;
-use agentic_platform::cache::{Cache, TenantKey};
-use agentic_platform::deadline;
+use agentic_platform::cache::ScopedKey;
 use agentic_platform::error::{Error, Result};
 use agentic_platform::validate::{self, Violations};
 use agentic_platform::{json, paging};
@@ -20,16 +19,7 @@ use uuid::Uuid;
 
 use super::RagService;
 use crate::model::{DocumentRow, DocumentSummary, Status as DocStatus};
-use crate::store;
-
-/// The cache namespace of documents: one generation per tenant.
-pub const DOCUMENT_NAMESPACE: &str = "rag_documents";
-
-/// Drops every cached document of `tenant`, on every replica, in O(1) (after a
-/// collection, and so its documents, went).
-pub async fn forget_documents(cache: &Cache, tenant: Uuid) {
-    cache.invalidate_tenant(DOCUMENT_NAMESPACE, tenant).await;
-}
+use crate::{kinds, store};
 
 /// Documents in one call, or in one message of a stream.
 pub const MAX_DOCUMENTS: usize = 100;
@@ -158,7 +148,7 @@ impl RagService {
         let pending =
             |docs: &[DocumentSummary]| docs.iter().any(|d| d.status == DocStatus::Pending.as_str());
         while pending(&documents) {
-            let left = deadline::remaining().unwrap_or(Duration::MAX);
+            let left = agentic_platform::request::remaining().unwrap_or(Duration::MAX);
             if left <= WAIT_MARGIN {
                 break;
             }
@@ -270,7 +260,7 @@ pub(super) async fn get(
     let id = validate::id("id", &request.get_ref().id)?;
     let document = service
         .cache
-        .get_or_load(&service.document_kind, TenantKey(tenant, id), || {
+        .get_or_load(&service.document_kind, ScopedKey(tenant, id), || {
             service.pool.read(async |conn| {
                 Ok(store::find_document(conn, tenant, id)
                     .await?
@@ -334,8 +324,11 @@ pub(super) async fn delete(
         .await?;
     service
         .cache
-        .invalidate(&[(&service.document_kind, TenantKey(tenant, id))])
+        .invalidate(&[(&service.document_kind, ScopedKey(tenant, id))])
         .await;
-    super::forget_searches(&service.cache, collection).await;
+    service
+        .cache
+        .invalidate_scope(kinds::SEARCHES, collection)
+        .await;
     Ok(Response::new(pb::DeleteDocumentResponse {}))
 }

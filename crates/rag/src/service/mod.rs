@@ -9,7 +9,7 @@ mod search;
 
 use std::sync::Arc;
 
-use agentic_platform::cache::{Cache, CacheKind, TenantKey};
+use agentic_platform::cache::{Cache, CacheKind, ScopedKey};
 use agentic_platform::db::Pool;
 use agentic_platform::error::{Error, Result};
 use agentic_platform::paging::PageTokens;
@@ -20,10 +20,9 @@ use agentic_proto::rag::v1::rag_service_server::RagService as Api;
 use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
-pub use documents::{DOCUMENT_NAMESPACE, forget_documents};
 pub use documents::{MAX_DOCUMENTS, MAX_TEXT_BYTES};
-pub use search::{SEARCH_NAMESPACE, forget_searches};
 
+use crate::args::RagArgs;
 use crate::embedding::{CachedEmbedder, Embedder};
 use crate::ingest::Ingestor;
 use crate::{kinds, store};
@@ -42,8 +41,8 @@ pub struct RagService {
 
 impl RagService {
     /// The service on the configured embedder; its ingestion workers are `ingestor()`'s.
-    pub fn new(context: &Context) -> Result<Self> {
-        let embedder = crate::embedding::from_args(&context.embedding)?;
+    pub fn new(context: &Context, args: &RagArgs) -> Result<Self> {
+        let embedder = crate::embedding::from_args(&args.embedding)?;
         let embeddings = CachedEmbedder::new(
             embedder.clone(),
             context.cache.clone(),
@@ -54,7 +53,7 @@ impl RagService {
             context.cache.clone(),
             context.cache.kind(&kinds::DOCUMENT),
             embeddings.clone(),
-            &context.embedding,
+            &args.ingest,
         ));
         Ok(Self {
             pool: context.pool.clone(),
@@ -83,7 +82,7 @@ impl RagService {
     /// The tenant's collection `id` (cached), or NOT_FOUND.
     async fn collection(&self, tenant: Uuid, id: Uuid) -> Result<pb::Collection> {
         self.cache
-            .get_or_load(&self.collection_kind, TenantKey(tenant, id), || {
+            .get_or_load(&self.collection_kind, ScopedKey(tenant, id), || {
                 self.pool.read(async |conn| {
                     Ok(store::find_collection(conn, tenant, id)
                         .await?

@@ -2,12 +2,12 @@
 //!
 //! Results are cached per collection as `rag_search:{collection}:{query hash}:{top_k}`;
 //! the collection is the cache namespace, so any ingest or delete in it drops all its
-//! cached results in O(1) (`forget_searches`).
+//! cached results in O(1) (the `kinds::SEARCHES` namespace).
 
 use std::fmt;
 
 use agentic_platform::auth::Caller;
-use agentic_platform::cache::{Cache, CacheKey};
+use agentic_platform::cache::CacheKey;
 use agentic_platform::error::{Error, Result};
 use agentic_platform::json;
 use agentic_platform::validate::{self, Violations};
@@ -34,8 +34,6 @@ const RRF_K: f64 = 60.0;
 const HYBRID_CANDIDATES: i64 = 50;
 
 /// The cache namespace of search results: one generation per collection.
-pub const SEARCH_NAMESPACE: &str = "rag_search";
-
 /// A cached search: the collection (its namespace scope), the query's hash and top_k.
 struct SearchKey {
     tenant: Uuid,
@@ -56,14 +54,9 @@ impl fmt::Display for SearchKey {
 
 impl CacheKey for SearchKey {
     /// The collection scopes the generation, so one bump drops all its results.
-    fn tenant(&self) -> Option<Uuid> {
+    fn scope(&self) -> Option<Uuid> {
         Some(self.collection)
     }
-}
-
-/// Drops every cached search result of `collection`, on every replica, in O(1).
-pub async fn forget_searches(cache: &Cache, collection: Uuid) {
-    cache.invalidate_tenant(SEARCH_NAMESPACE, collection).await;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! Strong reads: a caller that must see every write acknowledged anywhere asks with
 //! `x-read-consistency: strong`; its reads then skip both cache levels and read the
 //! database. [`ConsistencyLayer`] carries the choice to the cache through a task-local,
-//! as the deadline layer does the deadline.
+//! as the deadline layer does the deadline (see [`crate::request`]).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -10,25 +10,10 @@ use std::task::{Context, Poll};
 use futures::future::Either;
 use tower::{Layer, Service};
 
-/// The request metadata that asks for a strong read.
-pub const HEADER: &str = "x-read-consistency";
+use crate::request::{CONSISTENCY_HEADER, strong};
 
-/// [`HEADER`], parsed once.
-static CONSISTENCY: http::HeaderName = http::HeaderName::from_static(HEADER);
-
-tokio::task_local! {
-    static STRONG: bool;
-}
-
-/// Whether the current request asked for strong reads.
-pub fn is_strong() -> bool {
-    STRONG.try_with(|strong| *strong).unwrap_or(false)
-}
-
-/// Runs `fut` with strong reads.
-pub async fn strong<F: Future>(fut: F) -> F::Output {
-    STRONG.scope(true, fut).await
-}
+/// [`CONSISTENCY_HEADER`], parsed once.
+static CONSISTENCY: http::HeaderName = http::HeaderName::from_static(CONSISTENCY_HEADER);
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ConsistencyLayer;

@@ -1,41 +1,17 @@
-//! Fixtures for tests against real infrastructure (feature `testsuite`).
-//!
-//! - [`TestDatabase`]: a fresh PostgreSQL database per test, cloned from a template that
-//!   was migrated once, dropped again when the fixture is dropped;
-//! - [`RedisServer`]: a private `redis-server` a test may stop;
-//! - [`TcpProxy`]: a TCP hop that a test can sever, to cut a service off its database.
-//!
-//! - [`TestService`] and [`Harness`]: any service in-process on `127.0.0.1:0`, with bearer
-//!   channels, tokens, health waits and query counts;
-//! - [`ServiceProcess`]: a service binary as a real process.
+//! [`TestDatabase`]: a fresh PostgreSQL database per test, cloned from a template that was
+//! migrated once, dropped again when the fixture is dropped.
 //!
 //! `TEST_DATABASE_URL` points at an admin database (default: the local cluster that
-//! `scripts/infra.sh` starts); `TEST_REDIS_URL` at the shared Redis.
+//! `scripts/infra.sh` starts).
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
-use std::net::SocketAddr;
-use std::process::Stdio;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use diesel::QueryableByName;
 use diesel::migration::MigrationSource;
 use diesel::sql_types::Text;
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use diesel_migrations::EmbeddedMigrations;
-use tokio::net::{TcpListener, TcpStream};
-use tokio_util::sync::CancellationToken;
-
-mod process;
-mod service;
-
-pub use process::ServiceProcess;
-pub use service::{
-    Bearer, BearerChannel, Harness, JWT_SECRET, Options, SECRETS_KEY, TestService, admin_get,
-    auth_args, create_tenant, free_addr, grpc_channel, health, wait_for_health,
-};
 
 const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:55432/postgres";
 /// Serialises template creation across the test processes that nextest runs in parallel.
@@ -44,13 +20,6 @@ const TEMPLATE_LOCK: i64 = 0x7465_6d70_6c61_7465; // "template"
 /// The admin database URL tests create their databases through.
 pub fn admin_url() -> String {
     std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_owned())
-}
-
-/// The shared Redis for tests, if the environment has one.
-pub fn redis_url() -> Option<String> {
-    std::env::var("TEST_REDIS_URL")
-        .ok()
-        .filter(|url| !url.is_empty())
 }
 
 /// `admin_url` with its database replaced by `database`.
@@ -310,192 +279,4 @@ pub async fn lock_waiters(conn: &mut AsyncPgConnection, database: &str) -> i64 {
     .await
     .expect("read pg_stat_activity");
     rows[0].n
-}
-
-/// A private redis-server on a free port, stopped when dropped.
-pub struct RedisServer {
-    pub url: String,
-    child: Option<tokio::process::Child>,
-}
-
-impl RedisServer {
-    pub async fn start() -> Self {
-        let port = free_addr().await.port();
-        let child = tokio::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("redis-server is installed (make test installs it)");
-        let url = format!("redis://127.0.0.1:{port}");
-        let client = redis::Client::open(url.as_str()).expect("redis url");
-        for _ in 0..100 {
-            if let Ok(mut conn) = client.get_multiplexed_async_connection().await
-                && redis::cmd("PING")
-                    .query_async::<String>(&mut conn)
-                    .await
-                    .is_ok()
-            {
-                return Self {
-                    url,
-                    child: Some(child),
-                };
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("redis-server on port {port} did not start");
-    }
-
-    /// Freezes the server (SIGSTOP): connections stay open, nothing is answered.
-    pub fn pause(&self) {
-        self.signal("-STOP");
-    }
-
-    /// Thaws a paused server (SIGCONT).
-    pub fn resume(&self) {
-        self.signal("-CONT");
-    }
-
-    fn signal(&self, signal: &str) {
-        let pid = self
-            .child
-            .as_ref()
-            .and_then(tokio::process::Child::id)
-            .expect("redis-server is running");
-        let sent = std::process::Command::new("kill")
-            .args([signal, &pid.to_string()])
-            .status()
-            .expect("run kill");
-        assert!(sent.success(), "kill {signal} {pid}");
-    }
-
-    /// Stops the server; what it held is gone.
-    pub async fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill().await;
-        }
-    }
-}
-
-/// A TCP proxy in front of `upstream` that a test can cut and restore, or stall: a
-/// stalled proxy keeps every connection open and accepts new ones but forwards nothing,
-/// as a server stopped with SIGSTOP would.
-pub struct TcpProxy {
-    pub addr: SocketAddr,
-    severed: Arc<AtomicBool>,
-    connections: Arc<std::sync::Mutex<CancellationToken>>,
-    stalled: tokio::sync::watch::Sender<bool>,
-    refuse: Arc<std::sync::atomic::AtomicUsize>,
-    stop: CancellationToken,
-}
-
-impl TcpProxy {
-    pub async fn start(upstream: SocketAddr) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
-        let addr = listener.local_addr().expect("proxy addr");
-        let severed = Arc::new(AtomicBool::new(false));
-        let connections = Arc::new(std::sync::Mutex::new(CancellationToken::new()));
-        let (stalled, gate) = tokio::sync::watch::channel(false);
-        let stop = CancellationToken::new();
-        let refuse = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let (flag, current, stopped) = (severed.clone(), connections.clone(), stop.clone());
-        let refusing = refuse.clone();
-        tokio::spawn(async move {
-            loop {
-                let accepted = tokio::select! {
-                    () = stopped.cancelled() => return,
-                    accepted = listener.accept() => accepted,
-                };
-                let Ok((client, _)) = accepted else {
-                    continue;
-                };
-                let refused = refusing
-                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                    .is_ok();
-                if refused || flag.load(Ordering::SeqCst) {
-                    drop(client);
-                    continue;
-                }
-                let cut = current.lock().expect("proxy lock").clone();
-                let gate = gate.clone();
-                tokio::spawn(async move {
-                    let Ok(server) = TcpStream::connect(upstream).await else {
-                        return;
-                    };
-                    let (from_client, to_client) = client.into_split();
-                    let (from_server, to_server) = server.into_split();
-                    tokio::select! {
-                        () = cut.cancelled() => {}
-                        () = pump(from_client, to_server, gate.clone()) => {}
-                        () = pump(from_server, to_client, gate) => {}
-                    }
-                });
-            }
-        });
-        Self {
-            addr,
-            severed,
-            connections,
-            stalled,
-            refuse,
-            stop,
-        }
-    }
-
-    /// Drops the next `count` connections as soon as they arrive.
-    pub fn refuse_next(&self, count: usize) {
-        self.refuse.store(count, Ordering::SeqCst);
-    }
-
-    /// Drops every open connection and refuses new ones.
-    pub fn sever(&self) {
-        self.severed.store(true, Ordering::SeqCst);
-        self.connections.lock().expect("proxy lock").cancel();
-    }
-
-    /// Accepts connections again.
-    pub fn restore(&self) {
-        *self.connections.lock().expect("proxy lock") = CancellationToken::new();
-        self.severed.store(false, Ordering::SeqCst);
-    }
-
-    /// Stops forwarding bytes, keeping every connection open.
-    pub fn stall(&self) {
-        self.stalled.send_replace(true);
-    }
-
-    /// Forwards bytes again, including what was held.
-    pub fn resume(&self) {
-        self.stalled.send_replace(false);
-    }
-}
-
-/// Copies `from` to `to` while the gate is open; holds what it read while it is shut.
-async fn pump(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    mut stalled: tokio::sync::watch::Receiver<bool>,
-) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        let Ok(read) = from.read(&mut buf).await else {
-            return;
-        };
-        if read == 0 || stalled.wait_for(|stalled| !stalled).await.is_err() {
-            return;
-        }
-        if to.write_all(&buf[..read]).await.is_err() {
-            return;
-        }
-    }
-}
-
-impl Drop for TcpProxy {
-    fn drop(&mut self) {
-        self.stop.cancel();
-        self.connections.lock().expect("proxy lock").cancel();
-    }
 }

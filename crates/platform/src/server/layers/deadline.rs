@@ -2,8 +2,8 @@
 //!
 //! [`DeadlineLayer`] reads the caller's `grpc-timeout` header (capped by the server's own
 //! request timeout) and runs the request inside a task-local scope, so the pool can cap
-//! checkout waits and statement timeouts by [`remaining`] without threading a value
-//! through every call. Requests without a deadline get the server's request timeout, so
+//! checkout waits and statement timeouts by [`crate::request::remaining`] without
+//! threading a value through every call. Requests without a deadline get the server's request timeout, so
 //! no request waits on the database longer than that; a request still running at its
 //! deadline is answered `DEADLINE_EXCEEDED` (and its work dropped).
 
@@ -15,21 +15,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tower::{Layer, Service};
 
-tokio::task_local! {
-    static DEADLINE: Instant;
-}
-
-/// Time left before the current request's deadline; `None` outside a request.
-pub fn remaining() -> Option<Duration> {
-    DEADLINE
-        .try_with(|deadline| deadline.saturating_duration_since(Instant::now()))
-        .ok()
-}
-
-/// Runs `fut` with a deadline `timeout` from now.
-pub async fn scope<F: Future>(timeout: Duration, fut: F) -> F::Output {
-    DEADLINE.scope(Instant::now() + timeout, fut).await
-}
+use crate::request::poll_with_deadline;
 
 /// Parses a `grpc-timeout` header value: digits then a unit (H, M, S, m, u, n).
 pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
@@ -150,7 +136,7 @@ where
         let mut this = self.project();
         let deadline = *this.deadline;
         let inner = this.inner;
-        if let Poll::Ready(output) = DEADLINE.sync_scope(deadline, || inner.poll(cx)) {
+        if let Poll::Ready(output) = poll_with_deadline(deadline, || inner.poll(cx)) {
             return Poll::Ready(output);
         }
         if this.timer.is_none() {
@@ -184,13 +170,5 @@ mod tests {
         assert_eq!(parse_grpc_timeout("5"), None);
         assert_eq!(parse_grpc_timeout("x5S"), None);
         assert_eq!(parse_grpc_timeout("5X"), None);
-    }
-
-    #[tokio::test]
-    async fn remaining_is_visible_inside_the_scope_only() {
-        assert_eq!(remaining(), None);
-        let left = scope(Duration::from_secs(10), async { remaining() }).await;
-        let left = left.expect("deadline inside scope");
-        assert!(left > Duration::from_secs(9) && left <= Duration::from_secs(10));
     }
 }

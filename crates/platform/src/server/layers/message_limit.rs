@@ -16,7 +16,7 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use tonic::body::Body;
 use tower::{Layer, Service};
 
-use crate::framing::Framing;
+use crate::server::framing::Framing;
 
 /// Bytes before every gRPC message: compressed flag and big-endian length.
 const FRAME_HEADER_LEN: usize = 5;

@@ -6,7 +6,8 @@
 //! connection in HTTP/2's own settings. It serves grpc.health.v1 (every status starts
 //! `NOT_SERVING` and follows the database), reflection v1 and v1alpha, and the admin HTTP
 //! port, and drains in-flight requests on SIGTERM/SIGINT. Responses that finish together
-//! leave in one write ([`crate::coalesce`]).
+//! leave in one write ([`coalesce`]). The layers are in [`layers`], whose `mod.rs` lists
+//! them in the order applied here.
 
 use std::convert::Infallible;
 
@@ -22,18 +23,21 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tower::Service;
 
-use crate::auth::AuthLayer;
-use crate::cache::consistency::ConsistencyLayer;
-use crate::coalesce::CoalescedWrites;
+pub mod admin;
+pub mod coalesce;
+mod framing;
+pub mod layers;
+pub mod readiness;
+
+use self::coalesce::CoalescedWrites;
+use self::layers::rpc::known_methods;
+use self::layers::{
+    AuthLayer, CatchPanicLayer, ConsistencyLayer, DeadlineLayer, MessageLimitLayer, RpcLayer,
+};
+use self::readiness::{HealthStatuses, follow_readiness};
 use crate::config::ServerArgs;
 use crate::db::Pool;
-use crate::deadline::DeadlineLayer;
 use crate::error::{Error, Result};
-use crate::health::HealthStatuses;
-use crate::message_limit::MessageLimitLayer;
-use crate::panic::CatchPanicLayer;
-use crate::rpc::{RpcLayer, known_methods};
-use crate::service::ServiceSpec;
 
 /// A generated tonic server configured as every service's must be: requests held to the
 /// context's message limit (so inflated messages are, too), gzip accepted and sent.
@@ -100,7 +104,8 @@ impl Services {
 
 /// Builds and runs one service's gRPC server.
 pub struct Server {
-    spec: ServiceSpec,
+    /// The service's short name, for logs and metrics.
+    name: &'static str,
     args: ServerArgs,
     services: Services,
     auth: AuthLayer,
@@ -109,9 +114,10 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn new(spec: ServiceSpec, args: ServerArgs, auth: AuthLayer, services: Services) -> Self {
+    /// A server for the service `name` (which labels its logs and metrics).
+    pub fn new(name: &'static str, args: ServerArgs, auth: AuthLayer, services: Services) -> Self {
         Self {
-            spec,
+            name,
             args,
             services,
             auth,
@@ -178,7 +184,7 @@ impl Server {
         if let Some(pool) = &self.database {
             pool.spawn_status_reporter(std::time::Duration::from_secs(5));
         }
-        tokio::spawn(crate::admin::run_upkeep(background.clone()));
+        tokio::spawn(admin::run_upkeep(background.clone()));
         let mut tasks = tokio::task::JoinSet::new();
         for task in std::mem::take(&mut self.services.background) {
             tasks.spawn(task(background.clone()));
@@ -186,14 +192,14 @@ impl Server {
         if let Some(admin) = admin {
             let (ready, token) = (ready_rx.clone(), background.clone());
             tokio::spawn(async move {
-                if let Err(error) = crate::admin::serve(admin, ready, token).await {
+                if let Err(error) = admin::serve(admin, ready, token).await {
                     tracing::error!(%error, "admin server failed");
                 }
             });
         }
 
         let local = listener.local_addr().ok();
-        tracing::info!(service = self.spec.name, addr = ?local, "serving grpc");
+        tracing::info!(service = self.name, addr = ?local, "serving grpc");
         // Dead clients are found by TCP keep-alive, in the kernel. HTTP/2 keep-alive would
         // do the same from user space at the price of a clock read and a lock on every
         // frame received (hyper's ping recorder); the platform's own clients ping anyway.
@@ -220,10 +226,7 @@ impl Server {
             .layer(CatchPanicLayer)
             .layer(RpcLayer::new(&methods, self.args.slow_request_threshold))
             .layer(MessageLimitLayer::new(self.args.grpc_max_message_size))
-            .layer(DeadlineLayer::new(
-                self.args.request_timeout,
-                self.spec.name,
-            ))
+            .layer(DeadlineLayer::new(self.args.request_timeout, self.name))
             .layer(ConsistencyLayer)
             .layer(self.auth.clone());
 
@@ -263,7 +266,7 @@ impl Server {
         if finished.await.is_err() {
             tracing::warn!(?grace, "background work outlived the shutdown grace");
         }
-        tracing::info!(service = self.spec.name, "stopped");
+        tracing::info!(service = self.name, "stopped");
         outcome
     }
 }
@@ -276,43 +279,6 @@ impl Server {
         self.descriptors.iter().fold(builder, |builder, set| {
             builder.register_encoded_file_descriptor_set(set)
         })
-    }
-}
-
-/// Flips health and `/health/ready` whenever the database starts or stops answering.
-async fn follow_readiness(
-    database: Option<Pool>,
-    health: HealthStatuses,
-    ready: watch::Sender<bool>,
-    interval: std::time::Duration,
-    timeout: std::time::Duration,
-    stop: CancellationToken,
-) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            _ = ticker.tick() => {}
-        }
-        let now_ready = match &database {
-            Some(pool) => pool.ping(timeout).await,
-            None => true,
-        };
-        if stop.is_cancelled() {
-            return;
-        }
-        if *ready.borrow() != now_ready {
-            let status = if now_ready {
-                tracing::info!("database answers: ready");
-                ServingStatus::Serving
-            } else {
-                tracing::warn!("database does not answer: not ready");
-                ServingStatus::NotServing
-            };
-            health.set_all(status);
-            ready.send_replace(now_ready);
-        }
     }
 }
 

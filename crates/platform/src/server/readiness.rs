@@ -1,4 +1,9 @@
-//! grpc.health.v1 over the fixed set of names a server registers (its services and "").
+//! Readiness: whether the service can answer, as grpc.health.v1 and `/health/ready` show
+//! it. Every status starts `NOT_SERVING`; [`follow_readiness`] flips them all whenever the
+//! database starts or stops answering, and shutdown flips them back before draining.
+//!
+//! grpc.health.v1 is served over the fixed set of names a server registers (its services
+//! and "").
 //!
 //! tonic-health's own service keeps its statuses in a map behind an async lock, keyed by
 //! `String` and hashed with SipHash, because names may come and go at run time. Ours are
@@ -14,6 +19,7 @@ use futures::Stream;
 use tokio::sync::watch;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::WatchStream;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 use tonic_health::ServingStatus;
 use tonic_health::pb::health_server::{Health, HealthServer};
@@ -100,6 +106,43 @@ impl Health for HealthService {
             .subscribe();
         let updates = WatchStream::new(receiver).map(|status| Ok(response(status)));
         Ok(Response::new(Box::pin(updates)))
+    }
+}
+
+/// Flips health and `/health/ready` whenever the database starts or stops answering.
+pub(super) async fn follow_readiness(
+    database: Option<crate::db::Pool>,
+    health: HealthStatuses,
+    ready: watch::Sender<bool>,
+    interval: std::time::Duration,
+    timeout: std::time::Duration,
+    stop: CancellationToken,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let now_ready = match &database {
+            Some(pool) => pool.ping(timeout).await,
+            None => true,
+        };
+        if stop.is_cancelled() {
+            return;
+        }
+        if *ready.borrow() != now_ready {
+            let status = if now_ready {
+                tracing::info!("database answers: ready");
+                ServingStatus::Serving
+            } else {
+                tracing::warn!("database does not answer: not ready");
+                ServingStatus::NotServing
+            };
+            health.set_all(status);
+            ready.send_replace(now_ready);
+        }
     }
 }
 

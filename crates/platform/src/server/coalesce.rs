@@ -23,7 +23,7 @@ use std::task::{Context, Poll, ready};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tonic::transport::server::Connected;
 
-use crate::framing::Framing;
+use crate::server::framing::Framing;
 
 /// A connection whose writes wait one scheduler turn while the client has several
 /// requests open, so that writes of concurrent responses are made together.

@@ -1,0 +1,35 @@
+//! The tower layers every service's server applies, listed here in the order a request
+//! meets them (outermost first). [`crate::server::Server`] stacks them in this order;
+//! a new layer gets its file here and its place in both lists.
+//!
+//! 1. [`panic`]: a handler that panics answers `INTERNAL` instead of dropping the
+//!    connection.
+//! 2. [`rpc`]: a span and the RED metrics per RPC, recorded even when the call is
+//!    cancelled; slow calls are logged.
+//! 3. [`message_limit`]: a request larger than `GRPC_MAX_MESSAGE_SIZE`, compressed or
+//!    not, answers `RESOURCE_EXHAUSTED` before it is buffered.
+//! 4. [`deadline`]: the caller's `grpc-timeout`, capped by `REQUEST_TIMEOUT`, bounds the
+//!    request and everything it waits on.
+//! 5. [`consistency`]: `x-read-consistency: strong` makes the request's reads skip the
+//!    cache.
+//! 6. [`auth`]: the bearer token is verified and the caller put into the request.
+
+// In the order the server applies them (blank lines keep rustfmt from sorting them).
+pub mod panic;
+
+pub mod rpc;
+
+pub mod message_limit;
+
+pub mod deadline;
+
+pub mod consistency;
+
+pub mod auth;
+
+pub use auth::AuthLayer;
+pub use consistency::ConsistencyLayer;
+pub use deadline::DeadlineLayer;
+pub use message_limit::MessageLimitLayer;
+pub use panic::CatchPanicLayer;
+pub use rpc::RpcLayer;
