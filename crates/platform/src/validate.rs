@@ -1,5 +1,17 @@
 //! Request validation that names the offending field, collecting every violation so a
 //! client fixes its request in one round.
+//!
+//! The idiom every service follows (the shape of tonic's richer-error example): an
+//! `input.rs` turns a request into a typed input with [`all`], which checks every field,
+//! returns every violation if any field is bad, and only then hands out the values:
+//!
+//! ```ignore
+//! let (name, slug) = validate::all((
+//!     validate::text("agent.name", &agent.name, 1, 200),
+//!     validate::identifier("agent.slug", &agent.slug, 3, 63, &['-']),
+//! ))?;
+//! Ok(AgentInput { name, slug })
+//! ```
 
 use uuid::Uuid;
 
@@ -65,6 +77,57 @@ impl From<Violations> for Error {
         Error::InvalidArgument(violations.0)
     }
 }
+
+/// The checks of several fields, as a tuple of their results (see [`all`]).
+pub trait Checks {
+    /// The checked values, in the same order.
+    type Values;
+    /// Every value, or every violation of every field.
+    fn all(self) -> Result<Self::Values>;
+}
+
+/// Every value of `checks` (a tuple of field results), or one `INVALID_ARGUMENT` with
+/// every violation among them: no value is used before every field was checked.
+pub fn all<C: Checks>(checks: C) -> Result<C::Values> {
+    checks.all()
+}
+
+macro_rules! checks_for_tuples {
+    ($(($($value:ident),+)),+ $(,)?) => {$(
+        impl<$($value),+> Checks for ($(Result<$value>,)+) {
+            type Values = ($($value,)+);
+
+            #[allow(non_snake_case)]
+            fn all(self) -> Result<Self::Values> {
+                match self {
+                    ($(Ok($value),)+) => Ok(($($value,)+)),
+                    ($($value,)+) => {
+                        let mut violations = Violations::new();
+                        $(violations.check($value);)+
+                        Err(violations.into())
+                    }
+                }
+            }
+        }
+    )+};
+}
+
+checks_for_tuples!(
+    (A),
+    (A, B),
+    (A, B, C),
+    (A, B, C, D),
+    (A, B, C, D, E),
+    (A, B, C, D, E, F),
+    (A, B, C, D, E, F, G),
+    (A, B, C, D, E, F, G, H),
+    (A, B, C, D, E, F, G, H, I),
+    (A, B, C, D, E, F, G, H, I, J),
+    (A, B, C, D, E, F, G, H, I, J, K),
+    (A, B, C, D, E, F, G, H, I, J, K, L),
+    (A, B, C, D, E, F, G, H, I, J, K, L, M),
+    (A, B, C, D, E, F, G, H, I, J, K, L, M, N),
+);
 
 /// A resource id: a UUID in its usual text form.
 pub fn id(field: &str, value: &str) -> Result<Uuid> {
@@ -230,6 +293,19 @@ mod tests {
         assert!(identifier("slug", "Acme", 3, 63, &['-']).is_err());
         assert!(identifier("slug", "-acme", 3, 63, &['-']).is_err());
         assert!(identifier("slug", "ac me", 3, 63, &['-']).is_err());
+    }
+
+    #[test]
+    fn all_hands_out_values_only_when_every_field_passed() {
+        let (a, b) = all((text("a", " x ", 1, 5), id("b", &Uuid::nil().to_string()))).unwrap();
+        assert_eq!((a.as_str(), b), ("x", Uuid::nil()));
+
+        let error = all((text("a", "", 1, 5), Ok(1), id("c", "nope"))).unwrap_err();
+        let Error::InvalidArgument(violations) = error else {
+            panic!("expected INVALID_ARGUMENT, got {error:?}");
+        };
+        let fields: Vec<_> = violations.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(fields, ["a", "c"]);
     }
 
     #[test]

@@ -1,68 +1,14 @@
-//! The user service's queries. Each takes a connection, and every user query filters by
-//! tenant: another tenant's rows are never read or written.
+//! Users; every query filters by tenant.
 
 use agentic_platform::db::SharedConn;
-use agentic_platform::error::{Error, Result, foreign_key_violation, unique_violation};
+use agentic_platform::error::{Error, Result};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use crate::model::{NewTenant, NewUser, TenantRow, UserChanges, UserFilter, UserRow};
-use crate::schema::{tenants, users};
-
-/// Rows per INSERT in a batch: one round trip each, well under PostgreSQL's 65535
-/// bind-parameter limit (8 columns × 500).
-pub const INSERT_CHUNK: usize = 500;
-
-/// Maps a failed write to the field a client must change.
-fn write_error(error: diesel::result::Error) -> Error {
-    match unique_violation(&error) {
-        Some("users_tenant_email_key") => {
-            Error::AlreadyExists("a user with this email already exists in the tenant".into())
-        }
-        Some("users_tenant_username_key") => {
-            Error::AlreadyExists("a user with this username already exists in the tenant".into())
-        }
-        Some("tenants_slug_key") => {
-            Error::AlreadyExists("a tenant with this slug already exists".into())
-        }
-        // A user's only reference is its tenant, which comes from the caller's token.
-        _ if foreign_key_violation(&error).is_some() => {
-            Error::FailedPrecondition("the tenant of this token does not exist".into())
-        }
-        _ => Error::from(error),
-    }
-}
-
-pub async fn insert_tenant(conn: &mut AsyncPgConnection, tenant: &NewTenant) -> Result<TenantRow> {
-    diesel::insert_into(tenants::table)
-        .values(tenant)
-        .returning(TenantRow::as_returning())
-        .get_result(conn)
-        .await
-        .map_err(write_error)
-}
-
-pub async fn find_tenant(conn: &mut AsyncPgConnection, id: Uuid) -> Result<Option<TenantRow>> {
-    Ok(tenants::table
-        .find(id)
-        .select(TenantRow::as_select())
-        .first(conn)
-        .await
-        .optional()?)
-}
-
-pub async fn find_tenant_by_slug(
-    conn: &mut AsyncPgConnection,
-    slug: &str,
-) -> Result<Option<TenantRow>> {
-    Ok(tenants::table
-        .filter(tenants::slug.eq(slug))
-        .select(TenantRow::as_select())
-        .first(conn)
-        .await
-        .optional()?)
-}
+use super::{INSERT_CHUNK, write_error};
+use crate::model::{NewUser, UserChanges, UserFilter, UserRow};
+use crate::schema::users;
 
 pub async fn insert_user(conn: &mut AsyncPgConnection, user: &NewUser) -> Result<UserRow> {
     diesel::insert_into(users::table)
