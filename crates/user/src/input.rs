@@ -1,16 +1,22 @@
 //! Validation of the user service's requests; every error names its field.
 
 use agentic_platform::error::{Error, Result};
+use agentic_platform::fieldmask::{self, FieldPaths};
+use agentic_platform::paging;
 use agentic_platform::validate::{self, Violations};
 use agentic_proto::user::v1 as pb;
+use chrono::Utc;
+use uuid::Uuid;
 
-use crate::model::{role_name, status_name};
+use crate::model::{USER_FIELDS, UserChanges, UserFilter, role_name, status_name};
 
 pub(crate) const MAX_NAME_LEN: usize = 200;
 pub(crate) const MAX_EMAIL_LEN: usize = 254;
 pub(crate) const MIN_PASSWORD_LEN: usize = 8;
 pub(crate) const MAX_PASSWORD_LEN: usize = 256;
 pub(crate) const MAX_BATCH: usize = 1000;
+/// Paths an `update_mask` may name.
+const UPDATABLE_FIELDS: &[&str] = &["email", "username", "display_name", "role", "status"];
 
 /// A syntactically valid address, lowercased: `local@domain.tld`.
 pub(crate) fn email(field: &str, value: &str) -> Result<String> {
@@ -78,26 +84,45 @@ pub(crate) fn password(field: &str, value: &str) -> Result<Option<String>> {
     Ok(Some(value.to_owned()))
 }
 
-/// A role; unspecified means `default`.
-pub(crate) fn role(field: &str, value: i32, default: Option<&'static str>) -> Result<&'static str> {
+/// A role, if one is given (unspecified is `None`).
+fn optional_role(field: &str, value: i32) -> Result<Option<&'static str>> {
     let role =
         pb::Role::try_from(value).map_err(|_| Error::invalid(field, "is not a known role"))?;
-    role_name(role)
-        .or(default)
+    Ok(role_name(role))
+}
+
+/// A role; unspecified means `default`.
+pub(crate) fn role(field: &str, value: i32, default: Option<pb::Role>) -> Result<&'static str> {
+    optional_role(field, value)?
+        .or_else(|| default.and_then(role_name))
         .ok_or_else(|| Error::invalid(field, "is required"))
 }
 
-/// A status; unspecified means `default`.
-pub(crate) fn status(
-    field: &str,
-    value: i32,
-    default: Option<&'static str>,
-) -> Result<&'static str> {
+/// A status, if one is given (unspecified is `None`).
+fn optional_status(field: &str, value: i32) -> Result<Option<&'static str>> {
     let status = pb::UserStatus::try_from(value)
         .map_err(|_| Error::invalid(field, "is not a known status"))?;
-    status_name(status)
-        .or(default)
-        .ok_or_else(|| Error::invalid(field, "is required"))
+    Ok(status_name(status))
+}
+
+/// A status; unspecified is refused.
+fn status(field: &str, value: i32) -> Result<&'static str> {
+    optional_status(field, value)?.ok_or_else(|| Error::invalid(field, "is required"))
+}
+
+/// A validated CreateTenantRequest.
+#[derive(Debug)]
+pub(crate) struct NewTenantInput {
+    pub(crate) name: String,
+    pub(crate) slug: String,
+}
+
+pub(crate) fn new_tenant(request: &pb::CreateTenantRequest) -> Result<NewTenantInput> {
+    let (name, slug) = validate::all((
+        validate::text("name", &request.name, 1, MAX_NAME_LEN),
+        validate::identifier("slug", &request.slug, 3, 63, &['-']),
+    ))?;
+    Ok(NewTenantInput { name, slug })
 }
 
 /// A validated CreateUserRequest.
@@ -110,25 +135,169 @@ pub(crate) struct NewUserInput {
     pub(crate) password: Option<String>,
 }
 
-pub(crate) fn new_user(request: &pb::CreateUserRequest) -> Result<NewUserInput, Violations> {
-    let mut violations = Violations::new();
-    let email = violations.check(email("email", &request.email));
-    let username = violations.check(username("username", &request.username));
-    let display_name = violations.check(display_name("display_name", &request.display_name));
-    let role = violations.check(role("role", request.role, Some("member")));
-    let password = violations.check(password("password", &request.password));
-    match (email, username, display_name, role, password) {
-        (Some(email), Some(username), Some(display_name), Some(role), Some(password)) => {
-            Ok(NewUserInput {
-                email,
-                username,
-                display_name,
-                role,
-                password,
-            })
-        }
-        _ => Err(violations),
+pub(crate) fn new_user(request: &pb::CreateUserRequest) -> Result<NewUserInput> {
+    let (email, username, display_name, role, password) = validate::all((
+        email("email", &request.email),
+        username("username", &request.username),
+        display_name("display_name", &request.display_name),
+        role("role", request.role, Some(pb::Role::Member)),
+        password("password", &request.password),
+    ))?;
+    Ok(NewUserInput {
+        email,
+        username,
+        display_name,
+        role,
+        password,
+    })
+}
+
+/// A validated BatchCreateUsersRequest: 1 to [`MAX_BATCH`] users, every bad field of
+/// every user reported as `requests[i].<field>`.
+pub(crate) fn new_users(request: &pb::BatchCreateUsersRequest) -> Result<Vec<NewUserInput>> {
+    let requests = &request.requests;
+    if requests.is_empty() || requests.len() > MAX_BATCH {
+        return Err(Error::invalid(
+            "requests",
+            format!("must hold 1 to {MAX_BATCH} users"),
+        ));
     }
+    let mut violations = Violations::new();
+    let mut inputs = Vec::with_capacity(requests.len());
+    for (index, item) in requests.iter().enumerate() {
+        let mut item_violations = Violations::new();
+        if let Some(valid) = item_violations.check(new_user(item)) {
+            inputs.push(valid);
+        }
+        violations.extend(item_violations.nest(&format!("requests[{index}].")));
+    }
+    violations.into_result()?;
+    Ok(inputs)
+}
+
+/// A validated UpdateUserRequest: the user's id and the columns its `update_mask` names.
+#[derive(Debug)]
+pub(crate) struct UserUpdate {
+    pub(crate) id: Uuid,
+    pub(crate) changes: UserChanges,
+}
+
+pub(crate) fn user_update(request: &pb::UpdateUserRequest) -> Result<UserUpdate> {
+    let user = request
+        .user
+        .as_ref()
+        .ok_or_else(|| Error::invalid("user", "is required"))?;
+    let (id, mask) = validate::all((
+        validate::id("user.id", &user.id),
+        fieldmask::update_mask(request.update_mask.as_ref(), UPDATABLE_FIELDS),
+    ))?;
+    // Only the fields the mask names are checked and written; the rest stay `None`.
+    let mut violations = Violations::new();
+    let mut changes = UserChanges {
+        updated_at: Some(Utc::now()),
+        ..UserChanges::default()
+    };
+    if mask.includes("email") {
+        changes.email = violations.check(email("user.email", &user.email));
+    }
+    if mask.includes("username") {
+        changes.username = violations.check(username("user.username", &user.username));
+    }
+    if mask.includes("display_name") {
+        changes.display_name =
+            violations.check(display_name("user.display_name", &user.display_name));
+    }
+    if mask.includes("role") {
+        changes.role = violations
+            .check(role("user.role", user.role, None))
+            .map(str::to_owned);
+    }
+    if mask.includes("status") {
+        changes.status = violations
+            .check(status("user.status", user.status))
+            .map(str::to_owned);
+    }
+    violations.into_result()?;
+    Ok(UserUpdate { id, changes })
+}
+
+/// A validated GetUserRequest.
+pub(crate) fn user_read(request: &pb::GetUserRequest) -> Result<(Uuid, FieldPaths)> {
+    validate::all((
+        validate::id("id", &request.id),
+        FieldPaths::parse(request.read_mask.as_ref(), USER_FIELDS, "read_mask"),
+    ))
+}
+
+/// What a LookupUserRequest looks for, normalised as stored.
+#[derive(Debug)]
+pub(crate) enum Lookup {
+    Email(String),
+    Username(String),
+}
+
+pub(crate) fn lookup(request: &pb::LookupUserRequest) -> Result<Lookup> {
+    match &request.key {
+        Some(pb::lookup_user_request::Key::Email(value)) => {
+            email("email", value).map(Lookup::Email)
+        }
+        Some(pb::lookup_user_request::Key::Username(value)) => username("username", value)?
+            .map(Lookup::Username)
+            .ok_or_else(|| Error::invalid("username", "is required")),
+        None => Err(Error::invalid("key", "set email or username")),
+    }
+}
+
+/// A validated ListUsersRequest.
+#[derive(Debug)]
+pub(crate) struct UserListing {
+    pub(crate) page_size: i64,
+    pub(crate) filter: UserFilter,
+    pub(crate) mask: FieldPaths,
+}
+
+pub(crate) fn user_listing(request: &pb::ListUsersRequest) -> Result<UserListing> {
+    let (page_size, status, role, mask) = validate::all((
+        paging::page_size(request.page_size),
+        optional_status("status", request.status),
+        optional_role("role", request.role),
+        FieldPaths::parse(request.read_mask.as_ref(), USER_FIELDS, "read_mask"),
+    ))?;
+    Ok(UserListing {
+        page_size,
+        filter: UserFilter { status, role },
+        mask,
+    })
+}
+
+/// A sign-in attempt, normalised as stored.
+#[derive(Debug)]
+pub(crate) struct Credentials {
+    pub(crate) tenant_slug: String,
+    pub(crate) email: String,
+    pub(crate) password: String,
+}
+
+/// Only presence and plain text are checked: a malformed email or slug is as good as an
+/// unknown one, and answers the same, so callers cannot probe which part was wrong.
+pub(crate) fn credentials(request: pb::AuthenticateRequest) -> Result<Credentials> {
+    let required = |field: &str, value: &str| -> Result<()> {
+        if value.is_empty() {
+            return Err(Error::invalid(field, "is required"));
+        }
+        Ok(())
+    };
+    validate::all((
+        required("tenant_slug", &request.tenant_slug)
+            .and_then(|()| validate::visible("tenant_slug", &request.tenant_slug)),
+        required("email", &request.email).and_then(|()| validate::visible("email", &request.email)),
+        required("password", &request.password),
+    ))?;
+    Ok(Credentials {
+        tenant_slug: request.tenant_slug.trim().to_owned(),
+        email: request.email.trim().to_lowercase(),
+        password: request.password,
+    })
 }
 
 #[cfg(test)]
@@ -166,8 +335,7 @@ mod tests {
             role: 42,
             password: "short".into(),
         };
-        let violations = new_user(&request).unwrap_err();
-        let Err(Error::InvalidArgument(list)) = violations.into_result() else {
+        let Err(Error::InvalidArgument(list)) = new_user(&request) else {
             panic!("expected violations");
         };
         let fields: Vec<_> = list.iter().map(|v| v.field.as_str()).collect();
@@ -179,7 +347,7 @@ mod tests {
 
     #[test]
     fn role_defaults_to_member() {
-        assert_eq!(role("role", 0, Some("member")).unwrap(), "member");
+        assert_eq!(role("role", 0, Some(pb::Role::Member)).unwrap(), "member");
         assert_eq!(role("role", pb::Role::Admin as i32, None).unwrap(), "admin");
         assert!(role("role", 0, None).is_err());
     }

@@ -1,7 +1,8 @@
 //! The user service: tenants, users and sign-in (`agentic.user.v1.UserService`).
 //!
-//! `service.rs` implements the RPCs, `store.rs` holds the queries, `model.rs` the rows and
-//! their protobuf mapping; this file declares the service to the platform.
+//! `service/` implements the RPCs (one module per resource), `input.rs` the validation,
+//! `store/` the queries (one file per resource), `model.rs` the rows and their protobuf
+//! mapping, `password.rs` the hashing; this file declares the service to the platform.
 
 mod input;
 pub mod model;

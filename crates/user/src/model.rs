@@ -92,9 +92,19 @@ pub fn role_name(role: pb::Role) -> Option<&'static str> {
     }
 }
 
+/// The stored status of a user who may sign in, and every new user's.
+pub const ACTIVE: &str = "active";
+
+impl UserRow {
+    /// Whether the user may sign in.
+    pub fn is_active(&self) -> bool {
+        self.status == ACTIVE
+    }
+}
+
 pub fn status_name(status: pb::UserStatus) -> Option<&'static str> {
     match status {
-        pb::UserStatus::Active => Some("active"),
+        pb::UserStatus::Active => Some(ACTIVE),
         pb::UserStatus::Inactive => Some("inactive"),
         pb::UserStatus::Suspended => Some("suspended"),
         pb::UserStatus::Unspecified => None,
@@ -112,7 +122,7 @@ fn role_from_name(name: &str) -> pb::Role {
 
 fn status_from_name(name: &str) -> pb::UserStatus {
     match name {
-        "active" => pb::UserStatus::Active,
+        ACTIVE => pb::UserStatus::Active,
         "inactive" => pb::UserStatus::Inactive,
         "suspended" => pb::UserStatus::Suspended,
         _ => pb::UserStatus::Unspecified,
@@ -146,25 +156,9 @@ impl From<TenantRow> for pb::Tenant {
     }
 }
 
-/// Field paths a `read_mask` may name.
-pub const USER_FIELDS: &[&str] = &[
-    "id",
-    "tenant_id",
-    "email",
-    "username",
-    "display_name",
-    "role",
-    "status",
-    "create_time",
-    "update_time",
-];
-
-/// Clears the fields `keep` does not select.
-pub fn apply_read_mask(user: &mut pb::User, keep: &agentic_platform::fieldmask::FieldPaths) {
-    if keep.is_empty() {
-        return;
-    }
-    let pb::User {
+agentic_platform::read_mask!(
+    pub fn apply_read_mask(pb::User),
+    USER_FIELDS = [
         id,
         tenant_id,
         email,
@@ -174,32 +168,5 @@ pub fn apply_read_mask(user: &mut pb::User, keep: &agentic_platform::fieldmask::
         status,
         create_time,
         update_time,
-    } = user;
-    if !keep.includes("id") {
-        id.clear();
-    }
-    if !keep.includes("tenant_id") {
-        tenant_id.clear();
-    }
-    if !keep.includes("email") {
-        email.clear();
-    }
-    if !keep.includes("username") {
-        username.clear();
-    }
-    if !keep.includes("display_name") {
-        display_name.clear();
-    }
-    if !keep.includes("role") {
-        *role = 0;
-    }
-    if !keep.includes("status") {
-        *status = 0;
-    }
-    if !keep.includes("create_time") {
-        *create_time = None;
-    }
-    if !keep.includes("update_time") {
-        *update_time = None;
-    }
-}
+    ]
+);

@@ -1,0 +1,130 @@
+//! The `agentic.user.v1.UserService` implementation: one module per resource (`tenants`,
+//! `users`) and sign-in (`sign_in`); this file holds what they share and the tonic trait,
+//! which hands each RPC to its module.
+
+mod sign_in;
+mod tenants;
+mod users;
+
+use std::sync::Arc;
+
+use agentic_platform::auth::Tokens;
+use agentic_platform::cache::{Cache, CacheKind, ScopedKey};
+use agentic_platform::db::Pool;
+use agentic_platform::paging::PageTokens;
+use agentic_platform::service::Context;
+use agentic_proto::user::v1 as pb;
+use agentic_proto::user::v1::user_service_server::UserService as Api;
+use tonic::{Request, Response, Status};
+
+use crate::kinds;
+
+pub struct UserService {
+    pool: Pool,
+    cache: Cache,
+    tokens: Arc<Tokens>,
+    pages: PageTokens,
+    kinds: Kinds,
+}
+
+/// Cached kinds: users by id, by email and by username, and tenants by id.
+struct Kinds {
+    user: CacheKind,
+    user_by_email: CacheKind,
+    user_by_username: CacheKind,
+    tenant: CacheKind,
+}
+
+/// A cache entry a write made stale.
+type StaleKey<'k> = (&'k CacheKind, ScopedKey<String>);
+
+impl UserService {
+    pub fn new(context: &Context) -> Self {
+        let cache = &context.cache;
+        Self {
+            pool: context.pool.clone(),
+            cache: context.cache.clone(),
+            tokens: context.tokens.clone(),
+            pages: context.pages.clone(),
+            kinds: Kinds {
+                user: cache.kind(&kinds::USER),
+                user_by_email: cache.kind(&kinds::USER_BY_EMAIL),
+                user_by_username: cache.kind(&kinds::USER_BY_USERNAME),
+                tenant: cache.kind(&kinds::TENANT),
+            },
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Api for UserService {
+    async fn create_tenant(
+        &self,
+        request: Request<pb::CreateTenantRequest>,
+    ) -> Result<Response<pb::CreateTenantResponse>, Status> {
+        tenants::create(self, request).await
+    }
+
+    async fn get_tenant(
+        &self,
+        request: Request<pb::GetTenantRequest>,
+    ) -> Result<Response<pb::GetTenantResponse>, Status> {
+        tenants::get(self, request).await
+    }
+
+    async fn create_user(
+        &self,
+        request: Request<pb::CreateUserRequest>,
+    ) -> Result<Response<pb::CreateUserResponse>, Status> {
+        users::create(self, request).await
+    }
+
+    async fn get_user(
+        &self,
+        request: Request<pb::GetUserRequest>,
+    ) -> Result<Response<pb::GetUserResponse>, Status> {
+        users::get(self, request).await
+    }
+
+    async fn lookup_user(
+        &self,
+        request: Request<pb::LookupUserRequest>,
+    ) -> Result<Response<pb::LookupUserResponse>, Status> {
+        users::lookup(self, request).await
+    }
+
+    async fn update_user(
+        &self,
+        request: Request<pb::UpdateUserRequest>,
+    ) -> Result<Response<pb::UpdateUserResponse>, Status> {
+        users::update(self, request).await
+    }
+
+    async fn delete_user(
+        &self,
+        request: Request<pb::DeleteUserRequest>,
+    ) -> Result<Response<pb::DeleteUserResponse>, Status> {
+        users::delete(self, request).await
+    }
+
+    async fn list_users(
+        &self,
+        request: Request<pb::ListUsersRequest>,
+    ) -> Result<Response<pb::ListUsersResponse>, Status> {
+        users::list(self, request).await
+    }
+
+    async fn batch_create_users(
+        &self,
+        request: Request<pb::BatchCreateUsersRequest>,
+    ) -> Result<Response<pb::BatchCreateUsersResponse>, Status> {
+        users::batch_create(self, request).await
+    }
+
+    async fn authenticate(
+        &self,
+        request: Request<pb::AuthenticateRequest>,
+    ) -> Result<Response<pb::AuthenticateResponse>, Status> {
+        sign_in::authenticate(self, request).await
+    }
+}
