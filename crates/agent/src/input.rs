@@ -3,12 +3,15 @@
 use std::collections::BTreeMap;
 
 use agentic_platform::error::{Error, Result};
+use agentic_platform::fieldmask::FieldPaths;
 use agentic_platform::json;
 use agentic_platform::validate::{self, Violations};
 use agentic_proto::agent::v1 as pb;
 use uuid::Uuid;
 
-use crate::model::{StepJson, ToolJson, agent_status_name, transport_name};
+use crate::model::{
+    AgentChanges, McpServerChanges, StepJson, ToolJson, agent_status_name, transport_name,
+};
 
 pub(crate) const MAX_NAME_LEN: usize = 200;
 pub(crate) const MAX_DESCRIPTION_LEN: usize = 2_000;
@@ -73,6 +76,14 @@ pub(crate) fn model(field: &str, value: &str) -> Result<String> {
     Ok(model)
 }
 
+/// A model to filter by: empty means any.
+pub(crate) fn optional_model(field: &str, value: &str) -> Result<Option<String>> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    model(field, value).map(Some)
+}
+
 pub(crate) fn system_prompt(field: &str, value: &str) -> Result<String> {
     validate::multiline(field, value, MAX_PROMPT_LEN)
 }
@@ -111,36 +122,42 @@ pub(crate) fn config(
 }
 
 /// Distinct MCP server ids, in the order given.
-pub(crate) fn mcp_server_ids(field: &str, values: &[String]) -> Result<Vec<Uuid>, Violations> {
-    let mut violations = Violations::new();
+pub(crate) fn mcp_server_ids(field: &str, values: &[String]) -> Result<Vec<Uuid>> {
     if values.len() > MAX_TOOL_REFS {
-        violations.add(field, format!("must hold at most {MAX_TOOL_REFS} ids"));
-        return Err(violations);
+        return Err(Error::invalid(
+            field,
+            format!("must hold at most {MAX_TOOL_REFS} ids"),
+        ));
     }
-    let mut ids = Vec::with_capacity(values.len());
-    for (index, value) in values.iter().enumerate() {
-        if let Some(id) = violations.check(validate::id(&format!("{field}[{index}]"), value))
-            && !ids.contains(&id)
-        {
-            ids.push(id);
-        }
-    }
-    if violations.is_empty() {
-        Ok(ids)
-    } else {
-        Err(violations)
-    }
+    validate::distinct_ids(field, values)
 }
 
+/// The ids of a BatchGetAgentsRequest: 1 to [`MAX_BATCH_GET`], duplicates dropped.
+pub(crate) fn batch_get_ids(values: &[String]) -> Result<Vec<Uuid>> {
+    if values.is_empty() || values.len() > MAX_BATCH_GET {
+        return Err(Error::invalid(
+            "ids",
+            format!("must hold 1 to {MAX_BATCH_GET} ids"),
+        ));
+    }
+    validate::distinct_ids("ids", values)
+}
+
+/// A status, if one is given (unspecified is `None`).
+pub(crate) fn optional_agent_status(field: &str, value: i32) -> Result<Option<&'static str>> {
+    let status = pb::AgentStatus::try_from(value)
+        .map_err(|_| Error::invalid(field, "is not a known status"))?;
+    Ok(agent_status_name(status))
+}
+
+/// A status; unspecified means `default`.
 pub(crate) fn agent_status(
     field: &str,
     value: i32,
-    default: Option<&'static str>,
+    default: Option<pb::AgentStatus>,
 ) -> Result<&'static str> {
-    let status = pb::AgentStatus::try_from(value)
-        .map_err(|_| Error::invalid(field, "is not a known status"))?;
-    agent_status_name(status)
-        .or(default)
+    optional_agent_status(field, value)?
+        .or_else(|| default.and_then(agent_status_name))
         .ok_or_else(|| Error::invalid(field, "is required"))
 }
 
@@ -160,34 +177,7 @@ pub(crate) struct AgentInput {
 }
 
 pub(crate) fn new_agent(agent: &pb::Agent) -> Result<AgentInput> {
-    let mut v = Violations::new();
-    let name = v.check(name("agent.name", &agent.name));
-    let slug = v.check(slug("agent.slug", &agent.slug));
-    let description = v.check(description("agent.description", &agent.description));
-    let model = v.check(model("agent.model", &agent.model));
-    let system_prompt = v.check(system_prompt("agent.system_prompt", &agent.system_prompt));
-    let temperature = v.check(temperature(
-        "agent.temperature",
-        agent.temperature,
-        Some(DEFAULT_TEMPERATURE),
-    ));
-    let max_tokens = v.check(max_tokens(
-        "agent.max_tokens",
-        agent.max_tokens,
-        Some(DEFAULT_MAX_TOKENS),
-    ));
-    let config = v.check(config("agent.config", agent.config.as_ref()));
-    let mcp_server_ids = match mcp_server_ids("agent.mcp_server_ids", &agent.mcp_server_ids) {
-        Ok(ids) => Some(ids),
-        Err(bad) => {
-            v.extend(bad);
-            None
-        }
-    };
-    let status = v.check(agent_status("agent.status", agent.status, Some("active")));
-    v.into_result()?;
-    // Every field is Some once no violation was recorded.
-    match (
+    let (
         name,
         slug,
         description,
@@ -198,32 +188,82 @@ pub(crate) fn new_agent(agent: &pb::Agent) -> Result<AgentInput> {
         config,
         mcp_server_ids,
         status,
-    ) {
-        (
-            Some(name),
-            Some(slug),
-            Some(description),
-            Some(model),
-            Some(system_prompt),
-            Some(temperature),
-            Some(max_tokens),
-            Some(config),
-            Some(mcp_server_ids),
-            Some(status),
-        ) => Ok(AgentInput {
-            name,
-            slug,
-            description,
-            model,
-            system_prompt,
-            temperature,
-            max_tokens,
-            config,
-            mcp_server_ids,
-            status,
-        }),
-        _ => Err(Error::internal("agent validation lost a field")),
+    ) = validate::all((
+        name("agent.name", &agent.name),
+        slug("agent.slug", &agent.slug),
+        description("agent.description", &agent.description),
+        model("agent.model", &agent.model),
+        system_prompt("agent.system_prompt", &agent.system_prompt),
+        temperature(
+            "agent.temperature",
+            agent.temperature,
+            Some(DEFAULT_TEMPERATURE),
+        ),
+        max_tokens(
+            "agent.max_tokens",
+            agent.max_tokens,
+            Some(DEFAULT_MAX_TOKENS),
+        ),
+        config("agent.config", agent.config.as_ref()),
+        mcp_server_ids("agent.mcp_server_ids", &agent.mcp_server_ids),
+        agent_status("agent.status", agent.status, Some(pb::AgentStatus::Active)),
+    ))?;
+    Ok(AgentInput {
+        name,
+        slug,
+        description,
+        model,
+        system_prompt,
+        temperature,
+        max_tokens,
+        config,
+        mcp_server_ids,
+        status,
+    })
+}
+
+/// The columns an agent update writes, from the fields its mask names (the others are
+/// neither checked nor written).
+pub(crate) fn agent_changes(agent: &pb::Agent, mask: &FieldPaths) -> Result<AgentChanges> {
+    let mut v = Violations::new();
+    let mut changes = AgentChanges::default();
+    if mask.includes("name") {
+        changes.name = v.check(name("agent.name", &agent.name));
     }
+    if mask.includes("slug") {
+        changes.slug = v.check(slug("agent.slug", &agent.slug));
+    }
+    if mask.includes("description") {
+        changes.description = v.check(description("agent.description", &agent.description));
+    }
+    if mask.includes("model") {
+        changes.model = v.check(model("agent.model", &agent.model));
+    }
+    if mask.includes("system_prompt") {
+        changes.system_prompt = v.check(system_prompt("agent.system_prompt", &agent.system_prompt));
+    }
+    if mask.includes("temperature") {
+        changes.temperature = v.check(temperature("agent.temperature", agent.temperature, None));
+    }
+    if mask.includes("max_tokens") {
+        changes.max_tokens = v.check(max_tokens("agent.max_tokens", agent.max_tokens, None));
+    }
+    if mask.includes("config") {
+        changes.config = v.check(config("agent.config", agent.config.as_ref()));
+    }
+    if mask.includes("mcp_server_ids") {
+        changes.mcp_server_ids = v.check(mcp_server_ids(
+            "agent.mcp_server_ids",
+            &agent.mcp_server_ids,
+        ));
+    }
+    if mask.includes("status") {
+        changes.status = v
+            .check(agent_status("agent.status", agent.status, None))
+            .map(str::to_owned);
+    }
+    v.into_result()?;
+    Ok(changes)
 }
 
 // ---- MCP servers ----
@@ -370,6 +410,86 @@ pub(crate) fn endpoint(transport: &str, url: &str, command: &str, args: &[String
     Ok(())
 }
 
+/// A validated server for CreateMcpServer.
+pub(crate) struct McpServerInput {
+    pub(crate) name: String,
+    pub(crate) transport: &'static str,
+    pub(crate) url: String,
+    pub(crate) command: String,
+    pub(crate) args: Vec<String>,
+    pub(crate) headers: BTreeMap<String, String>,
+    pub(crate) tools: serde_json::Value,
+}
+
+pub(crate) fn new_mcp_server(server: &pb::McpServer) -> Result<McpServerInput> {
+    let (name, transport, url, command, args, headers, tools) = validate::all((
+        name("mcp_server.name", &server.name),
+        transport("mcp_server.transport", server.transport),
+        url("mcp_server.url", &server.url),
+        command("mcp_server.command", &server.command),
+        args("mcp_server.args", &server.args),
+        headers("mcp_server.headers", &server.headers),
+        tools("mcp_server.tools", &server.tools),
+    ))?;
+    endpoint(transport, &url, &command, &args)?;
+    Ok(McpServerInput {
+        name,
+        transport,
+        url,
+        command,
+        args,
+        headers,
+        tools,
+    })
+}
+
+/// What an MCP server update writes: the columns its mask names, and the new headers
+/// (still to be sealed) when it names them.
+pub(crate) struct McpServerUpdate {
+    pub(crate) changes: McpServerChanges,
+    pub(crate) headers: Option<BTreeMap<String, String>>,
+}
+
+pub(crate) fn mcp_server_update(
+    server: &pb::McpServer,
+    mask: &FieldPaths,
+) -> Result<McpServerUpdate> {
+    let mut v = Violations::new();
+    let mut changes = McpServerChanges::default();
+    let mut new_headers = None;
+    if mask.includes("name") {
+        changes.name = v.check(name("mcp_server.name", &server.name));
+    }
+    if mask.includes("transport") {
+        changes.transport = v
+            .check(transport("mcp_server.transport", server.transport))
+            .map(str::to_owned);
+    }
+    if mask.includes("url") {
+        changes.url = v.check(url("mcp_server.url", &server.url));
+    }
+    if mask.includes("command") {
+        changes.command = v.check(command("mcp_server.command", &server.command));
+    }
+    if mask.includes("args") {
+        changes.args = v.check(args("mcp_server.args", &server.args));
+    }
+    if mask.includes("headers") {
+        new_headers = v.check(headers("mcp_server.headers", &server.headers));
+    }
+    if mask.includes("enabled") {
+        changes.enabled = Some(server.enabled);
+    }
+    if mask.includes("tools") {
+        changes.tools = v.check(tools("mcp_server.tools", &server.tools));
+    }
+    v.into_result()?;
+    Ok(McpServerUpdate {
+        changes,
+        headers: new_headers,
+    })
+}
+
 // ---- workflows ----
 
 pub(crate) fn steps(field: &str, values: &[pb::WorkflowStep]) -> Result<Vec<StepJson>> {
@@ -408,6 +528,53 @@ pub(crate) fn steps(field: &str, values: &[pb::WorkflowStep]) -> Result<Vec<Step
     }
     v.into_result()?;
     Ok(steps)
+}
+
+/// A validated workflow for CreateWorkflow.
+pub(crate) struct WorkflowInput {
+    pub(crate) name: String,
+    pub(crate) description: String,
+    pub(crate) steps: Vec<StepJson>,
+}
+
+pub(crate) fn new_workflow(workflow: &pb::Workflow) -> Result<WorkflowInput> {
+    let (name, description, steps) = validate::all((
+        name("workflow.name", &workflow.name),
+        description("workflow.description", &workflow.description),
+        steps("workflow.steps", &workflow.steps),
+    ))?;
+    Ok(WorkflowInput {
+        name,
+        description,
+        steps,
+    })
+}
+
+/// What a workflow update writes: the fields its mask names.
+#[derive(Default)]
+pub(crate) struct WorkflowUpdate {
+    pub(crate) name: Option<String>,
+    pub(crate) description: Option<String>,
+    pub(crate) steps: Option<Vec<StepJson>>,
+}
+
+pub(crate) fn workflow_update(
+    workflow: &pb::Workflow,
+    mask: &FieldPaths,
+) -> Result<WorkflowUpdate> {
+    let mut v = Violations::new();
+    let mut update = WorkflowUpdate::default();
+    if mask.includes("name") {
+        update.name = v.check(name("workflow.name", &workflow.name));
+    }
+    if mask.includes("description") {
+        update.description = v.check(description("workflow.description", &workflow.description));
+    }
+    if mask.includes("steps") {
+        update.steps = v.check(steps("workflow.steps", &workflow.steps));
+    }
+    v.into_result()?;
+    Ok(update)
 }
 
 #[cfg(test)]

@@ -91,9 +91,12 @@ impl AgentFilter {
     }
 }
 
+/// The stored status of an agent that may run, and every new agent's by default.
+pub const ACTIVE: &str = "active";
+
 pub fn agent_status_name(status: pb::AgentStatus) -> Option<&'static str> {
     match status {
-        pb::AgentStatus::Active => Some("active"),
+        pb::AgentStatus::Active => Some(ACTIVE),
         pb::AgentStatus::Paused => Some("paused"),
         pb::AgentStatus::Archived => Some("archived"),
         pb::AgentStatus::Unspecified => None,
@@ -102,7 +105,7 @@ pub fn agent_status_name(status: pb::AgentStatus) -> Option<&'static str> {
 
 fn agent_status_from_name(name: &str) -> pb::AgentStatus {
     match name {
-        "active" => pb::AgentStatus::Active,
+        ACTIVE => pb::AgentStatus::Active,
         "paused" => pb::AgentStatus::Paused,
         "archived" => pb::AgentStatus::Archived,
         _ => pb::AgentStatus::Unspecified,

@@ -137,6 +137,22 @@ pub fn id(field: &str, value: &str) -> Result<Uuid> {
     Uuid::try_parse(value).map_err(|_| Error::invalid(field, "is not a valid UUID"))
 }
 
+/// Resource ids, each a UUID (a bad one is named as `field[i]`), duplicates dropped, in
+/// the order given.
+pub fn distinct_ids(field: &str, values: &[String]) -> Result<Vec<Uuid>> {
+    let mut violations = Violations::new();
+    let mut ids = Vec::with_capacity(values.len());
+    for (index, value) in values.iter().enumerate() {
+        if let Some(id) = violations.check(id(&format!("{field}[{index}]"), value))
+            && !ids.contains(&id)
+        {
+            ids.push(id);
+        }
+    }
+    violations.into_result()?;
+    Ok(ids)
+}
+
 /// Fails if `value` holds a control character (NUL included): PostgreSQL refuses NUL in
 /// text, and nothing a person types needs the others.
 pub fn plain(field: &str, value: &str) -> Result<()> {

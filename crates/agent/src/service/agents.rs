@@ -5,14 +5,14 @@ use agentic_platform::cache::ScopedKey;
 use agentic_platform::error::{Error, Result};
 use agentic_platform::fieldmask::{self, FieldPaths};
 use agentic_platform::paging;
-use agentic_platform::validate::{self, Violations};
+use agentic_platform::validate;
 use agentic_proto::agent::v1 as pb;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::{AgentService, StaleKey, UNDELETE_RETENTION};
-use crate::input::{self, MAX_BATCH_GET};
-use crate::model::{self, AGENT_FIELDS, AgentChanges, AgentFilter, AgentRow, NewAgent};
+use crate::input;
+use crate::model::{self, AGENT_FIELDS, AgentFilter, AgentRow, NewAgent};
 use crate::store;
 
 /// Paths an `update_mask` may name.
@@ -160,22 +160,10 @@ pub(super) async fn batch_get(
 ) -> Result<Response<pb::BatchGetAgentsResponse>, Status> {
     let tenant = Caller::of(&request)?.tenant()?;
     let message = request.get_ref();
-    if message.ids.is_empty() || message.ids.len() > MAX_BATCH_GET {
-        return Err(Error::invalid("ids", format!("must hold 1 to {MAX_BATCH_GET} ids")).into());
-    }
-    let mut violations = Violations::new();
-    let mut ids = Vec::with_capacity(message.ids.len());
-    for (index, id) in message.ids.iter().enumerate() {
-        if let Some(id) = violations.check(validate::id(&format!("ids[{index}]"), id))
-            && !ids.contains(&id)
-        {
-            ids.push(id);
-        }
-    }
-    let mask = violations
-        .check(read_mask(message.read_mask.as_ref()))
-        .unwrap_or_default();
-    violations.into_result()?;
+    let (ids, mask) = validate::all((
+        input::batch_get_ids(&message.ids),
+        read_mask(message.read_mask.as_ref()),
+    ))?;
 
     let mut rows = service
         .pool
@@ -202,27 +190,13 @@ pub(super) async fn list(
 ) -> Result<Response<pb::ListAgentsResponse>, Status> {
     let tenant = Caller::of(&request)?.tenant()?;
     let message = request.get_ref();
-    let mut violations = Violations::new();
-    let page_size = violations
-        .check(paging::page_size(message.page_size))
-        .unwrap_or_default();
-    let status = violations
-        .check(input::agent_status("status", message.status, Some("")))
-        .unwrap_or_default();
-    let model = if message.model.is_empty() {
-        None
-    } else {
-        violations.check(input::model("model", &message.model))
-    };
-    let mask = violations
-        .check(read_mask(message.read_mask.as_ref()))
-        .unwrap_or_default();
-    violations.into_result()?;
-
-    let filter = AgentFilter {
-        status: (!status.is_empty()).then_some(status),
-        model,
-    };
+    let (page_size, status, model, mask) = validate::all((
+        paging::page_size(message.page_size),
+        input::optional_agent_status("status", message.status),
+        input::optional_model("model", &message.model),
+        read_mask(message.read_mask.as_ref()),
+    ))?;
+    let filter = AgentFilter { status, model };
     let fingerprint = filter.fingerprint(tenant);
     let filter = &filter;
     let (rows, next_page_token) = service
@@ -248,60 +222,6 @@ pub(super) async fn list(
     }))
 }
 
-/// The columns an update writes, from the fields its mask names.
-fn changes(agent: &pb::Agent, mask: &FieldPaths) -> Result<AgentChanges> {
-    let mut v = Violations::new();
-    let mut changes = AgentChanges::default();
-    if mask.includes("name") {
-        changes.name = v.check(input::name("agent.name", &agent.name));
-    }
-    if mask.includes("slug") {
-        changes.slug = v.check(input::slug("agent.slug", &agent.slug));
-    }
-    if mask.includes("description") {
-        changes.description = v.check(input::description("agent.description", &agent.description));
-    }
-    if mask.includes("model") {
-        changes.model = v.check(input::model("agent.model", &agent.model));
-    }
-    if mask.includes("system_prompt") {
-        changes.system_prompt = v.check(input::system_prompt(
-            "agent.system_prompt",
-            &agent.system_prompt,
-        ));
-    }
-    if mask.includes("temperature") {
-        changes.temperature = v.check(input::temperature(
-            "agent.temperature",
-            agent.temperature,
-            None,
-        ));
-    }
-    if mask.includes("max_tokens") {
-        changes.max_tokens = v.check(input::max_tokens(
-            "agent.max_tokens",
-            agent.max_tokens,
-            None,
-        ));
-    }
-    if mask.includes("config") {
-        changes.config = v.check(input::config("agent.config", agent.config.as_ref()));
-    }
-    if mask.includes("mcp_server_ids") {
-        match input::mcp_server_ids("agent.mcp_server_ids", &agent.mcp_server_ids) {
-            Ok(ids) => changes.mcp_server_ids = Some(ids),
-            Err(bad) => v.extend(bad),
-        }
-    }
-    if mask.includes("status") {
-        changes.status = v
-            .check(input::agent_status("agent.status", agent.status, None))
-            .map(str::to_owned);
-    }
-    v.into_result()?;
-    Ok(changes)
-}
-
 pub(super) async fn update(
     service: &AgentService,
     request: Request<pb::UpdateAgentRequest>,
@@ -315,7 +235,7 @@ pub(super) async fn update(
     let id = validate::id("agent.id", &agent.id)?;
     let expected = input::etag("agent.etag", &agent.etag)?;
     let mask = fieldmask::update_mask(message.update_mask.as_ref(), UPDATABLE_FIELDS)?;
-    let changes = changes(agent, &mask)?;
+    let changes = input::agent_changes(agent, &mask)?;
 
     let (before, after) = service
         .pool

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use agentic_platform::auth::Caller;
 use agentic_platform::cache::ScopedKey;
 use agentic_platform::error::{Error, Result};
-use agentic_platform::fieldmask::{self, FieldPaths};
+use agentic_platform::fieldmask::{self};
 use agentic_platform::paging;
-use agentic_platform::validate::{self, Violations};
+use agentic_platform::validate::{self};
 use agentic_proto::agent::v1 as pb;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::AgentService;
 use crate::input;
 use crate::kinds;
-use crate::model::{McpServerChanges, McpServerRow, NewMcpServer};
+use crate::model::{McpServerRow, NewMcpServer};
 use crate::store;
 
 /// Paths an `update_mask` may name.
@@ -68,51 +68,6 @@ fn seal_context(tenant: Uuid, id: Uuid) -> Vec<u8> {
     [b"mcp_server".as_slice(), tenant.as_bytes(), id.as_bytes()].concat()
 }
 
-/// A validated server for CreateMcpServer.
-struct ServerInput {
-    name: String,
-    transport: &'static str,
-    url: String,
-    command: String,
-    args: Vec<String>,
-    headers: BTreeMap<String, String>,
-    tools: serde_json::Value,
-}
-
-fn new_server(server: &pb::McpServer) -> Result<ServerInput> {
-    let mut v = Violations::new();
-    let name = v.check(input::name("mcp_server.name", &server.name));
-    let transport = v.check(input::transport("mcp_server.transport", server.transport));
-    let url = v.check(input::url("mcp_server.url", &server.url));
-    let command = v.check(input::command("mcp_server.command", &server.command));
-    let args = v.check(input::args("mcp_server.args", &server.args));
-    let headers = v.check(input::headers("mcp_server.headers", &server.headers));
-    let tools = v.check(input::tools("mcp_server.tools", &server.tools));
-    v.into_result()?;
-    let (
-        Some(name),
-        Some(transport),
-        Some(url),
-        Some(command),
-        Some(args),
-        Some(headers),
-        Some(tools),
-    ) = (name, transport, url, command, args, headers, tools)
-    else {
-        return Err(Error::internal("MCP server validation lost a field"));
-    };
-    input::endpoint(transport, &url, &command, &args)?;
-    Ok(ServerInput {
-        name,
-        transport,
-        url,
-        command,
-        args,
-        headers,
-        tools,
-    })
-}
-
 pub(super) async fn create(
     service: &AgentService,
     request: Request<pb::CreateMcpServerRequest>,
@@ -123,7 +78,7 @@ pub(super) async fn create(
         .mcp_server
         .as_ref()
         .ok_or_else(|| Error::invalid("mcp_server", "is required"))?;
-    let input = new_server(server)?;
+    let input = input::new_mcp_server(server)?;
     let id = Uuid::now_v7();
     let headers = service.seal_headers(tenant, id, &input.headers)?;
     let new_server = NewMcpServer {
@@ -198,50 +153,6 @@ pub(super) async fn list(
     }))
 }
 
-/// The columns an update writes, from the fields its mask names.
-fn changes(
-    service: &AgentService,
-    tenant: Uuid,
-    id: Uuid,
-    server: &pb::McpServer,
-    mask: &FieldPaths,
-) -> Result<McpServerChanges> {
-    let mut v = Violations::new();
-    let mut changes = McpServerChanges::default();
-    if mask.includes("name") {
-        changes.name = v.check(input::name("mcp_server.name", &server.name));
-    }
-    if mask.includes("transport") {
-        changes.transport = v
-            .check(input::transport("mcp_server.transport", server.transport))
-            .map(str::to_owned);
-    }
-    if mask.includes("url") {
-        changes.url = v.check(input::url("mcp_server.url", &server.url));
-    }
-    if mask.includes("command") {
-        changes.command = v.check(input::command("mcp_server.command", &server.command));
-    }
-    if mask.includes("args") {
-        changes.args = v.check(input::args("mcp_server.args", &server.args));
-    }
-    if mask.includes("headers")
-        && let Some(headers) = v.check(input::headers("mcp_server.headers", &server.headers))
-    {
-        let sealed = service.seal_headers(tenant, id, &headers)?;
-        changes.headers_sealed = Some(sealed.sealed);
-        changes.header_names = Some(sealed.names);
-    }
-    if mask.includes("enabled") {
-        changes.enabled = Some(server.enabled);
-    }
-    if mask.includes("tools") {
-        changes.tools = v.check(input::tools("mcp_server.tools", &server.tools));
-    }
-    v.into_result()?;
-    Ok(changes)
-}
-
 pub(super) async fn update(
     service: &AgentService,
     request: Request<pb::UpdateMcpServerRequest>,
@@ -255,7 +166,13 @@ pub(super) async fn update(
     let id = validate::id("mcp_server.id", &server.id)?;
     let expected = input::etag("mcp_server.etag", &server.etag)?;
     let mask = fieldmask::update_mask(message.update_mask.as_ref(), UPDATABLE_FIELDS)?;
-    let changes = changes(service, tenant, id, server, &mask)?;
+    let update = input::mcp_server_update(server, &mask)?;
+    let mut changes = update.changes;
+    if let Some(headers) = &update.headers {
+        let sealed = service.seal_headers(tenant, id, headers)?;
+        changes.headers_sealed = Some(sealed.sealed);
+        changes.header_names = Some(sealed.names);
+    }
     let row = service
         .pool
         .run(async |conn| {

@@ -6,14 +6,14 @@ use agentic_platform::cache::ScopedKey;
 use agentic_platform::error::{Error, Result};
 use agentic_platform::fieldmask;
 use agentic_platform::paging;
-use agentic_platform::validate::{self, Violations};
+use agentic_platform::validate::{self};
 use agentic_proto::agent::v1 as pb;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::AgentService;
 use crate::input;
-use crate::model::{NewWorkflow, StepJson, WorkflowChanges, WorkflowRow};
+use crate::model::{ACTIVE, NewWorkflow, StepJson, WorkflowChanges, WorkflowRow};
 use crate::store;
 
 /// Paths an `update_mask` may name.
@@ -54,23 +54,13 @@ pub(super) async fn create(
         .workflow
         .as_ref()
         .ok_or_else(|| Error::invalid("workflow", "is required"))?;
-    let mut v = Violations::new();
-    let name = v.check(input::name("workflow.name", &workflow.name));
-    let description = v.check(input::description(
-        "workflow.description",
-        &workflow.description,
-    ));
-    let steps = v.check(input::steps("workflow.steps", &workflow.steps));
-    v.into_result()?;
-    let (Some(name), Some(description), Some(steps)) = (name, description, steps) else {
-        return Err(Error::internal("workflow validation lost a field").into());
-    };
+    let input = input::new_workflow(workflow)?;
     let new_workflow = NewWorkflow {
         id: Uuid::now_v7(),
         tenant_id: tenant,
-        name,
-        description,
-        steps: steps_json(steps)?,
+        name: input.name,
+        description: input.description,
+        steps: steps_json(input.steps)?,
     };
     let row = service
         .pool
@@ -134,23 +124,12 @@ pub(super) async fn update(
     let id = validate::id("workflow.id", &workflow.id)?;
     let expected = input::etag("workflow.etag", &workflow.etag)?;
     let mask = fieldmask::update_mask(message.update_mask.as_ref(), UPDATABLE_FIELDS)?;
-    let mut v = Violations::new();
-    let mut changes = WorkflowChanges::default();
-    if mask.includes("name") {
-        changes.name = v.check(input::name("workflow.name", &workflow.name));
-    }
-    if mask.includes("description") {
-        changes.description = v.check(input::description(
-            "workflow.description",
-            &workflow.description,
-        ));
-    }
-    if mask.includes("steps")
-        && let Some(steps) = v.check(input::steps("workflow.steps", &workflow.steps))
-    {
-        changes.steps = Some(steps_json(steps)?);
-    }
-    v.into_result()?;
+    let update = input::workflow_update(workflow, &mask)?;
+    let changes = WorkflowChanges {
+        name: update.name,
+        description: update.description,
+        steps: update.steps.map(steps_json).transpose()?,
+    };
 
     let row = service
         .pool
@@ -205,7 +184,7 @@ pub(super) async fn validate(
                 .map(|(_, status)| status.as_str());
             let reason = match status {
                 None => "agent not found".to_owned(),
-                Some("active") => return None,
+                Some(ACTIVE) => return None,
                 Some(other) => format!("agent is {other}"),
             };
             Some(pb::WorkflowProblem {
