@@ -1,13 +1,15 @@
 //! Validation of the conversation service's requests; every error names its field.
 
 use agentic_platform::error::{Error, Result};
+use agentic_platform::fieldmask;
 use agentic_platform::json;
 use agentic_platform::paging;
 use agentic_platform::validate::{self, Violations};
 use agentic_proto::conversation::v1 as pb;
 use uuid::Uuid;
 
-use crate::model::{NewMessage, role_name, status_name};
+use crate::model::{ConversationChanges, ConversationFilter, NewMessage, role_name, status_name};
+use crate::store::Direction;
 
 pub(crate) const MAX_TITLE_LEN: usize = 500;
 pub(crate) const MAX_METADATA_BYTES: usize = 64 * 1024;
@@ -16,6 +18,8 @@ pub(crate) const MAX_TOOL_NAME_LEN: usize = 200;
 pub(crate) const MAX_APPEND: usize = 100;
 pub(crate) const DEFAULT_MESSAGE_PAGE: i64 = 50;
 pub(crate) const MAX_MESSAGE_PAGE: i64 = 200;
+/// Paths an `update_mask` may name.
+const UPDATABLE_FIELDS: &[&str] = &["title", "status", "metadata"];
 
 pub(crate) fn title(field: &str, value: &str) -> Result<String> {
     validate::text(field, value, 0, MAX_TITLE_LEN)
@@ -28,16 +32,104 @@ pub(crate) fn metadata(
     json::from_struct_within(field, value, MAX_METADATA_BYTES)
 }
 
-pub(crate) fn status(
-    field: &str,
-    value: i32,
-    default: Option<&'static str>,
-) -> Result<&'static str> {
+/// A status, if one is given (unspecified is `None`).
+fn optional_status(field: &str, value: i32) -> Result<Option<&'static str>> {
     let status = pb::ConversationStatus::try_from(value)
         .map_err(|_| Error::invalid(field, "is not a known status"))?;
-    status_name(status)
-        .or(default)
-        .ok_or_else(|| Error::invalid(field, "is required"))
+    Ok(status_name(status))
+}
+
+/// A status; unspecified is refused.
+fn status(field: &str, value: i32) -> Result<&'static str> {
+    optional_status(field, value)?.ok_or_else(|| Error::invalid(field, "is required"))
+}
+
+/// A validated CreateConversationRequest.
+pub(crate) struct ConversationInput {
+    pub(crate) agent_id: Uuid,
+    pub(crate) user_id: Uuid,
+    pub(crate) title: String,
+    pub(crate) metadata: serde_json::Value,
+}
+
+pub(crate) fn new_conversation(
+    request: &pb::CreateConversationRequest,
+) -> Result<ConversationInput> {
+    let (agent_id, user_id, title, metadata) = validate::all((
+        validate::id("agent_id", &request.agent_id),
+        validate::id("user_id", &request.user_id),
+        title("title", &request.title),
+        metadata("metadata", request.metadata.as_ref()),
+    ))?;
+    Ok(ConversationInput {
+        agent_id,
+        user_id,
+        title,
+        metadata,
+    })
+}
+
+/// A validated ListConversationsRequest.
+pub(crate) struct ConversationListing {
+    pub(crate) page_size: i64,
+    pub(crate) filter: ConversationFilter,
+}
+
+pub(crate) fn conversation_listing(
+    request: &pb::ListConversationsRequest,
+) -> Result<ConversationListing> {
+    let (page_size, agent_id, user_id, status) = validate::all((
+        paging::page_size(request.page_size),
+        optional_id("agent_id", &request.agent_id),
+        optional_id("user_id", &request.user_id),
+        optional_status("status", request.status),
+    ))?;
+    Ok(ConversationListing {
+        page_size,
+        filter: ConversationFilter {
+            agent_id,
+            user_id,
+            status,
+        },
+    })
+}
+
+/// A validated UpdateConversationRequest: the conversation's id and the columns its
+/// `update_mask` names (the others are neither checked nor written).
+pub(crate) struct ConversationUpdate {
+    pub(crate) id: Uuid,
+    pub(crate) changes: ConversationChanges,
+}
+
+pub(crate) fn conversation_update(
+    request: &pb::UpdateConversationRequest,
+) -> Result<ConversationUpdate> {
+    let conversation = request
+        .conversation
+        .as_ref()
+        .ok_or_else(|| Error::invalid("conversation", "is required"))?;
+    let (id, mask) = validate::all((
+        validate::id("conversation.id", &conversation.id),
+        fieldmask::update_mask(request.update_mask.as_ref(), UPDATABLE_FIELDS),
+    ))?;
+    let mut v = Violations::new();
+    let mut changes = ConversationChanges::default();
+    if mask.includes("title") {
+        changes.title = v.check(title("conversation.title", &conversation.title));
+    }
+    if mask.includes("status") {
+        changes.status = v
+            .check(status("conversation.status", conversation.status))
+            .map(str::to_owned);
+    }
+    if mask.includes("metadata") {
+        changes.metadata = v.check(metadata(
+            "conversation.metadata",
+            conversation.metadata.as_ref(),
+        ));
+    }
+    v.into_result()?;
+    Ok(ConversationUpdate { id, changes })
 }
 
 /// An optional id filter: empty means none.
@@ -50,8 +142,53 @@ pub(crate) fn optional_id(field: &str, value: &str) -> Result<Option<Uuid>> {
 }
 
 /// The page size of a message listing: 50 when 0, at most 200.
-pub(crate) fn message_page_size(requested: i32) -> Result<i64> {
+fn message_page_size(requested: i32) -> Result<i64> {
     paging::page_size_within(requested, DEFAULT_MESSAGE_PAGE, MAX_MESSAGE_PAGE)
+}
+
+/// A validated ListMessagesRequest (its page token is read against the listing's own
+/// fingerprint, by the handler).
+pub(crate) struct MessageListing {
+    pub(crate) conversation: Uuid,
+    pub(crate) page_size: i64,
+    pub(crate) direction: Direction,
+    /// Where to start when there is no page token: `None` for the first message.
+    pub(crate) from_sequence: Option<i64>,
+}
+
+pub(crate) fn message_listing(request: &pb::ListMessagesRequest) -> Result<MessageListing> {
+    let direction = match pb::MessageOrder::try_from(request.order_by) {
+        Ok(pb::MessageOrder::Unspecified | pb::MessageOrder::OldestFirst) => {
+            Ok(Direction::OldestFirst)
+        }
+        Ok(pb::MessageOrder::NewestFirst) => Ok(Direction::NewestFirst),
+        Err(_) => Err(Error::invalid("order_by", "is not a known order")),
+    };
+    let from_sequence = match request.from_sequence {
+        negative if negative < 0 => Err(Error::invalid("from_sequence", "must not be negative")),
+        0 => Ok(None),
+        from => Ok(Some(from)),
+    };
+    let (conversation, page_size, direction, from_sequence) = validate::all((
+        validate::id("conversation_id", &request.conversation_id),
+        message_page_size(request.page_size),
+        direction,
+        from_sequence,
+    ))?;
+    Ok(MessageListing {
+        conversation,
+        page_size,
+        direction,
+        from_sequence,
+    })
+}
+
+/// A validated AppendMessagesRequest: the conversation and its new messages.
+pub(crate) fn append(request: &pb::AppendMessagesRequest) -> Result<(Uuid, Vec<NewMessage>)> {
+    validate::all((
+        validate::id("conversation_id", &request.conversation_id),
+        messages(&request.messages),
+    ))
 }
 
 fn message(field: &str, message: &pb::Message, v: &mut Violations) -> Option<NewMessage> {

@@ -68,9 +68,12 @@ impl ConversationFilter {
     }
 }
 
+/// The stored status of an open conversation, and every new one's.
+pub const ACTIVE: &str = "active";
+
 pub fn status_name(status: pb::ConversationStatus) -> Option<&'static str> {
     match status {
-        pb::ConversationStatus::Active => Some("active"),
+        pb::ConversationStatus::Active => Some(ACTIVE),
         pb::ConversationStatus::Archived => Some("archived"),
         pb::ConversationStatus::Unspecified => None,
     }
@@ -78,7 +81,7 @@ pub fn status_name(status: pb::ConversationStatus) -> Option<&'static str> {
 
 fn status_from_name(name: &str) -> pb::ConversationStatus {
     match name {
-        "active" => pb::ConversationStatus::Active,
+        ACTIVE => pb::ConversationStatus::Active,
         "archived" => pb::ConversationStatus::Archived,
         _ => pb::ConversationStatus::Unspecified,
     }

@@ -15,7 +15,7 @@ use agentic_platform::paging::PageTokens;
 use agentic_platform::secrets::Sealer;
 use agentic_platform::service::Context;
 use agentic_proto::agent::v1 as pb;
-use agentic_proto::agent::v1::agent_service_server::AgentService as AgentServiceApi;
+use agentic_proto::agent::v1::agent_service_server::AgentService as Api;
 use tonic::{Request, Response, Status};
 
 use crate::args::AgentArgs;
@@ -64,7 +64,7 @@ impl AgentService {
 }
 
 #[tonic::async_trait]
-impl AgentServiceApi for AgentService {
+impl Api for AgentService {
     async fn create_agent(
         &self,
         request: Request<pb::CreateAgentRequest>,

@@ -3,21 +3,16 @@
 
 use agentic_platform::auth::Caller;
 use agentic_platform::client::Credentials;
-use agentic_platform::error::{Error, Result};
-use agentic_platform::fieldmask;
-use agentic_platform::paging;
-use agentic_platform::validate::{self, Violations};
+use agentic_platform::error::Result;
+use agentic_platform::validate::{self};
 use agentic_proto::conversation::v1 as pb;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::ConversationService;
 use crate::input;
-use crate::model::{ConversationChanges, ConversationFilter, ConversationRow, NewConversation};
+use crate::model::{ACTIVE, ConversationRow, NewConversation};
 use crate::store;
-
-/// Paths an `update_mask` may name.
-const UPDATABLE_FIELDS: &[&str] = &["title", "status", "metadata"];
 
 pub(super) async fn create(
     service: &ConversationService,
@@ -26,17 +21,8 @@ pub(super) async fn create(
     let tenant = Caller::of(&request)?.member_tenant()?;
     let credentials = Credentials::of(&request)?;
     let message = request.get_ref();
-    let mut v = Violations::new();
-    let agent_id = v.check(validate::id("agent_id", &message.agent_id));
-    let user_id = v.check(validate::id("user_id", &message.user_id));
-    let title = v.check(input::title("title", &message.title));
-    let metadata = v.check(input::metadata("metadata", message.metadata.as_ref()));
-    v.into_result()?;
-    let (Some(agent_id), Some(user_id), Some(title), Some(metadata)) =
-        (agent_id, user_id, title, metadata)
-    else {
-        return Err(Error::internal("conversation validation lost a field").into());
-    };
+    let input = input::new_conversation(message)?;
+    let (agent_id, user_id) = (input.agent_id, input.user_id);
 
     // Both checks at once: the slower service sets the wait, not the sum of both.
     let (agent, user) = futures::join!(
@@ -55,9 +41,9 @@ pub(super) async fn create(
         tenant_id: tenant,
         agent_id,
         user_id,
-        title,
-        status: "active".into(),
-        metadata,
+        title: input.title,
+        status: ACTIVE.into(),
+        metadata: input.metadata,
     };
     let row = service
         .pool
@@ -86,33 +72,15 @@ pub(super) async fn list(
 ) -> Result<Response<pb::ListConversationsResponse>, Status> {
     let tenant = Caller::of(&request)?.tenant()?;
     let message = request.get_ref();
-    let mut v = Violations::new();
-    let page_size = v
-        .check(paging::page_size(message.page_size))
-        .unwrap_or_default();
-    let agent_id = v
-        .check(input::optional_id("agent_id", &message.agent_id))
-        .flatten();
-    let user_id = v
-        .check(input::optional_id("user_id", &message.user_id))
-        .flatten();
-    let status = v
-        .check(input::status("status", message.status, Some("")))
-        .unwrap_or_default();
-    v.into_result()?;
-    let filter = ConversationFilter {
-        agent_id,
-        user_id,
-        status: (!status.is_empty()).then_some(status),
-    };
-    let fingerprint = filter.fingerprint(tenant);
-    let filter = &filter;
+    let listing = input::conversation_listing(message)?;
+    let fingerprint = listing.filter.fingerprint(tenant);
+    let filter = &listing.filter;
     let (rows, next_page_token) = service
         .pages
         .uuid_page(
             &message.page_token,
             &fingerprint,
-            page_size,
+            listing.page_size,
             |row: &ConversationRow| row.id,
             |before, limit| {
                 service.pool.run(async move |conn| {
@@ -148,34 +116,8 @@ pub(super) async fn update(
     request: Request<pb::UpdateConversationRequest>,
 ) -> Result<Response<pb::UpdateConversationResponse>, Status> {
     let tenant = Caller::of(&request)?.admin_tenant()?;
-    let message = request.get_ref();
-    let conversation = message
-        .conversation
-        .as_ref()
-        .ok_or_else(|| Error::invalid("conversation", "is required"))?;
-    let id = validate::id("conversation.id", &conversation.id)?;
-    let mask = fieldmask::update_mask(message.update_mask.as_ref(), UPDATABLE_FIELDS)?;
-    let mut v = Violations::new();
-    let mut changes = ConversationChanges::default();
-    if mask.includes("title") {
-        changes.title = v.check(input::title("conversation.title", &conversation.title));
-    }
-    if mask.includes("status") {
-        changes.status = v
-            .check(input::status(
-                "conversation.status",
-                conversation.status,
-                None,
-            ))
-            .map(str::to_owned);
-    }
-    if mask.includes("metadata") {
-        changes.metadata = v.check(input::metadata(
-            "conversation.metadata",
-            conversation.metadata.as_ref(),
-        ));
-    }
-    v.into_result()?;
+    let update = input::conversation_update(request.get_ref())?;
+    let (id, changes) = (update.id, update.changes);
     let row = service
         .pool
         .run(async |conn| store::update_conversation(conn, tenant, id, &changes).await)

@@ -3,22 +3,19 @@
 
 use agentic_platform::auth::Caller;
 use agentic_platform::error::{Error, Result};
-use agentic_platform::validate;
 use agentic_proto::conversation::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use super::ConversationService;
 use crate::input;
-use crate::store::{self, Direction};
+use crate::store::{self};
 
 pub(super) async fn append(
     service: &ConversationService,
     request: Request<pb::AppendMessagesRequest>,
 ) -> Result<Response<pb::AppendMessagesResponse>, Status> {
     let tenant = Caller::of(&request)?.member_tenant()?;
-    let message = request.get_ref();
-    let conversation = validate::id("conversation_id", &message.conversation_id)?;
-    let new = input::messages(&message.messages)?;
+    let (conversation, new) = input::append(request.get_ref())?;
     let rows = service
         .pool
         .run(async |conn| store::append_messages(conn, tenant, conversation, &new).await)
@@ -36,22 +33,15 @@ pub(super) async fn list(
 ) -> Result<Response<pb::ListMessagesResponse>, Status> {
     let tenant = Caller::of(&request)?.tenant()?;
     let message = request.get_ref();
-    let conversation = validate::id("conversation_id", &message.conversation_id)?;
-    let page_size = input::message_page_size(message.page_size)?;
-    let direction = match pb::MessageOrder::try_from(message.order_by) {
-        Ok(pb::MessageOrder::Unspecified | pb::MessageOrder::OldestFirst) => Direction::OldestFirst,
-        Ok(pb::MessageOrder::NewestFirst) => Direction::NewestFirst,
-        Err(_) => return Err(Error::invalid("order_by", "is not a known order").into()),
-    };
-    if message.from_sequence < 0 {
-        return Err(Error::invalid("from_sequence", "must not be negative").into());
-    }
+    let listing = input::message_listing(message)?;
+    let (conversation, page_size, direction) =
+        (listing.conversation, listing.page_size, listing.direction);
     let fingerprint = format!("messages|{tenant}|{conversation}|{direction:?}");
     let from = match service.pages.decode(&message.page_token, &fingerprint)? {
         Some(bytes) => Some(i64::from_be_bytes(bytes.try_into().map_err(|_| {
             Error::invalid("page_token", "is not a token from this list query")
         })?)),
-        None => (message.from_sequence > 0).then_some(message.from_sequence),
+        None => listing.from_sequence,
     };
     // Another tenant's conversation, or none: NOT_FOUND, not an empty list.
     service.cached_conversation(tenant, conversation).await?;

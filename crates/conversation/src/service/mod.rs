@@ -25,8 +25,13 @@ pub struct ConversationService {
     pool: Pool,
     cache: Cache,
     pages: PageTokens,
-    conversation_kind: CacheKind,
+    kinds: Kinds,
     dependencies: Dependencies,
+}
+
+/// Cached kinds: conversations by id.
+struct Kinds {
+    conversation: CacheKind,
 }
 
 impl ConversationService {
@@ -35,7 +40,9 @@ impl ConversationService {
             pool: context.pool.clone(),
             cache: context.cache.clone(),
             pages: context.pages.clone(),
-            conversation_kind: context.cache.kind(&kinds::CONVERSATION),
+            kinds: Kinds {
+                conversation: context.cache.kind(&kinds::CONVERSATION),
+            },
             dependencies: Dependencies::new(args)?,
         })
     }
@@ -43,7 +50,7 @@ impl ConversationService {
     /// The conversation, from the cache; NOT_FOUND if the tenant has no such one.
     async fn cached_conversation(&self, tenant: Uuid, id: Uuid) -> Result<pb::Conversation> {
         self.cache
-            .get_or_load(&self.conversation_kind, ScopedKey(tenant, id), || {
+            .get_or_load(&self.kinds.conversation, ScopedKey(tenant, id), || {
                 self.pool.read(async |conn| {
                     Ok(store::find_conversation(conn, tenant, id)
                         .await?
@@ -56,7 +63,7 @@ impl ConversationService {
 
     async fn forget_conversation(&self, tenant: Uuid, id: Uuid) {
         self.cache
-            .invalidate(&[(&self.conversation_kind, ScopedKey(tenant, id.to_string()))])
+            .invalidate(&[(&self.kinds.conversation, ScopedKey(tenant, id.to_string()))])
             .await;
     }
 }

@@ -180,7 +180,7 @@ pub(super) async fn delete(
         .await?;
     service
         .cache
-        .invalidate(&[(&service.collection_kind, ScopedKey(tenant, id.to_string()))])
+        .invalidate(&[(&service.kinds.collection, ScopedKey(tenant, id.to_string()))])
         .await;
     // Its search results and documents went with it, each dropped in O(1).
     service.cache.invalidate_scope(kinds::SEARCHES, id).await;

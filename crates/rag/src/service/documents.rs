@@ -260,7 +260,7 @@ pub(super) async fn get(
     let id = validate::id("id", &request.get_ref().id)?;
     let document = service
         .cache
-        .get_or_load(&service.document_kind, ScopedKey(tenant, id), || {
+        .get_or_load(&service.kinds.document, ScopedKey(tenant, id), || {
             service.pool.read(async |conn| {
                 Ok(store::find_document(conn, tenant, id)
                     .await?
@@ -324,7 +324,7 @@ pub(super) async fn delete(
         .await?;
     service
         .cache
-        .invalidate(&[(&service.document_kind, ScopedKey(tenant, id))])
+        .invalidate(&[(&service.kinds.document, ScopedKey(tenant, id))])
         .await;
     service
         .cache

@@ -27,13 +27,18 @@ use crate::embedding::{CachedEmbedder, Embedder};
 use crate::ingest::Ingestor;
 use crate::{kinds, store};
 
+/// Cached kinds: collections and documents by id, search results by query.
+struct Kinds {
+    collection: CacheKind,
+    document: CacheKind,
+    search: CacheKind,
+}
+
 pub struct RagService {
     pool: Pool,
     cache: Cache,
     pages: PageTokens,
-    collection_kind: CacheKind,
-    document_kind: CacheKind,
-    search_kind: CacheKind,
+    kinds: Kinds,
     embedder: Arc<dyn Embedder>,
     embeddings: CachedEmbedder,
     ingestor: Arc<Ingestor>,
@@ -59,9 +64,11 @@ impl RagService {
             pool: context.pool.clone(),
             cache: context.cache.clone(),
             pages: context.pages.clone(),
-            collection_kind: context.cache.kind(&kinds::COLLECTION),
-            document_kind: context.cache.kind(&kinds::DOCUMENT),
-            search_kind: context.cache.kind(&kinds::SEARCH),
+            kinds: Kinds {
+                collection: context.cache.kind(&kinds::COLLECTION),
+                document: context.cache.kind(&kinds::DOCUMENT),
+                search: context.cache.kind(&kinds::SEARCH),
+            },
             embedder,
             embeddings,
             ingestor,
@@ -82,7 +89,7 @@ impl RagService {
     /// The tenant's collection `id` (cached), or NOT_FOUND.
     async fn collection(&self, tenant: Uuid, id: Uuid) -> Result<pb::Collection> {
         self.cache
-            .get_or_load(&self.collection_kind, ScopedKey(tenant, id), || {
+            .get_or_load(&self.kinds.collection, ScopedKey(tenant, id), || {
                 self.pool.read(async |conn| {
                     Ok(store::find_collection(conn, tenant, id)
                         .await?

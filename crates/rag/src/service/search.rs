@@ -345,7 +345,7 @@ pub(super) async fn search(
     };
     let response = service
         .cache
-        .get_or_load(&service.search_kind, key, || async {
+        .get_or_load(&service.kinds.search, key, || async {
             service.run_search(tenant, &plan).await.map(Some)
         })
         .await?
