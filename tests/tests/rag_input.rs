@@ -409,3 +409,38 @@ async fn another_tenants_collections_documents_and_chunks_stay_invisible() {
         .documents;
     assert_eq!(owned.len(), 1, "nothing was injected");
 }
+
+#[tokio::test]
+async fn a_search_checks_its_request_before_looking_up_the_collection() {
+    let harness = RagHarness::start().await;
+    let (_, mut client) = rag_admin(&harness.service).await;
+    let unknown = Uuid::now_v7().to_string();
+    // Bad input names its field, whether or not the collection exists.
+    let bad = client
+        .search(pb::SearchRequest {
+            collection_id: unknown.clone(),
+            query: "refunds".into(),
+            top_k: Some(0),
+            ..Default::default()
+        })
+        .await;
+    assert_invalid(bad, "top_k");
+    let no_id = client
+        .search(pb::SearchRequest {
+            collection_id: "not-a-uuid".into(),
+            query: "refunds".into(),
+            ..Default::default()
+        })
+        .await;
+    assert_invalid(no_id, "collection_id");
+    // A good request on an unknown collection is NOT_FOUND.
+    let missing = client
+        .search(pb::SearchRequest {
+            collection_id: unknown,
+            query: "refunds".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound, "{missing:?}");
+}

@@ -5,105 +5,16 @@ use agentic_platform::auth::Caller;
 use agentic_platform::cache::ScopedKey;
 use agentic_platform::error::{Error, Result};
 use agentic_platform::paging;
-use agentic_platform::validate::{self, Violations};
+use agentic_platform::validate;
 use agentic_proto::rag::v1 as pb;
 use chrono::Utc;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::RagService;
-use crate::model::{CollectionRow, distance_name};
+use crate::input;
+use crate::model::CollectionRow;
 use crate::{kinds, store};
-
-const DEFAULT_CHUNK_SIZE: i32 = 256;
-const DEFAULT_CHUNK_OVERLAP: i32 = 32;
-const MIN_CHUNK_SIZE: i32 = 32;
-const MAX_CHUNK_SIZE: i32 = 2048;
-
-/// `[64, 128, 256]` as "64, 128, 256".
-fn choices(dimensions: &[usize]) -> String {
-    let names: Vec<String> = dimensions.iter().map(usize::to_string).collect();
-    names.join(", ")
-}
-
-fn new_collection(service: &RagService, tenant: Uuid, c: &pb::Collection) -> Result<CollectionRow> {
-    let mut v = Violations::new();
-    let name = v.check(validate::text("collection.name", &c.name, 1, 200));
-    let slug = v.check(validate::identifier(
-        "collection.slug",
-        &c.slug,
-        3,
-        63,
-        &['-'],
-    ));
-    let model = service.embedder.model();
-    if !c.embedding_model.is_empty() && c.embedding_model != model {
-        v.add(
-            "collection.embedding_model",
-            format!("is not a model of this service; it has {model}"),
-        );
-    }
-    let dimensions = if c.dimensions == 0 {
-        service.embedder.dimensions() as i32
-    } else {
-        c.dimensions
-    };
-    if dimensions <= 0 || !service.embedder.supports_dimensions(dimensions as usize) {
-        v.add(
-            "collection.dimensions",
-            format!(
-                "is not available from {model} (it has {})",
-                choices(&service.embedder.dimension_choices())
-            ),
-        );
-    }
-    let distance = match pb::Distance::try_from(c.distance) {
-        Ok(pb::Distance::Unspecified) => Some("cosine"),
-        Ok(other) => distance_name(other),
-        Err(_) => None,
-    };
-    if distance.is_none() {
-        v.add("collection.distance", "is not a known distance");
-    }
-    let chunk_size = if c.chunk_size == 0 {
-        DEFAULT_CHUNK_SIZE
-    } else {
-        c.chunk_size
-    };
-    if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&chunk_size) {
-        v.add(
-            "collection.chunk_size",
-            format!("must be {MIN_CHUNK_SIZE} to {MAX_CHUNK_SIZE} tokens"),
-        );
-    }
-    let chunk_overlap = if c.chunk_overlap == 0 && c.chunk_size == 0 {
-        DEFAULT_CHUNK_OVERLAP
-    } else {
-        c.chunk_overlap
-    };
-    if chunk_overlap < 0 || chunk_overlap >= chunk_size {
-        v.add(
-            "collection.chunk_overlap",
-            "must be at least 0 and less than the chunk size",
-        );
-    }
-    v.into_result()?;
-    let (Some(name), Some(slug), Some(distance)) = (name, slug, distance) else {
-        return Err(Error::internal("collection validation lost a field"));
-    };
-    Ok(CollectionRow {
-        id: Uuid::now_v7(),
-        tenant_id: tenant,
-        name,
-        slug,
-        embedding_model: model.to_owned(),
-        dimensions,
-        distance: distance.to_owned(),
-        chunk_size,
-        chunk_overlap,
-        created_at: Utc::now(),
-    })
-}
 
 pub(super) async fn create(
     service: &RagService,
@@ -115,7 +26,19 @@ pub(super) async fn create(
         .collection
         .as_ref()
         .ok_or_else(|| Error::invalid("collection", "is required"))?;
-    let row = new_collection(service, tenant, collection)?;
+    let input = input::new_collection(collection, service.embedder.as_ref())?;
+    let row = CollectionRow {
+        id: Uuid::now_v7(),
+        tenant_id: tenant,
+        name: input.name,
+        slug: input.slug,
+        embedding_model: service.embedder.model().to_owned(),
+        dimensions: input.dimensions,
+        distance: input.distance.to_owned(),
+        chunk_size: input.chunk_size,
+        chunk_overlap: input.chunk_overlap,
+        created_at: Utc::now(),
+    };
     let row = service
         .pool
         .run(async |conn| {

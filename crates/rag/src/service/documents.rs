@@ -4,120 +4,26 @@
 //! workers (`ingest.rs`); with `wait`, it then follows the documents until they are done
 //! or the call's deadline nears.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use agentic_platform::auth::Caller;
 use agentic_platform::cache::ScopedKey;
 use agentic_platform::error::{Error, Result};
-use agentic_platform::validate::{self, Violations};
-use agentic_platform::{json, paging};
+use agentic_platform::paging;
+use agentic_platform::validate::{self};
 use agentic_proto::rag::v1 as pb;
-use chrono::Utc;
 use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
 use super::RagService;
-use crate::model::{DocumentRow, DocumentSummary, Status as DocStatus};
-use crate::{kinds, store};
+use crate::model::{DocumentSummary, Status as DocStatus};
+use crate::{input, kinds, store};
 
-/// Documents in one call, or in one message of a stream.
-pub const MAX_DOCUMENTS: usize = 100;
-/// A document's text, in bytes.
-pub const MAX_TEXT_BYTES: usize = 1024 * 1024;
-const MAX_TITLE_CHARS: usize = 500;
-const MAX_SOURCE_URI_CHARS: usize = 2048;
-const MAX_CLIENT_ID_CHARS: usize = 200;
-const MAX_METADATA_BYTES: usize = 16 * 1024;
 /// A waiting call answers this long before its deadline, with what is done by then.
 const WAIT_MARGIN: Duration = Duration::from_millis(500);
 /// How often a waiting call looks again when no local worker reports (another replica
 /// may be doing the work).
 const WAIT_POLL: Duration = Duration::from_millis(200);
-
-/// The document rows of `inputs`, or every violation, each named by its field
-/// (`documents[3].text`).
-fn new_documents(
-    tenant: Uuid,
-    collection: Uuid,
-    inputs: &[pb::DocumentInput],
-) -> Result<Vec<DocumentRow>> {
-    let mut v = Violations::new();
-    let mut rows = Vec::with_capacity(inputs.len());
-    let mut client_ids = HashSet::new();
-    let now = Utc::now();
-    for (index, input) in inputs.iter().enumerate() {
-        let field = |name: &str| format!("documents[{index}].{name}");
-        let title = v.check(validate::text(
-            &field("title"),
-            &input.title,
-            1,
-            MAX_TITLE_CHARS,
-        ));
-        if input.text.trim().is_empty() {
-            v.add(field("text"), "is required");
-        } else if input.text.len() > MAX_TEXT_BYTES {
-            v.add(
-                field("text"),
-                format!("must be at most {MAX_TEXT_BYTES} bytes (send larger texts in parts)"),
-            );
-        } else {
-            v.check(validate::multiline(
-                &field("text"),
-                &input.text,
-                MAX_TEXT_BYTES,
-            ));
-        }
-        let source_uri = v.check(validate::text(
-            &field("source_uri"),
-            &input.source_uri,
-            0,
-            MAX_SOURCE_URI_CHARS,
-        ));
-        let metadata = v.check(json::from_struct_within(
-            &field("metadata"),
-            input.metadata.as_ref(),
-            MAX_METADATA_BYTES,
-        ));
-        let client_id = if input.client_id.is_empty() {
-            Some(None)
-        } else {
-            let id = v.check(validate::text(
-                &field("client_id"),
-                &input.client_id,
-                1,
-                MAX_CLIENT_ID_CHARS,
-            ));
-            if let Some(id) = &id
-                && !client_ids.insert(id.clone())
-            {
-                v.add(field("client_id"), "appears twice in the request");
-            }
-            id.map(Some)
-        };
-        if let (Some(title), Some(source_uri), Some(metadata), Some(client_id)) =
-            (title, source_uri, metadata, client_id)
-        {
-            rows.push(DocumentRow {
-                id: Uuid::now_v7(),
-                tenant_id: tenant,
-                collection_id: collection,
-                client_id,
-                title,
-                source_uri,
-                metadata,
-                content: input.text.clone(),
-                status: DocStatus::Pending.as_str().to_owned(),
-                error: String::new(),
-                chunk_count: 0,
-                created_at: now,
-                updated_at: now,
-            });
-        }
-    }
-    v.into_result()?;
-    Ok(rows)
-}
 
 impl RagService {
     /// Stores one message's documents as pending and wakes the workers.
@@ -127,7 +33,7 @@ impl RagService {
         collection: Uuid,
         inputs: &[pb::DocumentInput],
     ) -> Result<Vec<DocumentSummary>> {
-        let rows = new_documents(tenant, collection, inputs)?;
+        let rows = input::new_documents(tenant, collection, inputs)?;
         if rows.is_empty() {
             return Ok(Vec::new());
         }
@@ -178,23 +84,13 @@ fn ingest_response(documents: Vec<DocumentSummary>) -> pb::IngestDocumentsRespon
     }
 }
 
-fn check_count(documents: &[pb::DocumentInput], min: usize) -> Result<()> {
-    if documents.len() < min || documents.len() > MAX_DOCUMENTS {
-        return Err(Error::invalid(
-            "documents",
-            format!("must hold {min} to {MAX_DOCUMENTS} documents"),
-        ));
-    }
-    Ok(())
-}
-
 pub(super) async fn ingest(
     service: &RagService,
     request: Request<pb::IngestDocumentsRequest>,
 ) -> Result<Response<pb::IngestDocumentsResponse>, Status> {
     let tenant = Caller::of(&request)?.member_tenant()?;
     let message = request.into_inner();
-    check_count(&message.documents, 1)?;
+    input::document_count(&message.documents, 1)?;
     let (collection, _) = service
         .requested_collection(tenant, &message.collection_id)
         .await?;
@@ -217,7 +113,7 @@ pub(super) async fn ingest_stream(
     let mut wait = false;
     let mut stored = Vec::new();
     while let Some(message) = stream.message().await? {
-        check_count(&message.documents, 0)?;
+        input::document_count(&message.documents, 0)?;
         let id = match collection {
             Some(id) => id,
             None => {

@@ -1,16 +1,13 @@
 //! Embed: texts to vectors through the embedding cache (see `embedding::CachedEmbedder`).
 
 use agentic_platform::auth::Caller;
-use agentic_platform::error::{Error, Result};
-use agentic_platform::validate::{self, Violations};
+use agentic_platform::error::Result;
 use agentic_proto::rag::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use super::RagService;
 use crate::embedding::truncate;
-
-const MAX_TEXTS: usize = 100;
-const MAX_TEXT_LEN: usize = 20_000;
+use crate::input;
 
 pub(super) async fn embed(
     service: &RagService,
@@ -18,31 +15,7 @@ pub(super) async fn embed(
 ) -> Result<Response<pb::EmbedResponse>, Status> {
     Caller::of(&request)?.tenant()?;
     let message = request.into_inner();
-    if message.texts.is_empty() || message.texts.len() > MAX_TEXTS {
-        return Err(Error::invalid("texts", format!("must hold 1 to {MAX_TEXTS} texts")).into());
-    }
-    let mut v = Violations::new();
-    for (index, text) in message.texts.iter().enumerate() {
-        let field = format!("texts[{index}]");
-        if text.trim().is_empty() {
-            v.add(field, "is required");
-        } else {
-            v.check(validate::multiline(&field, text, MAX_TEXT_LEN));
-        }
-    }
-    let full = service.embedder.dimensions();
-    let dimensions = match message.dimensions {
-        0 => full,
-        d if d > 0 && service.embedder.supports_dimensions(d as usize) => d as usize,
-        _ => {
-            v.add(
-                "dimensions",
-                format!("must be 0 (the model's {full}) or a size the model supports"),
-            );
-            full
-        }
-    };
-    v.into_result()?;
+    let dimensions = input::embed(&message, service.embedder.as_ref())?;
 
     let (vectors, cached) = service.embeddings.embed(&message.texts).await?;
     let vectors = vectors

@@ -20,8 +20,6 @@ use agentic_proto::rag::v1::rag_service_server::RagService as Api;
 use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
-pub use documents::{MAX_DOCUMENTS, MAX_TEXT_BYTES};
-
 use crate::args::RagArgs;
 use crate::embedding::{CachedEmbedder, Embedder};
 use crate::ingest::Ingestor;

@@ -10,7 +10,6 @@ use agentic_platform::auth::Caller;
 use agentic_platform::cache::CacheKey;
 use agentic_platform::error::{Error, Result};
 use agentic_platform::json;
-use agentic_platform::validate::{self, Violations};
 use agentic_proto::rag::v1 as pb;
 use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
@@ -18,22 +17,14 @@ use uuid::Uuid;
 
 use super::RagService;
 use crate::embedding::truncate;
+use crate::input::{self, Mode, SearchInput};
 use crate::store::{self, Hit, Queries, Scope};
 
-const DEFAULT_TOP_K: i32 = 10;
-const MAX_TOP_K: i32 = 100;
-/// pgvector's own default candidate list.
-const DEFAULT_EF_SEARCH: i32 = 40;
-const MAX_EF_SEARCH: i32 = 1000;
-const MAX_QUERY_CHARS: usize = 2000;
-const MAX_FILTER_BYTES: usize = 16 * 1024;
-const MAX_DOCUMENT_IDS: usize = 100;
 /// Reciprocal-rank fusion's constant (Cormack et al.): rank r scores 1 / (RRF_K + r).
 const RRF_K: f64 = 60.0;
 /// Hybrid search fuses this many of each ranking (at least top_k).
 const HYBRID_CANDIDATES: i64 = 50;
 
-/// The cache namespace of search results: one generation per collection.
 /// A cached search: the collection (its namespace scope), the query's hash and top_k.
 struct SearchKey {
     tenant: Uuid,
@@ -59,25 +50,18 @@ impl CacheKey for SearchKey {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    Dense,
-    Lexical,
-    Hybrid,
+/// A search request, checked, with its collection.
+struct Plan {
+    input: SearchInput,
+    collection: pb::Collection,
 }
 
-/// A search request, checked.
-struct Plan {
-    collection_id: Uuid,
-    collection: pb::Collection,
-    mode: Mode,
-    text: Option<String>,
-    vector: Option<Vec<f32>>,
-    top_k: i32,
-    ef_search: i32,
-    min_score: Option<f32>,
-    metadata: Option<serde_json::Value>,
-    documents: Option<Vec<Uuid>>,
+impl std::ops::Deref for Plan {
+    type Target = SearchInput;
+
+    fn deref(&self) -> &SearchInput {
+        &self.input
+    }
 }
 
 impl Plan {
@@ -107,115 +91,6 @@ impl Plan {
         }
         crate::hex(&hasher.finalize())
     }
-}
-
-fn mode_of(value: i32) -> Option<Mode> {
-    match pb::SearchMode::try_from(value).ok()? {
-        pb::SearchMode::Unspecified | pb::SearchMode::Dense => Some(Mode::Dense),
-        pb::SearchMode::Lexical => Some(Mode::Lexical),
-        pb::SearchMode::Hybrid => Some(Mode::Hybrid),
-    }
-}
-
-/// Checks everything but the collection (NOT_FOUND comes after INVALID_ARGUMENT).
-fn plan(
-    message: &pb::SearchRequest,
-    collection_id: Uuid,
-    collection: pb::Collection,
-) -> Result<Plan> {
-    let mut v = Violations::new();
-    let mode = mode_of(message.mode);
-    if mode.is_none() {
-        v.add("mode", "is not a known search mode");
-    }
-    let mode = mode.unwrap_or(Mode::Dense);
-    let has_text = !message.query.trim().is_empty();
-    let has_vector = !message.query_vector.is_empty();
-    let text = if has_text {
-        v.check(validate::text("query", &message.query, 1, MAX_QUERY_CHARS))
-    } else {
-        None
-    };
-    match (has_text, has_vector) {
-        (false, false) => v.add("query", "is required (or query_vector, for dense search)"),
-        (true, true) => v.add("query_vector", "must be empty when query is given"),
-        _ => {}
-    }
-    let mut vector = None;
-    if has_vector {
-        let values = &message.query_vector;
-        if mode != Mode::Dense {
-            v.add(
-                "query_vector",
-                "only dense search takes a vector; give query instead",
-            );
-        } else if values.len() != collection.dimensions as usize {
-            v.add(
-                "query_vector",
-                format!(
-                    "must have the collection's {} dimensions, not {}",
-                    collection.dimensions,
-                    values.len()
-                ),
-            );
-        } else if values.iter().any(|x| !x.is_finite()) {
-            v.add("query_vector", "must hold finite numbers");
-        } else if values.iter().all(|x| *x == 0.0) {
-            v.add("query_vector", "must not be all zeros");
-        } else {
-            vector = Some(values.clone());
-        }
-    }
-    let top_k = message.top_k.unwrap_or(DEFAULT_TOP_K);
-    if !(1..=MAX_TOP_K).contains(&top_k) {
-        v.add("top_k", format!("must be 1 to {MAX_TOP_K}"));
-    }
-    let ef_search = message.ef_search.unwrap_or(DEFAULT_EF_SEARCH.max(top_k));
-    if !(1..=MAX_EF_SEARCH).contains(&ef_search) || ef_search < top_k {
-        v.add("ef_search", format!("must be top_k to {MAX_EF_SEARCH}"));
-    }
-    if message.min_score.is_some_and(|score| !score.is_finite()) {
-        v.add("min_score", "must be a finite number");
-    }
-    let metadata = v
-        .check(json::from_struct_within(
-            "metadata_filter",
-            message.metadata_filter.as_ref(),
-            MAX_FILTER_BYTES,
-        ))
-        .filter(|filter| filter.as_object().is_some_and(|o| !o.is_empty()));
-    let documents = if message.document_ids.is_empty() {
-        None
-    } else if message.document_ids.len() > MAX_DOCUMENT_IDS {
-        v.add(
-            "document_ids",
-            format!("must hold at most {MAX_DOCUMENT_IDS} ids"),
-        );
-        None
-    } else {
-        let mut ids: Vec<Uuid> = Vec::with_capacity(message.document_ids.len());
-        for (index, id) in message.document_ids.iter().enumerate() {
-            if let Some(id) = v.check(validate::id(&format!("document_ids[{index}]"), id)) {
-                ids.push(id);
-            }
-        }
-        ids.sort_unstable();
-        ids.dedup();
-        Some(ids)
-    };
-    v.into_result()?;
-    Ok(Plan {
-        collection_id,
-        collection,
-        mode,
-        text,
-        vector,
-        top_k,
-        ef_search,
-        min_score: message.min_score,
-        metadata,
-        documents,
-    })
 }
 
 impl RagService {
@@ -253,7 +128,7 @@ impl RagService {
             dense: vector,
             lexical: lexical_text,
             // Hybrid reads more candidates than top_k; the list must hold them.
-            ef_search: plan.ef_search.max(limit as i32).min(MAX_EF_SEARCH),
+            ef_search: plan.ef_search.max(limit as i32).min(input::MAX_EF_SEARCH),
         };
         let (dense, lexical) = self
             .pool
@@ -332,11 +207,14 @@ pub(super) async fn search(
     request: Request<pb::SearchRequest>,
 ) -> Result<Response<pb::SearchResponse>, Status> {
     let tenant = Caller::of(&request)?.tenant()?;
-    let message = request.get_ref();
-    let (collection_id, collection) = service
-        .requested_collection(tenant, &message.collection_id)
-        .await?;
-    let plan = plan(message, collection_id, collection)?;
+    // The request first: bad input is INVALID_ARGUMENT even for an unknown collection.
+    let input = input::search(request.get_ref())?;
+    let collection_id = input.collection_id;
+    let collection = service.collection(tenant, collection_id).await?;
+    if let Some(vector) = &input.vector {
+        input::query_vector_for(vector, collection.dimensions)?;
+    }
+    let plan = Plan { input, collection };
     let key = SearchKey {
         tenant,
         collection: collection_id,
