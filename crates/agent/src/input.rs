@@ -145,9 +145,7 @@ pub(crate) fn batch_get_ids(values: &[String]) -> Result<Vec<Uuid>> {
 
 /// A status, if one is given (unspecified is `None`).
 pub(crate) fn optional_agent_status(field: &str, value: i32) -> Result<Option<&'static str>> {
-    let status = pb::AgentStatus::try_from(value)
-        .map_err(|_| Error::invalid(field, "is not a known status"))?;
-    Ok(agent_status_name(status))
+    validate::enum_name(field, value, "status", agent_status_name)
 }
 
 /// A status; unspecified means `default`.
@@ -269,9 +267,10 @@ pub(crate) fn agent_changes(agent: &pb::Agent, mask: &FieldPaths) -> Result<Agen
 // ---- MCP servers ----
 
 pub(crate) fn transport(field: &str, value: i32) -> Result<&'static str> {
-    let transport = pb::McpTransport::try_from(value)
-        .map_err(|_| Error::invalid(field, "is not a known transport"))?;
-    transport_name(transport).ok_or_else(|| Error::invalid(field, "is required"))
+    validate::required(
+        field,
+        validate::enum_name(field, value, "transport", transport_name),
+    )
 }
 
 /// An http(s) URL, or empty.

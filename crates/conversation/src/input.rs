@@ -34,14 +34,7 @@ pub(crate) fn metadata(
 
 /// A status, if one is given (unspecified is `None`).
 fn optional_status(field: &str, value: i32) -> Result<Option<&'static str>> {
-    let status = pb::ConversationStatus::try_from(value)
-        .map_err(|_| Error::invalid(field, "is not a known status"))?;
-    Ok(status_name(status))
-}
-
-/// A status; unspecified is refused.
-fn status(field: &str, value: i32) -> Result<&'static str> {
-    optional_status(field, value)?.ok_or_else(|| Error::invalid(field, "is required"))
+    validate::enum_name(field, value, "status", status_name)
 }
 
 /// A validated CreateConversationRequest.
@@ -119,7 +112,10 @@ pub(crate) fn conversation_update(
     }
     if mask.includes("status") {
         changes.status = v
-            .check(status("conversation.status", conversation.status))
+            .check(validate::required(
+                "conversation.status",
+                optional_status("conversation.status", conversation.status),
+            ))
             .map(str::to_owned);
     }
     if mask.includes("metadata") {

@@ -137,6 +137,26 @@ pub fn id(field: &str, value: &str) -> Result<Uuid> {
     Uuid::try_parse(value).map_err(|_| Error::invalid(field, "is not a valid UUID"))
 }
 
+/// A protobuf enum field, given as its number, as the name a service stores: `None` for
+/// the unspecified value (`name_of` maps it to `None`), `INVALID_ARGUMENT` naming `field`
+/// for a number the enum does not have ("is not a known `what`").
+pub fn enum_name<E: TryFrom<i32>>(
+    field: &str,
+    value: i32,
+    what: &str,
+    name_of: fn(E) -> Option<&'static str>,
+) -> Result<Option<&'static str>> {
+    let known =
+        E::try_from(value).map_err(|_| Error::invalid(field, format!("is not a known {what}")))?;
+    Ok(name_of(known))
+}
+
+/// The value of an optional field that must be set: `INVALID_ARGUMENT` ("is required")
+/// naming `field` when it is not.
+pub fn required<T>(field: &str, value: Result<Option<T>>) -> Result<T> {
+    value?.ok_or_else(|| Error::invalid(field, "is required"))
+}
+
 /// Resource ids, each a UUID (a bad one is named as `field[i]`), duplicates dropped, in
 /// the order given.
 pub fn distinct_ids(field: &str, values: &[String]) -> Result<Vec<Uuid>> {

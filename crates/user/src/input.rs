@@ -86,9 +86,7 @@ pub(crate) fn password(field: &str, value: &str) -> Result<Option<String>> {
 
 /// A role, if one is given (unspecified is `None`).
 fn optional_role(field: &str, value: i32) -> Result<Option<&'static str>> {
-    let role =
-        pb::Role::try_from(value).map_err(|_| Error::invalid(field, "is not a known role"))?;
-    Ok(role_name(role))
+    validate::enum_name(field, value, "role", role_name)
 }
 
 /// A role; unspecified means `default`.
@@ -100,14 +98,7 @@ pub(crate) fn role(field: &str, value: i32, default: Option<pb::Role>) -> Result
 
 /// A status, if one is given (unspecified is `None`).
 fn optional_status(field: &str, value: i32) -> Result<Option<&'static str>> {
-    let status = pb::UserStatus::try_from(value)
-        .map_err(|_| Error::invalid(field, "is not a known status"))?;
-    Ok(status_name(status))
-}
-
-/// A status; unspecified is refused.
-fn status(field: &str, value: i32) -> Result<&'static str> {
-    optional_status(field, value)?.ok_or_else(|| Error::invalid(field, "is required"))
+    validate::enum_name(field, value, "status", status_name)
 }
 
 /// A validated CreateTenantRequest.
@@ -214,7 +205,10 @@ pub(crate) fn user_update(request: &pb::UpdateUserRequest) -> Result<UserUpdate>
     }
     if mask.includes("status") {
         changes.status = violations
-            .check(status("user.status", user.status))
+            .check(validate::required(
+                "user.status",
+                optional_status("user.status", user.status),
+            ))
             .map(str::to_owned);
     }
     violations.into_result()?;
