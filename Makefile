@@ -44,9 +44,10 @@ test: infra tools ## run every test against real PostgreSQL and Redis
 	fi
 
 .PHONY: lint
-lint: ## rustfmt check and clippy with warnings as errors
+lint: ## rustfmt check, clippy with warnings as errors, no import cycles between modules
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	python3 scripts/module_cycles.py crates/*/src
 
 .PHONY: fmt
 fmt: ## format the code

@@ -32,15 +32,21 @@ pub struct Claims {
     pub tenant: Option<Uuid>,
     /// admin, member, viewer, or platform.
     pub role: String,
+    /// The issuer (`JWT_ISSUER`).
     pub iss: String,
+    /// Issued at, in seconds since the epoch.
     pub iat: i64,
+    /// Expires at, in seconds since the epoch.
     pub exp: i64,
 }
 
 /// Role names carried in tokens.
 pub mod roles {
+    /// Manages its tenant's users and resources.
     pub const ADMIN: &str = "admin";
+    /// Creates and uses resources of its tenant.
     pub const MEMBER: &str = "member";
+    /// Reads its tenant's resources.
     pub const VIEWER: &str = "viewer";
     /// Operates the platform itself (creates tenants); belongs to no tenant.
     pub const PLATFORM: &str = "platform";
@@ -49,8 +55,11 @@ pub mod roles {
 /// The verified caller of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
+    /// The token's subject: a user id, or a service's or the platform's name.
     pub subject: String,
+    /// The tenant it acts in; `None` for platform tokens.
     pub tenant: Option<Uuid>,
+    /// One of [`roles`].
     pub role: String,
 }
 
@@ -62,6 +71,7 @@ impl Caller {
         ))
     }
 
+    /// Whether this is a platform token (it may create tenants).
     pub fn is_platform(&self) -> bool {
         self.role == roles::PLATFORM
     }
@@ -121,6 +131,7 @@ pub struct Tokens {
 }
 
 impl Tokens {
+    /// Tokens signed with `JWT_SECRET` (at least 32 bytes) for `JWT_ISSUER`.
     pub fn new(args: &AuthArgs) -> Result<Self> {
         if args.jwt_secret.len() < MIN_SECRET_LEN {
             return Err(Error::invalid(

@@ -9,40 +9,56 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
+/// The suite's result, with [`Error`] by default.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// A field that failed validation and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldViolation {
+    /// The field as the client spells it (`agent.name`, `requests[3].email`).
     pub field: String,
+    /// What is wrong with it, in lower case.
     pub description: String,
 }
 
+/// Every error of the suite; `From<Error> for tonic::Status` maps each to one gRPC code.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Bad input: every violated field (`INVALID_ARGUMENT` with a `BadRequest`).
     #[error("invalid argument: {}", summary(.0))]
     InvalidArgument(Vec<FieldViolation>),
+    /// No such resource, or another tenant's (`NOT_FOUND`); names the kind.
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// A unique value is taken (`ALREADY_EXISTS`); says which.
     #[error("{0}")]
     AlreadyExists(String),
+    /// The request is fine but the state is not (`FAILED_PRECONDITION`).
     #[error("{0}")]
     FailedPrecondition(String),
+    /// A concurrent change won, e.g. an etag that no longer matches (`ABORTED`).
     #[error("{0}")]
     Aborted(&'static str),
+    /// No valid token (`UNAUTHENTICATED`).
     #[error("{0}")]
     Unauthenticated(&'static str),
+    /// A valid token that may not do this (`PERMISSION_DENIED`).
     #[error("{0}")]
     PermissionDenied(&'static str),
+    /// The deadline passed, or a pool checkout timed out (`DEADLINE_EXCEEDED`).
     #[error("{0}")]
     DeadlineExceeded(&'static str),
+    /// A limit was reached (`RESOURCE_EXHAUSTED`).
     #[error("{0}")]
     ResourceExhausted(&'static str),
+    /// A dependency of this service (its database) is down (`UNAVAILABLE` with
+    /// `RetryInfo`).
     #[error("{0}")]
     Unavailable(String),
     /// Another service this one needs is down; names it.
     #[error("the {0} service is unavailable")]
     DependencyUnavailable(&'static str),
+    /// A bug or an unexpected failure (`INTERNAL`); the text is logged, never sent.
     #[error("{0}")]
     Internal(String),
 }
@@ -56,6 +72,7 @@ impl Error {
         }])
     }
 
+    /// An internal error with `context` for the log.
     pub fn internal(context: impl std::fmt::Display) -> Self {
         Self::Internal(context.to_string())
     }

@@ -19,7 +19,7 @@
 //!
 //! `docs/architecture.md` at the repository's root walks through them.
 
-// MISSING_DOCS_PLACEHOLDER
+#![warn(missing_docs)]
 
 pub mod auth;
 pub mod batch;

@@ -12,7 +12,9 @@ use uuid::Uuid;
 
 use crate::error::{Error, Result};
 
+/// The page size when a request asks for none.
 pub const DEFAULT_PAGE_SIZE: i64 = 20;
+/// The largest page; larger requests are clamped.
 pub const MAX_PAGE_SIZE: i64 = 100;
 
 /// Token format version; bump when the cursor layout changes.
@@ -41,6 +43,7 @@ pub struct PageTokens {
 }
 
 impl PageTokens {
+    /// Page tokens signed with a key derived from `secret`.
     pub fn new(secret: &[u8]) -> Self {
         let mut derive = Hmac::<Sha256>::new_from_slice(secret).expect("hmac takes any key");
         // A key of its own, so a page token can never double as anything else signed.
@@ -84,6 +87,8 @@ impl PageTokens {
         self.encode(after.as_bytes(), filters)
     }
 
+    /// The id a token from [`PageTokens::encode_uuid`] carries, if its signature and
+    /// `filters` match; `None` for an empty token.
     pub fn decode_uuid(&self, token: &str, filters: &str) -> Result<Option<Uuid>> {
         self.decode(token, filters)?
             .map(|bytes| {

@@ -17,14 +17,17 @@ use uuid::Uuid;
 
 use crate::error::{Error, FieldViolation, Result};
 
+/// Violations collected over a request, turned into one `INVALID_ARGUMENT`.
 #[derive(Debug, Default)]
 pub struct Violations(Vec<FieldViolation>);
 
 impl Violations {
+    /// None yet.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Records that `field` is bad, and why.
     pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
         self.0.push(FieldViolation {
             field: field.into(),
@@ -55,14 +58,17 @@ impl Violations {
         self
     }
 
+    /// Records every violation of `other`.
     pub fn extend(&mut self, other: Violations) {
         self.0.extend(other.0);
     }
 
+    /// Whether nothing was recorded.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
+    /// `Ok` when nothing was recorded, else one `INVALID_ARGUMENT` with every violation.
     pub fn into_result(self) -> Result<()> {
         if self.0.is_empty() {
             Ok(())

@@ -13,6 +13,7 @@ use crate::config::CacheArgs;
 /// (`CACHE_TTL_<SETTING>`) that decides how long it stays fresh.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KindSpec {
+    /// The kind's name, in its entries' keys and its metrics.
     pub name: &'static str,
     /// The setting it follows; kinds holding one resource in several ways share one
     /// (users by email expire like users).
@@ -80,6 +81,7 @@ impl KindSpec {
 /// ([`crate::cache::Cache::invalidate_scope`]): a tenant for most kinds, a collection for
 /// search results. Kinds in a namespace need scoped keys.
 pub trait CacheKey: std::fmt::Display {
+    /// The scope the key belongs to; `None` for unscoped keys.
     fn scope(&self) -> Option<uuid::Uuid> {
         None
     }
@@ -89,6 +91,7 @@ impl CacheKey for str {}
 impl CacheKey for String {}
 impl CacheKey for uuid::Uuid {}
 impl<K: CacheKey + ?Sized> CacheKey for &K {
+    /// The scope the key belongs to; `None` for unscoped keys.
     fn scope(&self) -> Option<uuid::Uuid> {
         (**self).scope()
     }
@@ -106,6 +109,7 @@ impl<K: std::fmt::Display> std::fmt::Display for ScopedKey<K> {
 }
 
 impl<K: std::fmt::Display> CacheKey for ScopedKey<K> {
+    /// The scope the key belongs to; `None` for unscoped keys.
     fn scope(&self) -> Option<uuid::Uuid> {
         Some(self.0)
     }
@@ -122,6 +126,7 @@ pub struct CacheKind {
 }
 
 impl CacheKind {
+    /// The kind's name.
     pub fn name(&self) -> &'static str {
         self.name
     }

@@ -57,6 +57,7 @@ fn version_key(key: &str) -> String {
     format!("{key}#v")
 }
 
+/// The Redis level: every operation bounded by `REDIS_TIMEOUT`, failing open.
 #[derive(Clone)]
 pub struct RedisL2 {
     client: redis::Client,

@@ -59,6 +59,7 @@ use self::read::EntryName;
 use crate::config::CacheArgs;
 use crate::error::Result;
 
+/// The two-level cache of one service; cheap to clone. See the module's doc.
 #[derive(Clone)]
 pub struct Cache {
     inner: Option<Arc<Inner>>,

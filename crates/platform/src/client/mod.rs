@@ -164,6 +164,7 @@ impl Dependency {
         })
     }
 
+    /// The dependency's name, in errors and metrics.
     pub fn name(&self) -> &'static str {
         self.name
     }

@@ -2,6 +2,7 @@
 
 use clap::{Args, ValueEnum};
 
+/// How logs are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     /// Human-readable, coloured when on a terminal.

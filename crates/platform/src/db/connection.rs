@@ -20,6 +20,7 @@ const PRE_PING_SKIP_WINDOW: Duration = Duration::from_millis(500);
 /// A pre-ping slower than this means a hung server: the connection is dropped.
 const PRE_PING_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// A pooled PostgreSQL connection, with the session settings it was last given.
 pub struct PgConn {
     conn: AsyncPgConnection,
     statement_timeout: Option<Duration>,

@@ -63,6 +63,9 @@ const HUNG_SERVER_MARGIN: Duration = Duration::from_secs(1);
 /// Overflow connections close after sitting idle this long.
 const OVERFLOW_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The PostgreSQL pool of one service: base size plus overflow, checkout timeout, recycling
+/// and pre-ping, statement timeouts capped by the request's deadline, and pipelined point
+/// reads (`Pool::read`). Cheap to clone.
 #[derive(Clone)]
 pub struct Pool {
     inner: bb8::Pool<Manager>,
@@ -307,6 +310,7 @@ impl Pool {
         self.shared.queries.load(Ordering::Relaxed)
     }
 
+    /// How many connections the pool holds, idle and in use, and how many callers wait.
     pub fn status(&self) -> PoolStatus {
         self.shared.status(&self.inner)
     }

@@ -3,10 +3,15 @@
 /// Connections by state. `overflow` counts those above the base size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolStatus {
+    /// Connections open.
     pub size: u32,
+    /// Connections open and free.
     pub idle: u32,
+    /// Connections handed out.
     pub in_use: u32,
+    /// Connections open beyond `DB_POOL_SIZE`.
     pub overflow: u32,
+    /// Callers waiting for a connection.
     pub waiting: u64,
 }
 

@@ -40,6 +40,7 @@ pub struct CoalescedWrites<T> {
 }
 
 impl<T> CoalescedWrites<T> {
+    /// Wraps an accepted connection.
     pub fn new(inner: T) -> Self {
         Self {
             inner,

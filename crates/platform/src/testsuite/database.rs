@@ -37,7 +37,9 @@ struct DatabaseName {
 
 /// A database of its own for one test, migrated and empty.
 pub struct TestDatabase {
+    /// Its URL, for a service under test.
     pub url: String,
+    /// Its name, also the Redis key prefix of services on it.
     pub name: String,
     admin_url: String,
 }

@@ -9,9 +9,13 @@ use tonic_health::pb::health_check_response::ServingStatus;
 
 use super::service::{JWT_SECRET, free_addr, wait_for_health};
 
+/// A service binary running as a child process.
 pub struct ServiceProcess {
+    /// Its gRPC address.
     pub addr: SocketAddr,
+    /// Its admin HTTP address.
     pub admin_addr: SocketAddr,
+    /// The process.
     pub child: tokio::process::Child,
     log: PathBuf,
 }

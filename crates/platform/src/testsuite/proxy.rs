@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 /// stalled proxy keeps every connection open and accepts new ones but forwards nothing,
 /// as a server stopped with SIGSTOP would.
 pub struct TcpProxy {
+    /// Where clients connect to reach the upstream.
     pub addr: SocketAddr,
     severed: Arc<AtomicBool>,
     connections: Arc<std::sync::Mutex<CancellationToken>>,
@@ -21,6 +22,7 @@ pub struct TcpProxy {
 }
 
 impl TcpProxy {
+    /// A proxy to `upstream` on a free loopback port.
     pub async fn start(upstream: SocketAddr) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = listener.local_addr().expect("proxy addr");

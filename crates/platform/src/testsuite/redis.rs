@@ -15,11 +15,13 @@ pub fn redis_url() -> Option<String> {
 
 /// A private redis-server on a free port, stopped when dropped.
 pub struct RedisServer {
+    /// Its URL.
     pub url: String,
     child: Option<tokio::process::Child>,
 }
 
 impl RedisServer {
+    /// Starts one on a free port and waits until it answers.
     pub async fn start() -> Self {
         let port = free_addr().await.port();
         let child = tokio::process::Command::new("redis-server")

@@ -23,6 +23,7 @@ use crate::service::{App, ServiceArgs, ServiceType};
 /// The secret every service under test signs and verifies tokens with.
 pub const JWT_SECRET: &str = "e2e-test-secret-0123456789abcdef0123456789";
 
+/// The token settings every service under test shares.
 pub fn auth_args() -> AuthArgs {
     AuthArgs {
         jwt_secret: JWT_SECRET.into(),
@@ -39,6 +40,7 @@ pub type BearerChannel = InterceptedService<Channel, Bearer>;
 pub struct Bearer(Option<MetadataValue<Ascii>>);
 
 impl Bearer {
+    /// Sends `token` (nothing when `None`).
     pub fn new(token: Option<&str>) -> Self {
         Self(token.map(|t| format!("Bearer {t}").parse().expect("ascii token")))
     }
@@ -90,6 +92,7 @@ pub async fn free_addr() -> SocketAddr {
     listener.local_addr().expect("local addr")
 }
 
+/// A channel to the server at `addr`.
 pub async fn grpc_channel(addr: SocketAddr) -> Result<Channel, tonic::transport::Error> {
     Channel::from_shared(format!("http://{addr}"))
         .expect("uri")
@@ -143,12 +146,15 @@ pub async fn admin_get(addr: SocketAddr, path: &str) -> (u16, String) {
 /// How to start a service under test.
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// Whether the cache is on (`CACHE_ENABLED`).
     pub cache_enabled: bool,
     /// Redis for the cache; the shared test Redis by default.
     pub redis_url: Option<String>,
     /// Connect through this URL instead of the test database's own (e.g. via a proxy).
     pub database_url: Option<String>,
+    /// How long cached values stay fresh (`CACHE_DEFAULT_TTL`).
     pub cache_ttl: Duration,
+    /// Database connections (`DB_POOL_SIZE`, and as many overflow).
     pub pool_size: u32,
     /// The service's own settings, as flags (`--user-service-url`, ...): parsed by clap
     /// into its [`ServiceType::Args`] after its [`ServiceType::TEST_FLAGS`].
@@ -209,9 +215,13 @@ impl Options {
 
 /// A running service of type `S` and handles to what it holds.
 pub struct TestService<S> {
+    /// Its gRPC address.
     pub addr: SocketAddr,
+    /// Its admin HTTP address.
     pub admin_addr: SocketAddr,
+    /// Its database pool (for query counts).
     pub pool: Pool,
+    /// Tokens it accepts.
     pub tokens: Tokens,
     shutdown: CancellationToken,
     task: Option<JoinHandle<crate::Result<()>>>,
@@ -260,6 +270,7 @@ impl<S: ServiceType> TestService<S> {
         }
     }
 
+    /// A plain channel to it.
     pub async fn channel(&self) -> Channel {
         grpc_channel(self.addr)
             .await
@@ -272,6 +283,7 @@ impl<S: ServiceType> TestService<S> {
         InterceptedService::new(self.channel().await, Bearer::new(token))
     }
 
+    /// A token acting in `tenant` with `role`.
     pub fn token(&self, tenant: Uuid, role: &str) -> String {
         self.tokens
             .issue("e2e", Some(tenant), role, None)
@@ -279,6 +291,7 @@ impl<S: ServiceType> TestService<S> {
             .0
     }
 
+    /// A platform token.
     pub fn platform_token(&self) -> String {
         self.tokens
             .issue("e2e", None, roles::PLATFORM, None)
@@ -291,6 +304,7 @@ impl<S: ServiceType> TestService<S> {
         self.pool.queries()
     }
 
+    /// The grpc.health.v1 status of `service` ("" for the whole server).
     pub async fn health(&self, service: &str) -> ServingStatus {
         health(self.addr, service).await.expect("health check")
     }
@@ -349,15 +363,19 @@ impl<S> Drop for TestService<S> {
 
 /// A test's own database and a service of type `S` on it.
 pub struct Harness<S> {
+    /// The test's own database.
     pub db: TestDatabase,
+    /// The service on it.
     pub service: TestService<S>,
 }
 
 impl<S: ServiceType> Harness<S> {
+    /// A fresh database and the service on it, with the default options.
     pub async fn start() -> Self {
         Self::start_with(Options::default()).await
     }
 
+    /// A fresh database and the service on it, with `options`.
     pub async fn start_with(options: Options) -> Self {
         let db = TestDatabase::create(S::SPEC.name, S::MIGRATIONS).await;
         let url = options

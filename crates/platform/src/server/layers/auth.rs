@@ -48,6 +48,7 @@ impl<S> Layer<S> for AuthLayer {
     }
 }
 
+/// The service [`AuthLayer`] wraps around the inner one.
 #[derive(Clone)]
 pub struct AuthService<S> {
     inner: S,

@@ -15,6 +15,7 @@ use crate::request::{CONSISTENCY_HEADER, strong};
 /// [`CONSISTENCY_HEADER`], parsed once.
 static CONSISTENCY: http::HeaderName = http::HeaderName::from_static(CONSISTENCY_HEADER);
 
+/// Runs requests that ask for `x-read-consistency: strong` with strong reads.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ConsistencyLayer;
 
@@ -26,6 +27,7 @@ impl<S> Layer<S> for ConsistencyLayer {
     }
 }
 
+/// The service [`ConsistencyLayer`] wraps around the inner one.
 #[derive(Debug, Clone)]
 pub struct ConsistencyService<S> {
     inner: S,

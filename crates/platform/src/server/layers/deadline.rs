@@ -35,6 +35,7 @@ pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
     })
 }
 
+/// Bounds every request by the caller's deadline, capped by the server's request timeout.
 #[derive(Debug, Clone)]
 pub struct DeadlineLayer {
     max: Duration,
@@ -61,6 +62,7 @@ impl<S> Layer<S> for DeadlineLayer {
     }
 }
 
+/// The service [`DeadlineLayer`] wraps around the inner one.
 #[derive(Debug, Clone)]
 pub struct DeadlineService<S> {
     inner: S,

@@ -21,12 +21,14 @@ use crate::server::framing::Framing;
 /// Bytes before every gRPC message: compressed flag and big-endian length.
 const FRAME_HEADER_LEN: usize = 5;
 
+/// Refuses request messages larger than the limit with `RESOURCE_EXHAUSTED`.
 #[derive(Debug, Clone, Copy)]
 pub struct MessageLimitLayer {
     limit: usize,
 }
 
 impl MessageLimitLayer {
+    /// A limit of `limit` bytes per message, compressed or not.
     pub fn new(limit: usize) -> Self {
         Self { limit }
     }
@@ -43,6 +45,7 @@ impl<S> Layer<S> for MessageLimitLayer {
     }
 }
 
+/// The service [`MessageLimitLayer`] wraps around the inner one.
 #[derive(Debug, Clone)]
 pub struct MessageLimit<S> {
     inner: S,

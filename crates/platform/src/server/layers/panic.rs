@@ -25,6 +25,7 @@ impl<S> Layer<S> for CatchPanicLayer {
     }
 }
 
+/// The service [`CatchPanicLayer`] wraps around the inner one.
 #[derive(Debug, Clone)]
 pub struct CatchPanic<S> {
     inner: S,
@@ -54,10 +55,14 @@ where
 }
 
 pin_project_lite::pin_project! {
-    /// The inner future, or the answer to a panic in `call`.
+    /// The inner future, or the answer to a panic in `call`. (Its fields say what their
+    /// variants say; pin-project-lite takes no doc comments on them.)
+    #[allow(missing_docs)]
     #[project = CaughtProj]
     pub enum Caught<F, B> {
+        /// The handler is running.
         Running { #[pin] future: F },
+        /// The handler panicked; its `INTERNAL` answer, until taken.
         Panicked { response: Option<http::Response<B>> },
     }
 }

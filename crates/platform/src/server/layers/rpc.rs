@@ -141,6 +141,7 @@ impl<S> Layer<S> for RpcLayer {
     }
 }
 
+/// The service [`RpcLayer`] wraps around the inner one.
 #[derive(Debug, Clone)]
 pub struct RpcService<S> {
     inner: S,
