@@ -6,13 +6,17 @@ use serde_json::{Map, Number, Value as Json};
 
 use crate::error::{Error, Result};
 
+pub use agentic_proto::codec::MAX_STRUCT_DEPTH;
+
 /// The JSON object of `value`; `None` is an empty object. Fails, naming `field`, on a
-/// number JSON cannot hold (NaN, infinity) or a value with no kind.
+/// number JSON cannot hold (NaN, infinity), or on nesting deeper than
+/// [`MAX_STRUCT_DEPTH`] (the same limit, with the same words, as a request too deep to
+/// decode at all gets from the codec).
 pub fn from_struct(field: &str, value: Option<&Struct>) -> Result<Json> {
     let Some(value) = value else {
         return Ok(Json::Object(Map::new()));
     };
-    object(field, value)
+    object(field, value, 1)
 }
 
 /// [`from_struct`], refusing a value over `max_bytes` encoded (naming `field`).
@@ -35,16 +39,26 @@ fn no_nul(field: &str, text: &str) -> Result<()> {
     Ok(())
 }
 
-fn object(field: &str, value: &Struct) -> Result<Json> {
+/// Fails if a container at `depth` (the field's own object is 1) is too deep.
+fn within_depth(field: &str, depth: usize) -> Result<()> {
+    if depth > MAX_STRUCT_DEPTH {
+        return Err(Error::invalid(field, agentic_proto::codec::too_deep()));
+    }
+    Ok(())
+}
+
+fn object(field: &str, value: &Struct, depth: usize) -> Result<Json> {
+    within_depth(field, depth)?;
     let mut map = Map::with_capacity(value.fields.len());
     for (key, item) in &value.fields {
         no_nul(field, key)?;
-        map.insert(key.clone(), from_value(field, item)?);
+        map.insert(key.clone(), from_value(field, item, depth)?);
     }
     Ok(Json::Object(map))
 }
 
-fn from_value(field: &str, value: &Value) -> Result<Json> {
+/// The JSON of `value`, held by a container at `depth`.
+fn from_value(field: &str, value: &Value, depth: usize) -> Result<Json> {
     Ok(match &value.kind {
         None | Some(Kind::NullValue(_)) => Json::Null,
         Some(Kind::BoolValue(b)) => Json::Bool(*b),
@@ -56,13 +70,16 @@ fn from_value(field: &str, value: &Value) -> Result<Json> {
             no_nul(field, s)?;
             Json::String(s.clone())
         }
-        Some(Kind::ListValue(list)) => Json::Array(
-            list.values
-                .iter()
-                .map(|item| from_value(field, item))
-                .collect::<Result<_>>()?,
-        ),
-        Some(Kind::StructValue(inner)) => object(field, inner)?,
+        Some(Kind::ListValue(list)) => {
+            within_depth(field, depth + 1)?;
+            Json::Array(
+                list.values
+                    .iter()
+                    .map(|item| from_value(field, item, depth + 1))
+                    .collect::<Result<_>>()?,
+            )
+        }
+        Some(Kind::StructValue(inner)) => object(field, inner, depth + 1)?,
     })
 }
 
@@ -107,6 +124,31 @@ mod tests {
             json
         );
         assert_eq!(from_struct("config", None).unwrap(), serde_json::json!({}));
+    }
+
+    /// `depth` levels of objects and lists, alternating, in an object.
+    fn nested(depth: usize) -> Json {
+        let inner = (2..depth).fold(serde_json::json!({}), |inner, level| {
+            if level % 2 == 0 {
+                serde_json::json!([inner])
+            } else {
+                serde_json::json!({ "k": inner })
+            }
+        });
+        serde_json::json!({ "k": inner })
+    }
+
+    #[test]
+    fn nesting_is_held_to_the_stated_depth() {
+        let deepest = to_struct(&nested(MAX_STRUCT_DEPTH));
+        assert!(from_struct("metadata", Some(&deepest)).is_ok());
+        let too_deep = to_struct(&nested(MAX_STRUCT_DEPTH + 1));
+        let Err(Error::InvalidArgument(violations)) = from_struct("metadata", Some(&too_deep))
+        else {
+            panic!("a value past the limit was accepted");
+        };
+        assert_eq!(violations[0].field, "metadata");
+        assert_eq!(violations[0].description, agentic_proto::codec::too_deep());
     }
 
     #[test]

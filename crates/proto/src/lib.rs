@@ -1,4 +1,7 @@
-//! Generated protobuf types and gRPC stubs for every Agentic service.
+//! Generated protobuf types and gRPC stubs for every Agentic service, and the codec
+//! they use ([`codec`]).
+
+pub mod codec;
 
 /// The descriptor set of every proto in the workspace, with imports, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

@@ -272,13 +272,24 @@ impl Server {
 }
 
 impl Server {
-    /// Reflection over the service's descriptors and the health service's.
+    /// Reflection over the service's descriptors and the health service's, listing only
+    /// what this server serves (the descriptor set holds every service of the suite).
     fn reflection(&self) -> tonic_reflection::server::Builder<'static> {
         let builder = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
-        self.descriptors.iter().fold(builder, |builder, set| {
+        let builder = self.descriptors.iter().fold(builder, |builder, set| {
             builder.register_encoded_file_descriptor_set(set)
-        })
+        });
+        self.services
+            .names
+            .iter()
+            .copied()
+            .chain([
+                tonic_health::pb::health_server::SERVICE_NAME,
+                tonic_reflection::pb::v1::server_reflection_server::SERVICE_NAME,
+                tonic_reflection::pb::v1alpha::server_reflection_server::SERVICE_NAME,
+            ])
+            .fold(builder, |builder, name| builder.with_service_name(name))
     }
 }
 

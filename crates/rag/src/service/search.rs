@@ -155,7 +155,9 @@ impl RagService {
         };
         let results = scored
             .into_iter()
-            .filter(|(_, score)| plan.min_score.is_none_or(|min| *score >= min as f64))
+            // Compared as the f32 a client sees: a min_score equal to a score this
+            // service returned keeps that result (in f64 it may be a hair below).
+            .filter(|(_, score)| plan.min_score.is_none_or(|min| *score as f32 >= min))
             .take(plan.top_k as usize)
             .map(|(hit, score)| pb::SearchResult {
                 chunk_id: hit.id.to_string(),
