@@ -2,10 +2,12 @@
 //! is nothing but a [`ServiceType`] implementation, so whatever it can do (serving, auth,
 //! health, readiness, reflection, metrics, drain) comes from the platform.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use agentic_platform::auth::Caller;
 use agentic_platform::error::Result;
+use agentic_platform::principal::PrincipalSource;
 use agentic_platform::server::Services;
 use agentic_platform::service::{Context, NoArgs, ServiceSpec, ServiceType};
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
@@ -32,6 +34,10 @@ impl ServiceType for EchoApp {
     const FILE_DESCRIPTOR_SET: &'static [u8] = FILE_DESCRIPTOR_SET;
 
     type Args = NoArgs;
+
+    fn principal_source(_: &Context, _: &NoArgs) -> Result<Option<Arc<dyn PrincipalSource>>> {
+        Ok(None)
+    }
 
     fn services(context: &Context, _: &NoArgs, services: &mut Services) -> Result<()> {
         services.add(agentic_platform::grpc_server!(

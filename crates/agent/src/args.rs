@@ -1,5 +1,6 @@
 //! The agent service's own settings.
 
+use agentic_platform::principal::UserServiceArgs;
 use clap::Args;
 
 /// Everything only the agent service reads.
@@ -10,4 +11,7 @@ pub struct AgentArgs {
     /// with the key that sealed them.
     #[arg(long, env = "SECRETS_KEY", hide_env_values = true)]
     pub secrets_key: String,
+    /// The user service, which the principal check asks.
+    #[command(flatten)]
+    pub users: UserServiceArgs,
 }

@@ -13,8 +13,11 @@ pub mod schema;
 pub mod service;
 pub mod store;
 
+use std::sync::Arc;
+
 use agentic_platform::cache::KindSpec;
 use agentic_platform::error::Result;
+use agentic_platform::principal::{PrincipalSource, RemotePrincipals};
 use agentic_platform::server::Services;
 use agentic_platform::service::{Context, ServiceSpec, ServiceType};
 use agentic_proto::agent::v1::agent_service_server::AgentServiceServer;
@@ -68,5 +71,13 @@ impl ServiceType for AgentApp {
             context
         ));
         Ok(())
+    }
+
+    fn principal_source(
+        context: &Context,
+        args: &Self::Args,
+    ) -> Result<Option<Arc<dyn PrincipalSource>>> {
+        let source = RemotePrincipals::new(Self::SPEC.name, &args.users, context.tokens.clone())?;
+        Ok(Some(Arc::new(source)))
     }
 }

@@ -264,6 +264,9 @@ impl ByKey {
 get_user_only! {
         create_tenant(CreateTenantRequest) -> CreateTenantResponse,
         get_tenant(GetTenantRequest) -> GetTenantResponse,
+        update_tenant(UpdateTenantRequest) -> UpdateTenantResponse,
+        list_tenants(ListTenantsRequest) -> ListTenantsResponse,
+        get_principal(GetPrincipalRequest) -> GetPrincipalResponse,
         create_user(CreateUserRequest) -> CreateUserResponse,
         lookup_user(LookupUserRequest) -> LookupUserResponse,
         update_user(UpdateUserRequest) -> UpdateUserResponse,

@@ -104,7 +104,8 @@ impl Caller {
         }
     }
 
-    /// The caller a request carries (put there by [`AuthLayer`]).
+    /// The caller a request carries (put there by the auth layer,
+    /// [`crate::server::layers::AuthLayer`]).
     pub fn of<T>(request: &tonic::Request<T>) -> Result<&Caller> {
         request
             .extensions()

@@ -7,7 +7,8 @@
 //!   [`server::layers`] in the order applied, readiness and the admin HTTP port),
 //!   [`config`] (the clap blocks every service flattens), [`telemetry`];
 //! - what a request knows: [`request`] (its deadline and read consistency), [`auth`]
-//!   (tokens and the verified caller);
+//!   (tokens and the verified caller), [`principal`] (whether the caller's tenant and
+//!   user may still call);
 //! - data: [`db`] (the PostgreSQL pool), [`cache`] (the two-level cache), [`batch`];
 //! - the API's conventions: [`error`], [`validate`], [`paging`], [`fieldmask`], [`json`],
 //!   [`time`];
@@ -32,6 +33,7 @@ pub mod error;
 pub mod fieldmask;
 pub mod json;
 pub mod paging;
+pub mod principal;
 pub mod request;
 pub mod secrets;
 pub mod server;

@@ -22,7 +22,8 @@ use crate::config::{AuthArgs, CacheArgs, DatabaseArgs, ServerArgs, TelemetryArgs
 use crate::db::Pool;
 use crate::error::{Error, Result};
 use crate::paging::PageTokens;
-use crate::server::layers::AuthLayer;
+use crate::principal::{PrincipalArgs, PrincipalCache, PrincipalCheck, PrincipalSource};
+use crate::server::layers::{AuthLayer, PrincipalLayer};
 use crate::server::{Server, Services};
 
 /// A service's name and default ports.
@@ -77,6 +78,13 @@ pub trait ServiceType: Send + Sync + 'static {
     /// Builds the service's tonic services (and background work) from the shared context
     /// and its own settings.
     fn services(context: &Context, args: &Self::Args, services: &mut Services) -> Result<()>;
+
+    /// Where the principal check finds tenants' and users' standing: the user service
+    /// (its database, or a call to it). `None` serves every valid token unchecked.
+    fn principal_source(
+        context: &Context,
+        args: &Self::Args,
+    ) -> Result<Option<Arc<dyn PrincipalSource>>>;
 }
 
 /// The settings of a service that reads none of its own.
@@ -97,6 +105,9 @@ pub struct Context {
     /// Largest request message, in bytes; [`grpc_server!`](crate::grpc_server) applies it
     /// to a generated server, so inflated messages are held to it too.
     pub max_message_size: usize,
+    /// Principals' standing, cached in every service; the user service drops entries here
+    /// when tenants and users change.
+    pub principals: PrincipalCache,
 }
 
 /// What every service is configured with (its own settings are [`ServiceType::Args`]).
@@ -117,6 +128,9 @@ pub struct ServiceArgs {
     /// Logs and traces.
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
+    /// The principal check.
+    #[command(flatten)]
+    pub principals: PrincipalArgs,
     /// Apply pending migrations before serving.
     #[arg(long, env = "MIGRATE_ON_START", default_value_t = false, action = ArgAction::Set)]
     pub migrate_on_start: bool,
@@ -162,6 +176,7 @@ impl<S: ServiceType> Args for ServiceCli<S> {
 pub struct App<S: ServiceType> {
     context: Context,
     server: ServerArgs,
+    check_principals: bool,
     own: S::Args,
 }
 
@@ -180,8 +195,10 @@ impl<S: ServiceType> App<S> {
                 // Page tokens get a key of their own, derived from the shared secret.
                 pages: PageTokens::new(args.auth.jwt_secret.as_bytes()),
                 max_message_size: args.server.grpc_max_message_size,
+                principals: PrincipalCache::new(&args.cache, &args.principals),
             },
             server: args.server.clone(),
+            check_principals: args.principals.principal_check,
             own,
         })
     }
@@ -196,8 +213,14 @@ impl<S: ServiceType> App<S> {
         let mut services = Services::default();
         S::services(&self.context, &self.own, &mut services)?;
         let auth = AuthLayer::new(self.context.tokens.clone(), S::PUBLIC_METHODS);
+        let check = match self.check_principals {
+            true => S::principal_source(&self.context, &self.own)?
+                .map(|source| PrincipalCheck::new(self.context.principals.clone(), source)),
+            false => None,
+        };
         Ok(
             Server::new(S::SPEC.name, self.server.clone(), auth, services)
+                .check_principals(PrincipalLayer::new(check))
                 .describe(S::FILE_DESCRIPTOR_SET)
                 .ready_when_database_answers(self.context.pool.clone()),
         )

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use agentic_platform::principal::UserServiceArgs;
 use clap::Args;
 
 /// Everything only the RAG service reads.
@@ -14,6 +15,9 @@ pub struct RagArgs {
     /// The ingestion workers.
     #[command(flatten)]
     pub ingest: IngestArgs,
+    /// The user service, which the principal check asks.
+    #[command(flatten)]
+    pub users: UserServiceArgs,
 }
 
 /// The embedding model.

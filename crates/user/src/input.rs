@@ -8,7 +8,9 @@ use agentic_proto::user::v1 as pb;
 use chrono::Utc;
 use uuid::Uuid;
 
-use crate::model::{USER_FIELDS, UserChanges, UserFilter, role_name, status_name};
+use crate::model::{
+    TenantChanges, USER_FIELDS, UserChanges, UserFilter, role_name, status_name, tenant_status_name,
+};
 
 pub(crate) const MAX_NAME_LEN: usize = 200;
 pub(crate) const MAX_EMAIL_LEN: usize = 254;
@@ -114,6 +116,70 @@ pub(crate) fn new_tenant(request: &pb::CreateTenantRequest) -> Result<NewTenantI
         validate::identifier("slug", &request.slug, 3, 63, &['-']),
     ))?;
     Ok(NewTenantInput { name, slug })
+}
+
+/// Paths a tenant's `update_mask` may name.
+const UPDATABLE_TENANT_FIELDS: &[&str] = &["name", "status"];
+
+fn optional_tenant_status(field: &str, value: i32) -> Result<Option<&'static str>> {
+    validate::enum_name(field, value, "status", tenant_status_name)
+}
+
+/// A validated UpdateTenantRequest: the tenant's id and the columns its mask names.
+#[derive(Debug)]
+pub(crate) struct TenantUpdate {
+    pub(crate) id: Uuid,
+    pub(crate) changes: TenantChanges,
+}
+
+pub(crate) fn tenant_update(request: &pb::UpdateTenantRequest) -> Result<TenantUpdate> {
+    let tenant = request
+        .tenant
+        .as_ref()
+        .ok_or_else(|| Error::invalid("tenant", "is required"))?;
+    let (id, mask) = validate::all((
+        validate::id("tenant.id", &tenant.id),
+        fieldmask::update_mask(request.update_mask.as_ref(), UPDATABLE_TENANT_FIELDS),
+    ))?;
+    let mut violations = Violations::new();
+    let mut changes = TenantChanges {
+        updated_at: Some(Utc::now()),
+        ..TenantChanges::default()
+    };
+    if mask.includes("name") {
+        changes.name =
+            violations.check(validate::text("tenant.name", &tenant.name, 1, MAX_NAME_LEN));
+    }
+    if mask.includes("status") {
+        changes.status = violations
+            .check(validate::required(
+                "tenant.status",
+                optional_tenant_status("tenant.status", tenant.status),
+            ))
+            .map(str::to_owned);
+    }
+    violations.into_result()?;
+    Ok(TenantUpdate { id, changes })
+}
+
+/// A validated ListTenantsRequest: the page size and the status filter.
+pub(crate) fn tenant_listing(
+    request: &pb::ListTenantsRequest,
+) -> Result<(i64, Option<&'static str>)> {
+    validate::all((
+        paging::page_size(request.page_size),
+        optional_tenant_status("status", request.status),
+    ))
+}
+
+/// A validated GetPrincipalRequest: a tenant and, optionally, one of its users.
+pub(crate) fn principal(request: &pb::GetPrincipalRequest) -> Result<(Uuid, Option<Uuid>)> {
+    let user = if request.user_id.is_empty() {
+        Ok(None)
+    } else {
+        validate::id("user_id", &request.user_id).map(Some)
+    };
+    validate::all((validate::id("tenant_id", &request.tenant_id), user))
 }
 
 /// A validated CreateUserRequest.

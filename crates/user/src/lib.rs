@@ -7,12 +7,16 @@
 mod input;
 pub mod model;
 mod password;
+pub mod principals;
 pub mod schema;
 pub mod service;
 pub mod store;
 
+use std::sync::Arc;
+
 use agentic_platform::cache::KindSpec;
 use agentic_platform::error::Result;
+use agentic_platform::principal::PrincipalSource;
 use agentic_platform::server::Services;
 use agentic_platform::service::{Context, NoArgs, ServiceSpec, ServiceType};
 use agentic_proto::user::v1::user_service_server::UserServiceServer;
@@ -48,6 +52,12 @@ impl ServiceType for UserApp {
     ];
 
     type Args = NoArgs;
+
+    fn principal_source(context: &Context, _: &NoArgs) -> Result<Option<Arc<dyn PrincipalSource>>> {
+        Ok(Some(Arc::new(principals::UserPrincipals::new(
+            context.pool.clone(),
+        ))))
+    }
 
     fn services(context: &Context, _: &NoArgs, services: &mut Services) -> Result<()> {
         let service = service::UserService::new(context);

@@ -15,6 +15,40 @@ pub struct TenantRow {
     pub name: String,
     pub slug: String,
     pub created_at: DateTime<Utc>,
+    pub status: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl TenantRow {
+    /// Whether its users may call.
+    pub fn is_active(&self) -> bool {
+        self.status == ACTIVE
+    }
+}
+
+/// The columns a tenant update writes; `None` leaves a column as it is.
+#[derive(Debug, Default, AsChangeset)]
+#[diesel(table_name = tenants)]
+pub struct TenantChanges {
+    pub name: Option<String>,
+    pub status: Option<String>,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+pub fn tenant_status_name(status: pb::TenantStatus) -> Option<&'static str> {
+    match status {
+        pb::TenantStatus::Active => Some(ACTIVE),
+        pb::TenantStatus::Suspended => Some("suspended"),
+        pb::TenantStatus::Unspecified => None,
+    }
+}
+
+fn tenant_status_from_name(name: &str) -> pb::TenantStatus {
+    match name {
+        ACTIVE => pb::TenantStatus::Active,
+        "suspended" => pb::TenantStatus::Suspended,
+        _ => pb::TenantStatus::Unspecified,
+    }
 }
 
 #[derive(Debug, Insertable)]
@@ -152,6 +186,8 @@ impl From<TenantRow> for pb::Tenant {
             name: row.name,
             slug: row.slug,
             create_time: Some(to_timestamp(row.created_at)),
+            status: tenant_status_from_name(&row.status) as i32,
+            update_time: Some(to_timestamp(row.updated_at)),
         }
     }
 }

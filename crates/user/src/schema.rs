@@ -6,6 +6,8 @@ diesel::table! {
         name -> Text,
         slug -> Text,
         created_at -> Timestamptz,
+        status -> Text,
+        updated_at -> Timestamptz,
     }
 }
 

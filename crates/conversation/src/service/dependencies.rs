@@ -36,8 +36,8 @@ fn read_mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
 impl Dependencies {
     pub(super) fn new(args: &ConversationArgs) -> Result<Self> {
         Ok(Self {
-            agents: Dependency::new("agent", &args.agent_service_url, &args.client)?,
-            users: Dependency::new("user", &args.user_service_url, &args.client)?,
+            agents: Dependency::new("agent", &args.agent_service_url, &args.users.client)?,
+            users: Dependency::new("user", &args.users.user_service_url, &args.users.client)?,
         })
     }
 

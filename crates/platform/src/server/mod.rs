@@ -32,7 +32,8 @@ pub mod readiness;
 use self::coalesce::CoalescedWrites;
 use self::layers::rpc::known_methods;
 use self::layers::{
-    AuthLayer, CatchPanicLayer, ConsistencyLayer, DeadlineLayer, MessageLimitLayer, RpcLayer,
+    AuthLayer, CatchPanicLayer, ConsistencyLayer, DeadlineLayer, MessageLimitLayer, PrincipalLayer,
+    RpcLayer,
 };
 use self::readiness::{HealthStatuses, follow_readiness};
 use crate::config::ServerArgs;
@@ -109,6 +110,7 @@ pub struct Server {
     args: ServerArgs,
     services: Services,
     auth: AuthLayer,
+    principals: PrincipalLayer,
     descriptors: Vec<&'static [u8]>,
     database: Option<Pool>,
 }
@@ -121,9 +123,16 @@ impl Server {
             args,
             services,
             auth,
+            principals: PrincipalLayer::default(),
             descriptors: Vec::new(),
             database: None,
         }
+    }
+
+    /// Calls are refused unless their principal passes `principals` (after auth).
+    pub fn check_principals(mut self, principals: PrincipalLayer) -> Self {
+        self.principals = principals;
+        self
     }
 
     /// Reflection describes the services with this encoded file descriptor set.
@@ -228,7 +237,8 @@ impl Server {
             .layer(MessageLimitLayer::new(self.args.grpc_max_message_size))
             .layer(DeadlineLayer::new(self.args.request_timeout, self.name))
             .layer(ConsistencyLayer)
-            .layer(self.auth.clone());
+            .layer(self.auth.clone())
+            .layer(self.principals.clone());
 
         let signalled = CancellationToken::new();
         let drain = {

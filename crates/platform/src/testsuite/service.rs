@@ -156,6 +156,9 @@ pub struct Options {
     pub cache_ttl: Duration,
     /// Database connections (`DB_POOL_SIZE`, and as many overflow).
     pub pool_size: u32,
+    /// Whether calls' principals are checked (`PRINCIPAL_CHECK`); off by default, since
+    /// most tests act in tenants only a token names.
+    pub principal_check: bool,
     /// The service's own settings, as flags (`--user-service-url`, ...): parsed by clap
     /// into its [`ServiceType::Args`] after its [`ServiceType::TEST_FLAGS`].
     pub service_flags: Vec<String>,
@@ -169,6 +172,7 @@ impl Default for Options {
             database_url: None,
             cache_ttl: Duration::from_secs(300),
             pool_size: 4,
+            principal_check: false,
             service_flags: Vec::new(),
         }
     }
@@ -198,6 +202,10 @@ impl Options {
                 log_format: LogFormat::Pretty,
                 log_filter: "warn".into(),
                 otel_exporter_otlp_endpoint: None,
+            },
+            principals: crate::principal::PrincipalArgs {
+                principal_check: self.principal_check,
+                ..crate::config::from_flags(&[])
             },
             migrate_on_start: false,
         }
@@ -287,6 +295,14 @@ impl<S: ServiceType> TestService<S> {
     pub fn token(&self, tenant: Uuid, role: &str) -> String {
         self.tokens
             .issue("e2e", Some(tenant), role, None)
+            .expect("token")
+            .0
+    }
+
+    /// A token of the user `user` (its id), acting in `tenant` with `role`.
+    pub fn user_token(&self, user: &str, tenant: Uuid, role: &str) -> String {
+        self.tokens
+            .issue(user, Some(tenant), role, None)
             .expect("token")
             .0
     }

@@ -2,6 +2,7 @@
 //! `users`) and sign-in (`sign_in`); this file holds what they share and the tonic trait,
 //! which hands each RPC to its module.
 
+mod principals;
 mod sign_in;
 mod tenants;
 mod users;
@@ -12,12 +13,14 @@ use agentic_platform::auth::Tokens;
 use agentic_platform::cache::{Cache, CacheKind, ScopedKey};
 use agentic_platform::db::Pool;
 use agentic_platform::paging::PageTokens;
+use agentic_platform::principal::PrincipalCache;
 use agentic_platform::service::Context;
 use agentic_proto::user::v1 as pb;
 use agentic_proto::user::v1::user_service_server::UserService as Api;
 use tonic::{Request, Response, Status};
 
 use crate::kinds;
+use crate::principals::UserPrincipals;
 
 pub struct UserService {
     pool: Pool,
@@ -25,6 +28,10 @@ pub struct UserService {
     tokens: Arc<Tokens>,
     pages: PageTokens,
     kinds: Kinds,
+    /// Standings from this database, for GetPrincipal.
+    standings: UserPrincipals,
+    /// Every service's cached standings, dropped here when tenants and users change.
+    principals: PrincipalCache,
 }
 
 /// Cached kinds: users by id, by email and by username, and tenants by id.
@@ -46,6 +53,8 @@ impl UserService {
             cache: context.cache.clone(),
             tokens: context.tokens.clone(),
             pages: context.pages.clone(),
+            standings: UserPrincipals::new(context.pool.clone()),
+            principals: context.principals.clone(),
             kinds: Kinds {
                 user: cache.kind(&kinds::USER),
                 user_by_email: cache.kind(&kinds::USER_BY_EMAIL),
@@ -70,6 +79,27 @@ impl Api for UserService {
         request: Request<pb::GetTenantRequest>,
     ) -> Result<Response<pb::GetTenantResponse>, Status> {
         tenants::get(self, request).await
+    }
+
+    async fn update_tenant(
+        &self,
+        request: Request<pb::UpdateTenantRequest>,
+    ) -> Result<Response<pb::UpdateTenantResponse>, Status> {
+        tenants::update(self, request).await
+    }
+
+    async fn list_tenants(
+        &self,
+        request: Request<pb::ListTenantsRequest>,
+    ) -> Result<Response<pb::ListTenantsResponse>, Status> {
+        tenants::list(self, request).await
+    }
+
+    async fn get_principal(
+        &self,
+        request: Request<pb::GetPrincipalRequest>,
+    ) -> Result<Response<pb::GetPrincipalResponse>, Status> {
+        principals::get(self, request).await
     }
 
     async fn create_user(

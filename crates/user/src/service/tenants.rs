@@ -9,16 +9,14 @@ use uuid::Uuid;
 
 use super::UserService;
 use crate::input;
-use crate::model::NewTenant;
+use crate::model::{NewTenant, TenantRow};
 use crate::store;
 
 pub(super) async fn create(
     service: &UserService,
     request: Request<pb::CreateTenantRequest>,
 ) -> Result<Response<pb::CreateTenantResponse>, Status> {
-    if !Caller::of(&request)?.is_platform() {
-        return Err(Error::PermissionDenied("creating tenants needs a platform token").into());
-    }
+    require_platform(&request, "creating tenants needs a platform token")?;
     let input = input::new_tenant(request.get_ref())?;
     let tenant = NewTenant {
         id: Uuid::now_v7(),
@@ -29,6 +27,8 @@ pub(super) async fn create(
         .pool
         .run(async |conn| store::insert_tenant(conn, &tenant).await)
         .await?;
+    // A token naming it may have been refused, and its "missing" cached.
+    service.principals.forget_tenant(row.id).await;
     Ok(Response::new(pb::CreateTenantResponse {
         tenant: Some(row.into()),
     }))
@@ -56,4 +56,62 @@ pub(super) async fn get(
     Ok(Response::new(pb::GetTenantResponse {
         tenant: Some(tenant),
     }))
+}
+
+pub(super) async fn update(
+    service: &UserService,
+    request: Request<pb::UpdateTenantRequest>,
+) -> Result<Response<pb::UpdateTenantResponse>, Status> {
+    require_platform(&request, "updating tenants needs a platform token")?;
+    let update = input::tenant_update(request.get_ref())?;
+    let row = service
+        .pool
+        .run(async |conn| store::update_tenant(conn, update.id, &update.changes).await)
+        .await?
+        .ok_or(Error::NotFound("tenant"))?;
+    service
+        .cache
+        .invalidate(&[(&service.kinds.tenant, row.id)])
+        .await;
+    // Every service, every replica: a suspension locks the tenant's users out now.
+    service.principals.forget_tenant(row.id).await;
+    Ok(Response::new(pb::UpdateTenantResponse {
+        tenant: Some(row.into()),
+    }))
+}
+
+pub(super) async fn list(
+    service: &UserService,
+    request: Request<pb::ListTenantsRequest>,
+) -> Result<Response<pb::ListTenantsResponse>, Status> {
+    require_platform(&request, "listing tenants needs a platform token")?;
+    let message = request.get_ref();
+    let (page_size, status) = input::tenant_listing(message)?;
+    let fingerprint = format!("tenants|{}", status.unwrap_or(""));
+    let (rows, next_page_token) = service
+        .pages
+        .uuid_page(
+            &message.page_token,
+            &fingerprint,
+            page_size,
+            |row: &TenantRow| row.id,
+            |after, limit| {
+                service
+                    .pool
+                    .run(async move |conn| store::list_tenants(conn, status, after, limit).await)
+            },
+        )
+        .await?;
+    Ok(Response::new(pb::ListTenantsResponse {
+        tenants: rows.into_iter().map(pb::Tenant::from).collect(),
+        next_page_token,
+    }))
+}
+
+fn require_platform<T>(request: &Request<T>, why: &'static str) -> Result<(), Status> {
+    if Caller::of(request)?.is_platform() {
+        Ok(())
+    } else {
+        Err(Error::PermissionDenied(why).into())
+    }
 }

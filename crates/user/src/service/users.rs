@@ -159,6 +159,8 @@ pub(super) async fn update(
     service.user_keys(&before, &mut stale);
     service.lookup_keys(&after, &mut stale);
     service.cache.invalidate(&stale).await;
+    // Its status may have changed: every service sees it now.
+    service.principals.forget_user(tenant, after.id).await;
     Ok(Response::new(pb::UpdateUserResponse {
         user: Some(after.into()),
     }))
@@ -178,6 +180,7 @@ pub(super) async fn delete(
     let mut stale = Vec::new();
     service.user_keys(&deleted, &mut stale);
     service.cache.invalidate(&stale).await;
+    service.principals.forget_user(tenant, deleted.id).await;
     Ok(Response::new(pb::DeleteUserResponse {}))
 }
 

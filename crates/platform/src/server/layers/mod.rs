@@ -13,6 +13,7 @@
 //! 5. [`consistency`]: `x-read-consistency: strong` makes the request's reads skip the
 //!    cache.
 //! 6. [`auth`]: the bearer token is verified and the caller put into the request.
+//! 7. [`principal`]: the caller's tenant and user must still exist and be active.
 
 // In the order the server applies them (blank lines keep rustfmt from sorting them).
 pub mod panic;
@@ -27,9 +28,12 @@ pub mod consistency;
 
 pub mod auth;
 
+pub mod principal;
+
 pub use auth::AuthLayer;
 pub use consistency::ConsistencyLayer;
 pub use deadline::DeadlineLayer;
 pub use message_limit::MessageLimitLayer;
 pub use panic::CatchPanicLayer;
+pub use principal::PrincipalLayer;
 pub use rpc::RpcLayer;
