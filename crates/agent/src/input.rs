@@ -223,44 +223,48 @@ pub(crate) fn new_agent(agent: &pb::Agent) -> Result<AgentInput> {
 /// The columns an agent update writes, from the fields its mask names (the others are
 /// neither checked nor written).
 pub(crate) fn agent_changes(agent: &pb::Agent, mask: &FieldPaths) -> Result<AgentChanges> {
-    let mut v = Violations::new();
+    let mut violations = Violations::new();
     let mut changes = AgentChanges::default();
     if mask.includes("name") {
-        changes.name = v.check(name("agent.name", &agent.name));
+        changes.name = violations.check(name("agent.name", &agent.name));
     }
     if mask.includes("slug") {
-        changes.slug = v.check(slug("agent.slug", &agent.slug));
+        changes.slug = violations.check(slug("agent.slug", &agent.slug));
     }
     if mask.includes("description") {
-        changes.description = v.check(description("agent.description", &agent.description));
+        changes.description =
+            violations.check(description("agent.description", &agent.description));
     }
     if mask.includes("model") {
-        changes.model = v.check(model("agent.model", &agent.model));
+        changes.model = violations.check(model("agent.model", &agent.model));
     }
     if mask.includes("system_prompt") {
-        changes.system_prompt = v.check(system_prompt("agent.system_prompt", &agent.system_prompt));
+        changes.system_prompt =
+            violations.check(system_prompt("agent.system_prompt", &agent.system_prompt));
     }
     if mask.includes("temperature") {
-        changes.temperature = v.check(temperature("agent.temperature", agent.temperature, None));
+        changes.temperature =
+            violations.check(temperature("agent.temperature", agent.temperature, None));
     }
     if mask.includes("max_tokens") {
-        changes.max_tokens = v.check(max_tokens("agent.max_tokens", agent.max_tokens, None));
+        changes.max_tokens =
+            violations.check(max_tokens("agent.max_tokens", agent.max_tokens, None));
     }
     if mask.includes("config") {
-        changes.config = v.check(config("agent.config", agent.config.as_ref()));
+        changes.config = violations.check(config("agent.config", agent.config.as_ref()));
     }
     if mask.includes("mcp_server_ids") {
-        changes.mcp_server_ids = v.check(mcp_server_ids(
+        changes.mcp_server_ids = violations.check(mcp_server_ids(
             "agent.mcp_server_ids",
             &agent.mcp_server_ids,
         ));
     }
     if mask.includes("status") {
-        changes.status = v
+        changes.status = violations
             .check(agent_status("agent.status", agent.status, None))
             .map(str::to_owned);
     }
-    v.into_result()?;
+    violations.into_result()?;
     Ok(changes)
 }
 
@@ -453,36 +457,36 @@ pub(crate) fn mcp_server_update(
     server: &pb::McpServer,
     mask: &FieldPaths,
 ) -> Result<McpServerUpdate> {
-    let mut v = Violations::new();
+    let mut violations = Violations::new();
     let mut changes = McpServerChanges::default();
     let mut new_headers = None;
     if mask.includes("name") {
-        changes.name = v.check(name("mcp_server.name", &server.name));
+        changes.name = violations.check(name("mcp_server.name", &server.name));
     }
     if mask.includes("transport") {
-        changes.transport = v
+        changes.transport = violations
             .check(transport("mcp_server.transport", server.transport))
             .map(str::to_owned);
     }
     if mask.includes("url") {
-        changes.url = v.check(url("mcp_server.url", &server.url));
+        changes.url = violations.check(url("mcp_server.url", &server.url));
     }
     if mask.includes("command") {
-        changes.command = v.check(command("mcp_server.command", &server.command));
+        changes.command = violations.check(command("mcp_server.command", &server.command));
     }
     if mask.includes("args") {
-        changes.args = v.check(args("mcp_server.args", &server.args));
+        changes.args = violations.check(args("mcp_server.args", &server.args));
     }
     if mask.includes("headers") {
-        new_headers = v.check(headers("mcp_server.headers", &server.headers));
+        new_headers = violations.check(headers("mcp_server.headers", &server.headers));
     }
     if mask.includes("enabled") {
         changes.enabled = Some(server.enabled);
     }
     if mask.includes("tools") {
-        changes.tools = v.check(tools("mcp_server.tools", &server.tools));
+        changes.tools = violations.check(tools("mcp_server.tools", &server.tools));
     }
-    v.into_result()?;
+    violations.into_result()?;
     Ok(McpServerUpdate {
         changes,
         headers: new_headers,
@@ -498,20 +502,20 @@ pub(crate) fn steps(field: &str, values: &[pb::WorkflowStep]) -> Result<Vec<Step
             format!("must hold 1 to {MAX_STEPS} steps"),
         ));
     }
-    let mut v = Violations::new();
+    let mut violations = Violations::new();
     let mut steps = Vec::with_capacity(values.len());
     for (index, step) in values.iter().enumerate() {
-        let name = v.check(validate::text(
+        let name = violations.check(validate::text(
             &format!("{field}[{index}].name"),
             &step.name,
             0,
             MAX_NAME_LEN,
         ));
-        let agent_id = v.check(validate::id(
+        let agent_id = violations.check(validate::id(
             &format!("{field}[{index}].agent_id"),
             &step.agent_id,
         ));
-        let input_template = v.check(validate::multiline(
+        let input_template = violations.check(validate::multiline(
             &format!("{field}[{index}].input_template"),
             &step.input_template,
             MAX_TEMPLATE_LEN,
@@ -525,7 +529,7 @@ pub(crate) fn steps(field: &str, values: &[pb::WorkflowStep]) -> Result<Vec<Step
             });
         }
     }
-    v.into_result()?;
+    violations.into_result()?;
     Ok(steps)
 }
 
@@ -561,18 +565,19 @@ pub(crate) fn workflow_update(
     workflow: &pb::Workflow,
     mask: &FieldPaths,
 ) -> Result<WorkflowUpdate> {
-    let mut v = Violations::new();
+    let mut violations = Violations::new();
     let mut update = WorkflowUpdate::default();
     if mask.includes("name") {
-        update.name = v.check(name("workflow.name", &workflow.name));
+        update.name = violations.check(name("workflow.name", &workflow.name));
     }
     if mask.includes("description") {
-        update.description = v.check(description("workflow.description", &workflow.description));
+        update.description =
+            violations.check(description("workflow.description", &workflow.description));
     }
     if mask.includes("steps") {
-        update.steps = v.check(steps("workflow.steps", &workflow.steps));
+        update.steps = violations.check(steps("workflow.steps", &workflow.steps));
     }
-    v.into_result()?;
+    violations.into_result()?;
     Ok(update)
 }
 

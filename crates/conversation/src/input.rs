@@ -105,13 +105,13 @@ pub(crate) fn conversation_update(
         validate::id("conversation.id", &conversation.id),
         fieldmask::update_mask(request.update_mask.as_ref(), UPDATABLE_FIELDS),
     ))?;
-    let mut v = Violations::new();
+    let mut violations = Violations::new();
     let mut changes = ConversationChanges::default();
     if mask.includes("title") {
-        changes.title = v.check(title("conversation.title", &conversation.title));
+        changes.title = violations.check(title("conversation.title", &conversation.title));
     }
     if mask.includes("status") {
-        changes.status = v
+        changes.status = violations
             .check(validate::required(
                 "conversation.status",
                 optional_status("conversation.status", conversation.status),
@@ -119,12 +119,12 @@ pub(crate) fn conversation_update(
             .map(str::to_owned);
     }
     if mask.includes("metadata") {
-        changes.metadata = v.check(metadata(
+        changes.metadata = violations.check(metadata(
             "conversation.metadata",
             conversation.metadata.as_ref(),
         ));
     }
-    v.into_result()?;
+    violations.into_result()?;
     Ok(ConversationUpdate { id, changes })
 }
 
@@ -187,13 +187,13 @@ pub(crate) fn append(request: &pb::AppendMessagesRequest) -> Result<(Uuid, Vec<N
     ))
 }
 
-fn message(field: &str, message: &pb::Message, v: &mut Violations) -> Option<NewMessage> {
+fn message(field: &str, message: &pb::Message, violations: &mut Violations) -> Option<NewMessage> {
     let id = if message.id.is_empty() {
         Some(Uuid::now_v7())
     } else {
-        v.check(validate::id(&format!("{field}.id"), &message.id))
+        violations.check(validate::id(&format!("{field}.id"), &message.id))
     };
-    let role = v.check(
+    let role = violations.check(
         pb::MessageRole::try_from(message.role)
             .ok()
             .and_then(role_name)
@@ -204,45 +204,45 @@ fn message(field: &str, message: &pb::Message, v: &mut Violations) -> Option<New
                 )
             }),
     );
-    let content = v.check(validate::multiline(
+    let content = violations.check(validate::multiline(
         &format!("{field}.content"),
         &message.content,
         MAX_CONTENT_LEN,
     ));
     if message.token_count < 0 {
-        v.add(format!("{field}.token_count"), "must not be negative");
+        violations.add(format!("{field}.token_count"), "must not be negative");
     }
-    let meta = v.check(metadata(
+    let meta = violations.check(metadata(
         &format!("{field}.metadata"),
         message.metadata.as_ref(),
     ));
     let (mut tool_name, mut tool_arguments, mut tool_result) = (None, None, None);
     match &message.tool_call {
         Some(call) => {
-            tool_name = v.check(validate::text(
+            tool_name = violations.check(validate::text(
                 &format!("{field}.tool_call.name"),
                 &call.name,
                 1,
                 MAX_TOOL_NAME_LEN,
             ));
-            tool_arguments = v.check(metadata(
+            tool_arguments = violations.check(metadata(
                 &format!("{field}.tool_call.arguments"),
                 call.arguments.as_ref(),
             ));
-            tool_result = v.check(validate::multiline(
+            tool_result = violations.check(validate::multiline(
                 &format!("{field}.tool_call.result"),
                 &call.result,
                 MAX_CONTENT_LEN,
             ));
         }
         None if role == Some("tool") => {
-            v.add(
+            violations.add(
                 format!("{field}.tool_call"),
                 "is required for tool messages",
             );
         }
         None if message.content.trim().is_empty() => {
-            v.add(format!("{field}.content"), "is required");
+            violations.add(format!("{field}.content"), "is required");
         }
         None => {}
     }
@@ -266,17 +266,17 @@ pub(crate) fn messages(values: &[pb::Message]) -> Result<Vec<NewMessage>> {
             format!("must hold 1 to {MAX_APPEND} messages"),
         ));
     }
-    let mut v = Violations::new();
+    let mut violations = Violations::new();
     let mut out: Vec<NewMessage> = Vec::with_capacity(values.len());
     for (index, value) in values.iter().enumerate() {
         let field = format!("messages[{index}]");
-        if let Some(message) = message(&field, value, &mut v) {
+        if let Some(message) = message(&field, value, &mut violations) {
             if out.iter().any(|earlier| earlier.id == message.id) {
-                v.add(format!("{field}.id"), "appears twice in one request");
+                violations.add(format!("{field}.id"), "appears twice in one request");
             }
             out.push(message);
         }
     }
-    v.into_result()?;
+    violations.into_result()?;
     Ok(out)
 }

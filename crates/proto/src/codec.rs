@@ -173,7 +173,6 @@ mod tests {
                 config: Some(config),
                 ..Default::default()
             }),
-            ..Default::default()
         }
         .encode_to_vec()
     }

@@ -141,39 +141,39 @@ pub(crate) fn new_documents(
     collection: Uuid,
     inputs: &[pb::DocumentInput],
 ) -> Result<Vec<DocumentRow>> {
-    let mut v = Violations::new();
+    let mut violations = Violations::new();
     let mut rows = Vec::with_capacity(inputs.len());
     let mut client_ids = HashSet::new();
     let now = Utc::now();
     for (index, input) in inputs.iter().enumerate() {
         let field = |name: &str| format!("documents[{index}].{name}");
-        let title = v.check(validate::text(
+        let title = violations.check(validate::text(
             &field("title"),
             &input.title,
             1,
             MAX_TITLE_CHARS,
         ));
         if input.text.trim().is_empty() {
-            v.add(field("text"), "is required");
+            violations.add(field("text"), "is required");
         } else if input.text.len() > MAX_TEXT_BYTES {
-            v.add(
+            violations.add(
                 field("text"),
                 format!("must be at most {MAX_TEXT_BYTES} bytes (send larger texts in parts)"),
             );
         } else {
-            v.check(validate::multiline(
+            violations.check(validate::multiline(
                 &field("text"),
                 &input.text,
                 MAX_TEXT_BYTES,
             ));
         }
-        let source_uri = v.check(validate::text(
+        let source_uri = violations.check(validate::text(
             &field("source_uri"),
             &input.source_uri,
             0,
             MAX_SOURCE_URI_CHARS,
         ));
-        let metadata = v.check(json::from_struct_within(
+        let metadata = violations.check(json::from_struct_within(
             &field("metadata"),
             input.metadata.as_ref(),
             MAX_METADATA_BYTES,
@@ -181,7 +181,7 @@ pub(crate) fn new_documents(
         let client_id = if input.client_id.is_empty() {
             Some(None)
         } else {
-            let id = v.check(validate::text(
+            let id = violations.check(validate::text(
                 &field("client_id"),
                 &input.client_id,
                 1,
@@ -190,7 +190,7 @@ pub(crate) fn new_documents(
             if let Some(id) = &id
                 && !client_ids.insert(id.clone())
             {
-                v.add(field("client_id"), "appears twice in the request");
+                violations.add(field("client_id"), "appears twice in the request");
             }
             id.map(Some)
         };
@@ -214,7 +214,7 @@ pub(crate) fn new_documents(
             });
         }
     }
-    v.into_result()?;
+    violations.into_result()?;
     Ok(rows)
 }
 
@@ -402,13 +402,13 @@ pub(crate) fn embed(message: &pb::EmbedRequest, embedder: &dyn Embedder) -> Resu
             format!("must hold 1 to {MAX_EMBED_TEXTS} texts"),
         ));
     }
-    let mut v = Violations::new();
+    let mut violations = Violations::new();
     for (index, text) in message.texts.iter().enumerate() {
         let field = format!("texts[{index}]");
         if text.trim().is_empty() {
-            v.add(field, "is required");
+            violations.add(field, "is required");
         } else {
-            v.check(validate::multiline(&field, text, MAX_EMBED_TEXT_LEN));
+            violations.check(validate::multiline(&field, text, MAX_EMBED_TEXT_LEN));
         }
     }
     let full = embedder.dimensions();
@@ -420,6 +420,6 @@ pub(crate) fn embed(message: &pb::EmbedRequest, embedder: &dyn Embedder) -> Resu
             format!("must be 0 (the model's {full}) or a size the model supports"),
         )),
     };
-    let ((), dimensions) = validate::all((v.into_result(), dimensions))?;
+    let ((), dimensions) = validate::all((violations.into_result(), dimensions))?;
     Ok(dimensions)
 }
