@@ -276,7 +276,7 @@ fn record(dependency: &'static str, code: Code) {
     metrics::counter!(
         "client_calls_total",
         "dependency" => dependency,
-        "code" => crate::server::layers::rpc::code_label(code)
+        "code" => crate::error::code_label(code)
     )
     .increment(1);
 }

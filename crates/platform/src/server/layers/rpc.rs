@@ -44,7 +44,7 @@ impl MethodMetrics {
         if code == tonic::Code::Ok {
             self.ok.increment(1);
         } else {
-            metrics::counter!("grpc_server_handled_total", "grpc_service" => self.service, "grpc_method" => self.method, "grpc_code" => code_label(code)).increment(1);
+            metrics::counter!("grpc_server_handled_total", "grpc_service" => self.service, "grpc_method" => self.method, "grpc_code" => crate::error::code_label(code)).increment(1);
         }
         self.duration.record(elapsed.as_secs_f64());
     }
@@ -273,30 +273,6 @@ where
             tracing::warn!(grpc_code = ?code, elapsed_ms = elapsed.as_millis() as u64, "slow rpc");
         }
         Poll::Ready(result)
-    }
-}
-
-/// The label of a gRPC code, without formatting on the request path.
-pub(crate) fn code_label(code: tonic::Code) -> &'static str {
-    use tonic::Code::*;
-    match code {
-        Ok => "Ok",
-        Cancelled => "Cancelled",
-        Unknown => "Unknown",
-        InvalidArgument => "InvalidArgument",
-        DeadlineExceeded => "DeadlineExceeded",
-        NotFound => "NotFound",
-        AlreadyExists => "AlreadyExists",
-        PermissionDenied => "PermissionDenied",
-        ResourceExhausted => "ResourceExhausted",
-        FailedPrecondition => "FailedPrecondition",
-        Aborted => "Aborted",
-        OutOfRange => "OutOfRange",
-        Unimplemented => "Unimplemented",
-        Internal => "Internal",
-        Unavailable => "Unavailable",
-        DataLoss => "DataLoss",
-        Unauthenticated => "Unauthenticated",
     }
 }
 
