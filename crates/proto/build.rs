@@ -30,6 +30,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .emit_rerun_if_changed(false)
         .codec_path("crate::codec::AgenticCodec")
+        // Maps encode in one order, so a retried request digests as the first did.
+        .btree_map(".")
         .compile_fds(descriptors)?;
     Ok(())
 }

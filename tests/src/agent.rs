@@ -56,7 +56,10 @@ pub fn agent(slug: &str, model: &str) -> pb::Agent {
 /// Creates `agent` and returns it as stored.
 pub async fn create_agent(client: &mut AgentClient, agent: pb::Agent) -> pb::Agent {
     client
-        .create_agent(pb::CreateAgentRequest { agent: Some(agent) })
+        .create_agent(pb::CreateAgentRequest {
+            request_id: String::new(),
+            agent: Some(agent),
+        })
         .await
         .expect("create agent")
         .into_inner()
@@ -96,6 +99,7 @@ pub fn mcp_server(name: &str, secret: &str) -> pb::McpServer {
 pub async fn create_mcp_server(client: &mut AgentClient, server: pb::McpServer) -> pb::McpServer {
     client
         .create_mcp_server(pb::CreateMcpServerRequest {
+            request_id: String::new(),
             mcp_server: Some(server),
         })
         .await

@@ -111,6 +111,7 @@ impl Suite {
 /// A create request for the tenant's user and agent.
 pub fn new_conversation(tenant: &Tenant, title: &str) -> pb::CreateConversationRequest {
     pb::CreateConversationRequest {
+        request_id: String::new(),
         agent_id: tenant.agent_id.clone(),
         user_id: tenant.user_id.clone(),
         title: title.to_owned(),

@@ -43,6 +43,7 @@ pub async fn create_collection(
 ) -> pb::Collection {
     client
         .create_collection(pb::CreateCollectionRequest {
+            request_id: String::new(),
             collection: Some(pb::Collection {
                 name: format!("Collection {slug}"),
                 slug: slug.to_owned(),
@@ -93,6 +94,7 @@ pub async fn ingest_and_wait(
     documents: Vec<pb::DocumentInput>,
 ) -> Vec<pb::Document> {
     let mut request = tonic::Request::new(pb::IngestDocumentsRequest {
+        request_id: String::new(),
         collection_id: collection.to_owned(),
         documents,
         wait: true,

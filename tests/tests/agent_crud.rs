@@ -393,6 +393,7 @@ async fn mcp_header_values_are_never_returned_or_stored_in_the_clear() {
     // The endpoint must fit the transport.
     let bad = admin
         .create_mcp_server(pb::CreateMcpServerRequest {
+            request_id: String::new(),
             mcp_server: Some(pb::McpServer {
                 transport: pb::McpTransport::Stdio as i32,
                 command: String::new(),
@@ -406,6 +407,7 @@ async fn mcp_header_values_are_never_returned_or_stored_in_the_clear() {
     assert!(bad.message().contains("mcp_server.command"), "{bad:?}");
     let duplicate = admin
         .create_mcp_server(pb::CreateMcpServerRequest {
+            request_id: String::new(),
             mcp_server: Some(mcp_server("renamed tools", "x")),
         })
         .await
@@ -434,6 +436,7 @@ async fn agents_may_only_use_enabled_servers_and_lose_a_deleted_one() {
     ] {
         let refused = admin
             .create_agent(pb::CreateAgentRequest {
+                request_id: String::new(),
                 agent: Some(pb::Agent {
                     mcp_server_ids: ids,
                     ..agent("tooling", "m")
@@ -514,6 +517,7 @@ async fn workflows_are_stored_in_order_and_validated_against_live_agents() {
     };
     let workflow = admin
         .create_workflow(pb::CreateWorkflowRequest {
+            request_id: String::new(),
             workflow: Some(pb::Workflow {
                 name: "Triage".into(),
                 steps: vec![

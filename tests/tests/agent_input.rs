@@ -200,13 +200,19 @@ async fn every_bad_agent_field_is_named_and_nothing_is_stored() {
     ];
     for (bad, field) in cases {
         let result = admin
-            .create_agent(pb::CreateAgentRequest { agent: Some(bad) })
+            .create_agent(pb::CreateAgentRequest {
+                request_id: String::new(),
+                agent: Some(bad),
+            })
             .await;
         assert_invalid(result, field);
     }
     assert_invalid(
         admin
-            .create_agent(pb::CreateAgentRequest { agent: None })
+            .create_agent(pb::CreateAgentRequest {
+                request_id: String::new(),
+                agent: None,
+            })
             .await,
         "agent",
     );
@@ -465,6 +471,7 @@ async fn bad_mcp_servers_and_workflows_are_named() {
         assert_invalid(
             admin
                 .create_mcp_server(pb::CreateMcpServerRequest {
+                    request_id: String::new(),
                     mcp_server: Some(bad),
                 })
                 .await,
@@ -491,6 +498,7 @@ async fn bad_mcp_servers_and_workflows_are_named() {
         assert_invalid(
             admin
                 .create_workflow(pb::CreateWorkflowRequest {
+                    request_id: String::new(),
                     workflow: Some(pb::Workflow {
                         name: "Flow".into(),
                         steps,

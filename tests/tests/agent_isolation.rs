@@ -52,6 +52,7 @@ async fn another_tenant_sees_and_changes_nothing_through_any_rpc() {
     .expect("delete in A");
     let flow = a
         .create_workflow(pb::CreateWorkflowRequest {
+            request_id: String::new(),
             workflow: Some(workflow(&victim.id)),
         })
         .await
@@ -115,6 +116,7 @@ async fn another_tenant_sees_and_changes_nothing_through_any_rpc() {
     // A's server does not exist for B's agents.
     let borrowed = b
         .create_agent(pb::CreateAgentRequest {
+            request_id: String::new(),
             agent: Some(pb::Agent {
                 mcp_server_ids: vec![server.id.clone()],
                 ..agent("borrower", "m")
@@ -204,6 +206,7 @@ async fn another_tenant_sees_and_changes_nothing_through_any_rpc() {
     // B's workflow naming A's agent finds no such agent.
     let b_flow = b
         .create_workflow(pb::CreateWorkflowRequest {
+            request_id: String::new(),
             workflow: Some(workflow(&victim.id)),
         })
         .await
@@ -264,6 +267,7 @@ async fn viewers_read_members_create_agents_and_admins_do_the_rest() {
         .expect("viewer lists");
     let denied = viewer
         .create_agent(pb::CreateAgentRequest {
+            request_id: String::new(),
             agent: Some(agent("by-viewer", "m")),
         })
         .await
@@ -291,6 +295,7 @@ async fn viewers_read_members_create_agents_and_admins_do_the_rest() {
                 .map(|_| ()),
             client
                 .create_mcp_server(pb::CreateMcpServerRequest {
+                    request_id: String::new(),
                     mcp_server: Some(mcp_server("other", "y")),
                 })
                 .await
@@ -303,6 +308,7 @@ async fn viewers_read_members_create_agents_and_admins_do_the_rest() {
                 .map(|_| ()),
             client
                 .create_workflow(pb::CreateWorkflowRequest {
+                    request_id: String::new(),
                     workflow: Some(workflow(&existing.id)),
                 })
                 .await

@@ -590,6 +590,7 @@ async fn another_tenant_reaches_nothing_through_any_rpc() {
     // B cannot start a conversation with A's agent or user.
     let with_a = c
         .create_conversation(pb::CreateConversationRequest {
+            request_id: String::new(),
             agent_id: a.agent_id.clone(),
             user_id: a.user_id.clone(),
             title: String::new(),

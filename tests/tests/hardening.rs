@@ -121,7 +121,10 @@ async fn struct_fields_nested_too_deep_name_their_field_in_the_agent_service() {
         let mut deep = agent(&format!("deep-{index}"), "m");
         deep.config = Some(config);
         let created = client
-            .create_agent(agent_pb::CreateAgentRequest { agent: Some(deep) })
+            .create_agent(agent_pb::CreateAgentRequest {
+                request_id: String::new(),
+                agent: Some(deep),
+            })
             .await;
         assert_too_deep(created, "agent.config");
     }
@@ -195,6 +198,7 @@ async fn struct_fields_nested_too_deep_name_their_field_in_the_rag_service() {
         input.metadata = Some(metadata.clone());
         let ingested = client
             .ingest_documents(rag_pb::IngestDocumentsRequest {
+                request_id: String::new(),
                 collection_id: collection.id.clone(),
                 documents: vec![input],
                 wait: false,

@@ -249,6 +249,7 @@ async fn deleted_and_inactive_users_and_unknown_tenants_are_refused_everywhere()
     assert_eq!(suite.codes(&stranger).await, [Code::Unauthenticated; 5]);
     let created = AgentServiceClient::new(suite.agents[0].bearer_channel(Some(&stranger)).await)
         .create_agent(agent_pb::CreateAgentRequest {
+            request_id: String::new(),
             agent: Some(agentic_e2e::agent::agent("ghost", "m")),
         })
         .await

@@ -41,6 +41,7 @@ async fn collections_are_created_with_defaults_read_listed_and_deleted_per_tenan
     let mut admin = client(&harness, tenant, roles::ADMIN).await;
     let created = admin
         .create_collection(pb::CreateCollectionRequest {
+            request_id: String::new(),
             collection: Some(collection("handbook")),
         })
         .await
@@ -60,6 +61,7 @@ async fn collections_are_created_with_defaults_read_listed_and_deleted_per_tenan
     assert_eq!(created.distance, pb::Distance::Cosine as i32);
     let small = admin
         .create_collection(pb::CreateCollectionRequest {
+            request_id: String::new(),
             collection: Some(pb::Collection {
                 dimensions: 64,
                 chunk_size: 128,
@@ -95,6 +97,7 @@ async fn collections_are_created_with_defaults_read_listed_and_deleted_per_tenan
     assert!(!listed.next_page_token.is_empty());
     let duplicate = admin
         .create_collection(pb::CreateCollectionRequest {
+            request_id: String::new(),
             collection: Some(collection("handbook")),
         })
         .await
@@ -126,6 +129,7 @@ async fn collections_are_created_with_defaults_read_listed_and_deleted_per_tenan
     let mut viewer = client(&harness, tenant, roles::VIEWER).await;
     let denied = viewer
         .create_collection(pb::CreateCollectionRequest {
+            request_id: String::new(),
             collection: Some(collection("viewers")),
         })
         .await
@@ -204,6 +208,7 @@ async fn bad_collections_and_embed_requests_name_their_fields() {
     for (bad, field) in cases {
         let status = admin
             .create_collection(pb::CreateCollectionRequest {
+                request_id: String::new(),
                 collection: Some(bad),
             })
             .await

@@ -27,6 +27,7 @@ async fn bad_ingests_and_searches_name_their_fields_and_store_nothing() {
     let collection = create_collection(&mut client, "inputs", 256, 32).await;
     let id = collection.id.clone();
     let ingest = |documents: Vec<pb::DocumentInput>| pb::IngestDocumentsRequest {
+        request_id: String::new(),
         collection_id: id.clone(),
         documents,
         wait: false,
@@ -248,6 +249,7 @@ async fn another_tenants_collections_documents_and_chunks_stay_invisible() {
         unit(
             stranger
                 .ingest_documents(pb::IngestDocumentsRequest {
+                    request_id: String::new(),
                     collection_id: collection.id.clone(),
                     documents: vec![document("Injected", "text")],
                     wait: false,
@@ -260,6 +262,7 @@ async fn another_tenants_collections_documents_and_chunks_stay_invisible() {
         unit(
             stranger
                 .stream_ingest_documents(futures::stream::iter(vec![pb::IngestDocumentsRequest {
+                    request_id: String::new(),
                     collection_id: collection.id.clone(),
                     documents: vec![document("Injected", "text")],
                     wait: false,
@@ -372,6 +375,7 @@ async fn another_tenants_collections_documents_and_chunks_stay_invisible() {
     assert_eq!(found.len(), 1);
     let denied = viewer
         .ingest_documents(pb::IngestDocumentsRequest {
+            request_id: String::new(),
             collection_id: collection.id.clone(),
             documents: vec![document("x", "y")],
             wait: false,

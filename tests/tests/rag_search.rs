@@ -378,6 +378,7 @@ async fn documents_are_read_listed_by_status_and_ingested_once_per_client_id() {
     let first_id = collection.id.clone();
     let messages: Vec<_> = (0..3)
         .map(|m| pb::IngestDocumentsRequest {
+            request_id: String::new(),
             collection_id: if m == 0 {
                 first_id.clone()
             } else {
@@ -440,6 +441,7 @@ async fn documents_are_read_through_the_cache_and_fresh_after_every_change() {
     // worker's status change must reach the reader, not wait out the TTL.
     let queued = client
         .ingest_documents(pb::IngestDocumentsRequest {
+            request_id: String::new(),
             collection_id: collection.id.clone(),
             documents: (0..20)
                 .map(|i| document(&format!("doc {i}"), &format!("Text number {i}.")))

@@ -13,6 +13,7 @@ async fn create_get_update_delete_round_trip() {
 
     let created = admin
         .create_user(pb::CreateUserRequest {
+            request_id: String::new(),
             email: "  Ada@Example.COM ".into(),
             username: "ada".into(),
             display_name: "Ada Lovelace".into(),
@@ -154,6 +155,7 @@ async fn duplicate_email_within_a_tenant_already_exists_but_not_across_tenants()
         .expect("tenant");
     let same_slug = platform
         .create_tenant(pb::CreateTenantRequest {
+            request_id: String::new(),
             name: "again".into(),
             slug: tenant.slug,
         })
@@ -264,6 +266,7 @@ async fn invalid_input_is_rejected_naming_the_field() {
         .client(Some(&harness.service.platform_token()))
         .await
         .create_tenant(pb::CreateTenantRequest {
+            request_id: String::new(),
             name: "x".into(),
             slug: "Not A Slug".into(),
         })
@@ -288,7 +291,10 @@ async fn page_size_above_the_maximum_is_clamped() {
         .map(|i| new_user(&format!("u{i}@example.com")))
         .collect();
     admin
-        .batch_create_users(pb::BatchCreateUsersRequest { requests })
+        .batch_create_users(pb::BatchCreateUsersRequest {
+            request_id: String::new(),
+            requests,
+        })
         .await
         .expect("batch");
 
@@ -393,7 +399,10 @@ async fn batch_create_is_one_transaction_with_one_insert_per_chunk() {
         .collect();
     let before = harness.service.queries();
     let created = admin
-        .batch_create_users(pb::BatchCreateUsersRequest { requests })
+        .batch_create_users(pb::BatchCreateUsersRequest {
+            request_id: String::new(),
+            requests,
+        })
         .await
         .expect("batch of 1000")
         .into_inner()
@@ -410,7 +419,10 @@ async fn batch_create_is_one_transaction_with_one_insert_per_chunk() {
         .map(|i| new_user(&format!("x{i}@example.com")))
         .collect();
     let error = admin
-        .batch_create_users(pb::BatchCreateUsersRequest { requests: too_many })
+        .batch_create_users(pb::BatchCreateUsersRequest {
+            request_id: String::new(),
+            requests: too_many,
+        })
         .await
         .unwrap_err();
     assert_eq!(violated_fields(&error), ["requests"]);
@@ -421,6 +433,7 @@ async fn batch_create_is_one_transaction_with_one_insert_per_chunk() {
     with_bad_item[1].email = "broken".into();
     let error = admin
         .batch_create_users(pb::BatchCreateUsersRequest {
+            request_id: String::new(),
             requests: with_bad_item,
         })
         .await
@@ -434,6 +447,7 @@ async fn batch_create_is_one_transaction_with_one_insert_per_chunk() {
     with_duplicate.push(new_user("b7@example.com"));
     let error = admin
         .batch_create_users(pb::BatchCreateUsersRequest {
+            request_id: String::new(),
             requests: with_duplicate,
         })
         .await

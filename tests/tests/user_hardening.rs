@@ -64,6 +64,7 @@ async fn a_token_whose_tenant_does_not_exist_cannot_write_users() {
 
     let error = client
         .batch_create_users(pb::BatchCreateUsersRequest {
+            request_id: String::new(),
             requests: vec![new_user("g1@example.com"), new_user("g2@example.com")],
         })
         .await
@@ -118,7 +119,10 @@ async fn concurrent_password_batches_hash_one_per_core_and_shed_the_rest() {
             .collect();
         async move {
             // The deadline as any gRPC client sends it; the server must answer within it.
-            let mut request = tonic::Request::new(pb::BatchCreateUsersRequest { requests });
+            let mut request = tonic::Request::new(pb::BatchCreateUsersRequest {
+                request_id: String::new(),
+                requests,
+            });
             request
                 .metadata_mut()
                 .insert("grpc-timeout", "2S".parse().expect("ascii"));

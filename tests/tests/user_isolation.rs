@@ -165,6 +165,7 @@ async fn only_platform_tokens_create_tenants_and_only_admins_write_users() {
         .await;
     let error = admin
         .create_tenant(pb::CreateTenantRequest {
+            request_id: String::new(),
             name: "x".into(),
             slug: slug("nope"),
         })

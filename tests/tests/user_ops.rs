@@ -251,9 +251,12 @@ async fn reflection_v1_lists_the_services_and_gzip_is_spoken_both_ways() {
     let requests = (0..50)
         .map(|i| new_user(&format!("z{i}@example.com")))
         .collect();
-    gzip.batch_create_users(pb::BatchCreateUsersRequest { requests })
-        .await
-        .expect("a gzip-compressed request is accepted");
+    gzip.batch_create_users(pb::BatchCreateUsersRequest {
+        request_id: String::new(),
+        requests,
+    })
+    .await
+    .expect("a gzip-compressed request is accepted");
     let page = gzip
         .list_users(pb::ListUsersRequest {
             page_size: 50,

@@ -16,7 +16,10 @@ async fn paging_returns_every_user_once_in_order_while_others_are_inserted() {
         .map(|i| new_user(&format!("p{i}@example.com")))
         .collect();
     let existing: Vec<String> = admin
-        .batch_create_users(pb::BatchCreateUsersRequest { requests })
+        .batch_create_users(pb::BatchCreateUsersRequest {
+            request_id: String::new(),
+            requests,
+        })
         .await
         .expect("seed")
         .into_inner()
@@ -91,7 +94,10 @@ async fn filters_by_status_and_role_page_through_their_own_results() {
         })
         .collect();
     let users = admin
-        .batch_create_users(pb::BatchCreateUsersRequest { requests })
+        .batch_create_users(pb::BatchCreateUsersRequest {
+            request_id: String::new(),
+            requests,
+        })
         .await
         .expect("seed")
         .into_inner()
@@ -160,7 +166,10 @@ async fn tampered_or_foreign_page_tokens_are_invalid_arguments() {
         .map(|i| new_user(&format!("t{i}@example.com")))
         .collect();
     admin
-        .batch_create_users(pb::BatchCreateUsersRequest { requests })
+        .batch_create_users(pb::BatchCreateUsersRequest {
+            request_id: String::new(),
+            requests,
+        })
         .await
         .expect("seed");
     let token = admin

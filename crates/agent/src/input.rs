@@ -319,7 +319,7 @@ pub(crate) fn args(field: &str, values: &[String]) -> Result<Vec<String>> {
 /// Header names (HTTP token characters) and values (no line breaks), sorted by name.
 pub(crate) fn headers(
     field: &str,
-    values: &std::collections::HashMap<String, String>,
+    values: &BTreeMap<String, String>,
 ) -> Result<BTreeMap<String, String>> {
     if values.len() > MAX_HEADERS {
         return Err(Error::invalid(
@@ -642,7 +642,7 @@ mod tests {
         assert!(endpoint("sse", "https://x", "", &[]).is_ok());
         assert!(endpoint("sse", "", "", &[]).is_err());
         assert!(url("u", "ftp://x").is_err());
-        let mut bad = std::collections::HashMap::new();
+        let mut bad = BTreeMap::new();
         bad.insert("X Bad".to_owned(), "v".to_owned());
         assert!(headers("h", &bad).is_err());
     }

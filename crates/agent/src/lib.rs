@@ -65,6 +65,9 @@ impl ServiceType for AgentApp {
     type Args = AgentArgs;
 
     fn services(context: &Context, args: &AgentArgs, services: &mut Services) -> Result<()> {
+        let request_ids = context.request_ids(service::REQUEST_IDS);
+        let pool = context.pool.clone();
+        services.background(move |stop| request_ids.clean_up(pool, stop));
         let service = service::AgentService::new(context, args)?;
         services.add(agentic_platform::grpc_server!(
             AgentServiceServer::new(service),

@@ -189,6 +189,7 @@ async fn main() -> anyhow::Result<()> {
 
     let collection = service
         .create_collection(pb::CreateCollectionRequest {
+            request_id: String::new(),
             collection: Some(pb::Collection {
                 name: "bench".into(),
                 slug: format!("bench-{}", &tenant.simple().to_string()[..12]),
@@ -414,6 +415,7 @@ async fn fixture(
 async fn ingest_throughput(client: &mut Client, tenant: Uuid) -> anyhow::Result<()> {
     let collection = client
         .create_collection(pb::CreateCollectionRequest {
+            request_id: String::new(),
             collection: Some(pb::Collection {
                 name: "ingest".into(),
                 slug: format!("ingest-{}", &tenant.simple().to_string()[..12]),
@@ -449,6 +451,7 @@ async fn ingest_throughput(client: &mut Client, tenant: Uuid) -> anyhow::Result<
             })
             .collect();
         let mut request = tonic::Request::new(pb::IngestDocumentsRequest {
+            request_id: String::new(),
             collection_id: collection.id.clone(),
             documents,
             wait: true,

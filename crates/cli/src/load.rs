@@ -309,6 +309,7 @@ impl Fixture {
             UserServiceClient::with_interceptor(channel.clone(), bearer(&platform_token)?);
         let tenant = platform
             .create_tenant(pb::CreateTenantRequest {
+                request_id: String::new(),
                 name: "load test".into(),
                 slug: format!("load-{}", &run_id[..20]),
             })
@@ -329,7 +330,10 @@ impl Fixture {
             })
             .collect();
         let users = client
-            .batch_create_users(pb::BatchCreateUsersRequest { requests })
+            .batch_create_users(pb::BatchCreateUsersRequest {
+                request_id: String::new(),
+                requests,
+            })
             .await
             .context("seed users")?
             .into_inner()
@@ -350,6 +354,7 @@ impl Fixture {
         for i in 0..AGENTS {
             let agent = client
                 .create_agent(agent_pb::CreateAgentRequest {
+                    request_id: String::new(),
                     agent: Some(agent_pb::Agent {
                         name: format!("Load agent {i}"),
                         slug: format!("load-{i}"),
@@ -378,6 +383,7 @@ impl Fixture {
         let mut agent_client = AgentServiceClient::with_interceptor(agents, self.admin.clone());
         let agent = agent_client
             .create_agent(agent_pb::CreateAgentRequest {
+                request_id: String::new(),
                 agent: Some(agent_pb::Agent {
                     name: "Load agent".into(),
                     slug: format!("load-{}", &self.run_id[..12]),
@@ -395,6 +401,7 @@ impl Fixture {
         for _ in 0..APPEND_CONVERSATIONS {
             let conversation = client
                 .create_conversation(conversation_pb::CreateConversationRequest {
+                    request_id: String::new(),
                     agent_id: agent.id.clone(),
                     user_id: self.user_ids[0].clone(),
                     title: "Load".into(),

@@ -2,6 +2,7 @@
 
 use agentic_platform::error::{Error, Result};
 use agentic_platform::fieldmask;
+use agentic_platform::idempotency;
 use agentic_platform::json;
 use agentic_platform::paging;
 use agentic_platform::validate::{self, Violations};
@@ -43,22 +44,25 @@ pub(crate) struct ConversationInput {
     pub(crate) user_id: Uuid,
     pub(crate) title: String,
     pub(crate) metadata: serde_json::Value,
+    pub(crate) request_id: Option<Uuid>,
 }
 
 pub(crate) fn new_conversation(
     request: &pb::CreateConversationRequest,
 ) -> Result<ConversationInput> {
-    let (agent_id, user_id, title, metadata) = validate::all((
+    let (agent_id, user_id, title, metadata, request_id) = validate::all((
         validate::id("agent_id", &request.agent_id),
         validate::id("user_id", &request.user_id),
         title("title", &request.title),
         metadata("metadata", request.metadata.as_ref()),
+        idempotency::request_id(&request.request_id),
     ))?;
     Ok(ConversationInput {
         agent_id,
         user_id,
         title,
         metadata,
+        request_id,
     })
 }
 

@@ -48,6 +48,9 @@ impl ServiceType for ConversationApp {
     type Args = ConversationArgs;
 
     fn services(context: &Context, args: &ConversationArgs, services: &mut Services) -> Result<()> {
+        let request_ids = context.request_ids(service::REQUEST_IDS);
+        let pool = context.pool.clone();
+        services.background(move |stop| request_ids.clean_up(pool, stop));
         let service = service::ConversationService::new(context, args)?;
         services.add(agentic_platform::grpc_server!(
             ConversationServiceServer::new(service),

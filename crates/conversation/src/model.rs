@@ -124,6 +124,20 @@ pub struct MessageRow {
     pub created_at: DateTime<Utc>,
 }
 
+impl NewMessage {
+    /// Whether `stored` is this message as it was stored (a retry of the same append).
+    pub fn matches(&self, stored: &MessageRow) -> bool {
+        stored.id == self.id
+            && stored.role == self.role
+            && stored.content == self.content
+            && stored.token_count == self.token_count
+            && stored.tool_name == self.tool_name
+            && stored.tool_arguments == self.tool_arguments
+            && stored.tool_result == self.tool_result
+            && stored.metadata == self.metadata
+    }
+}
+
 /// A validated message to append.
 #[derive(Debug, Clone)]
 pub struct NewMessage {

@@ -9,7 +9,8 @@
 //! - what a request knows: [`request`] (its deadline and read consistency), [`auth`]
 //!   (tokens and the verified caller), [`principal`] (whether the caller's tenant and
 //!   user may still call);
-//! - data: [`db`] (the PostgreSQL pool), [`cache`] (the two-level cache), [`batch`];
+//! - data: [`db`] (the PostgreSQL pool), [`cache`] (the two-level cache), [`batch`],
+//!   [`idempotency`] (creates done once per request id);
 //! - the API's conventions: [`error`], [`validate`], [`paging`], [`fieldmask`], [`json`],
 //!   [`time`];
 //! - calling other services: [`client`];
@@ -31,6 +32,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod fieldmask;
+pub mod idempotency;
 pub mod json;
 pub mod paging;
 pub mod principal;

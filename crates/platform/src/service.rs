@@ -21,6 +21,7 @@ use crate::cache::{Cache, KindSpec};
 use crate::config::{AuthArgs, CacheArgs, DatabaseArgs, ServerArgs, TelemetryArgs};
 use crate::db::Pool;
 use crate::error::{Error, Result};
+use crate::idempotency::RequestIds;
 use crate::paging::PageTokens;
 use crate::principal::{PrincipalArgs, PrincipalCache, PrincipalCheck, PrincipalSource};
 use crate::server::layers::{AuthLayer, PrincipalLayer};
@@ -108,6 +109,15 @@ pub struct Context {
     /// Principals' standing, cached in every service; the user service drops entries here
     /// when tenants and users change.
     pub principals: PrincipalCache,
+    /// Keys the digests of idempotent requests (see [`Context::request_ids`]).
+    request_key: Arc<[u8]>,
+}
+
+impl Context {
+    /// The request ids of idempotent creates kept in `table` (`<schema>.request_ids`).
+    pub fn request_ids(&self, table: &'static str) -> RequestIds {
+        RequestIds::new(table, &self.request_key)
+    }
 }
 
 /// What every service is configured with (its own settings are [`ServiceType::Args`]).
@@ -196,6 +206,8 @@ impl<S: ServiceType> App<S> {
                 pages: PageTokens::new(args.auth.jwt_secret.as_bytes()),
                 max_message_size: args.server.grpc_max_message_size,
                 principals: PrincipalCache::new(&args.cache, &args.principals),
+                // A key of its own, derived from the shared secret, as page tokens' is.
+                request_key: request_key(args.auth.jwt_secret.as_bytes()),
             },
             server: args.server.clone(),
             check_principals: args.principals.principal_check,
@@ -235,6 +247,14 @@ impl<S: ServiceType> App<S> {
     ) -> Result<()> {
         self.server()?.run(listener, admin, shutdown).await
     }
+}
+
+/// The key request digests are made with: every replica derives the same one.
+fn request_key(secret: &[u8]) -> Arc<[u8]> {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes any key");
+    mac.update(b"agentic request ids");
+    mac.finalize().into_bytes().to_vec().into()
 }
 
 /// Runs a service as a process: telemetry, optional migrations, listeners, serve.

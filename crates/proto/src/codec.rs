@@ -173,6 +173,7 @@ mod tests {
                 config: Some(config),
                 ..Default::default()
             }),
+            ..Default::default()
         }
         .encode_to_vec()
     }

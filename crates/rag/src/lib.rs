@@ -90,6 +90,9 @@ impl ServiceType for RagApp {
     type Args = RagArgs;
 
     fn services(context: &Context, args: &RagArgs, services: &mut Services) -> Result<()> {
+        let request_ids = context.request_ids(service::REQUEST_IDS);
+        let pool = context.pool.clone();
+        services.background(move |stop| request_ids.clean_up(pool, stop));
         let service = service::RagService::new(context, args)?;
         let ingestor = service.ingestor();
         for _ in 0..args.ingest.ingest_workers {

@@ -90,6 +90,7 @@ async fn a_killed_worker_loses_no_document_and_duplicates_no_chunk() {
     let mut rag = client(process.addr).await;
     let collection = rag
         .create_collection(pb::CreateCollectionRequest {
+            request_id: String::new(),
             collection: Some(pb::Collection {
                 name: "Reports".into(),
                 slug: "reports".into(),
@@ -115,6 +116,7 @@ async fn a_killed_worker_loses_no_document_and_duplicates_no_chunk() {
             })
             .collect();
         rag.ingest_documents(pb::IngestDocumentsRequest {
+            request_id: String::new(),
             collection_id: collection.id.clone(),
             documents,
             wait: false,

@@ -2,6 +2,7 @@
 
 use agentic_platform::error::{Error, Result};
 use agentic_platform::fieldmask::{self, FieldPaths};
+use agentic_platform::idempotency;
 use agentic_platform::paging;
 use agentic_platform::validate::{self, Violations};
 use agentic_proto::user::v1 as pb;
@@ -108,14 +109,20 @@ fn optional_status(field: &str, value: i32) -> Result<Option<&'static str>> {
 pub(crate) struct NewTenantInput {
     pub(crate) name: String,
     pub(crate) slug: String,
+    pub(crate) request_id: Option<Uuid>,
 }
 
 pub(crate) fn new_tenant(request: &pb::CreateTenantRequest) -> Result<NewTenantInput> {
-    let (name, slug) = validate::all((
+    let (name, slug, request_id) = validate::all((
         validate::text("name", &request.name, 1, MAX_NAME_LEN),
         validate::identifier("slug", &request.slug, 3, 63, &['-']),
+        idempotency::request_id(&request.request_id),
     ))?;
-    Ok(NewTenantInput { name, slug })
+    Ok(NewTenantInput {
+        name,
+        slug,
+        request_id,
+    })
 }
 
 /// Paths a tenant's `update_mask` may name.
@@ -190,15 +197,17 @@ pub(crate) struct NewUserInput {
     pub(crate) display_name: String,
     pub(crate) role: &'static str,
     pub(crate) password: Option<String>,
+    pub(crate) request_id: Option<Uuid>,
 }
 
 pub(crate) fn new_user(request: &pb::CreateUserRequest) -> Result<NewUserInput> {
-    let (email, username, display_name, role, password) = validate::all((
+    let (email, username, display_name, role, password, request_id) = validate::all((
         email("email", &request.email),
         username("username", &request.username),
         display_name("display_name", &request.display_name),
         role("role", request.role, Some(pb::Role::Member)),
         password("password", &request.password),
+        idempotency::request_id(&request.request_id),
     ))?;
     Ok(NewUserInput {
         email,
@@ -206,12 +215,16 @@ pub(crate) fn new_user(request: &pb::CreateUserRequest) -> Result<NewUserInput> 
         display_name,
         role,
         password,
+        request_id,
     })
 }
 
 /// A validated BatchCreateUsersRequest: 1 to [`MAX_BATCH`] users, every bad field of
 /// every user reported as `requests[i].<field>`.
-pub(crate) fn new_users(request: &pb::BatchCreateUsersRequest) -> Result<Vec<NewUserInput>> {
+pub(crate) fn new_users(
+    request: &pb::BatchCreateUsersRequest,
+) -> Result<(Vec<NewUserInput>, Option<Uuid>)> {
+    let request_id = idempotency::request_id(&request.request_id)?;
     let requests = &request.requests;
     if requests.is_empty() || requests.len() > MAX_BATCH {
         return Err(Error::invalid(
@@ -226,10 +239,16 @@ pub(crate) fn new_users(request: &pb::BatchCreateUsersRequest) -> Result<Vec<New
         if let Some(valid) = item_violations.check(new_user(item)) {
             inputs.push(valid);
         }
+        if !item.request_id.is_empty() {
+            item_violations.add(
+                "request_id",
+                "must be empty in a batch (the batch's counts)",
+            );
+        }
         violations.extend(item_violations.nest(&format!("requests[{index}].")));
     }
     violations.into_result()?;
-    Ok(inputs)
+    Ok((inputs, request_id))
 }
 
 /// A validated UpdateUserRequest: the user's id and the columns its `update_mask` names.
@@ -394,6 +413,7 @@ mod tests {
             display_name: "".into(),
             role: 42,
             password: "short".into(),
+            request_id: String::new(),
         };
         let Err(Error::InvalidArgument(list)) = new_user(&request) else {
             panic!("expected violations");

@@ -60,6 +60,9 @@ impl ServiceType for UserApp {
     }
 
     fn services(context: &Context, _: &NoArgs, services: &mut Services) -> Result<()> {
+        let request_ids = context.request_ids(service::REQUEST_IDS);
+        let pool = context.pool.clone();
+        services.background(move |stop| request_ids.clean_up(pool, stop));
         let service = service::UserService::new(context);
         services.add(agentic_platform::grpc_server!(
             UserServiceServer::new(service),

@@ -4,6 +4,7 @@ use agentic_platform::auth::Caller;
 use agentic_platform::cache::ScopedKey;
 use agentic_platform::error::{Error, Result};
 use agentic_platform::fieldmask::{self, FieldPaths};
+use agentic_platform::idempotency;
 use agentic_platform::paging;
 use agentic_platform::validate;
 use agentic_proto::agent::v1 as pb;
@@ -87,12 +88,15 @@ pub(super) async fn create(
 ) -> Result<Response<pb::CreateAgentResponse>, Status> {
     let caller = Caller::of(&request)?;
     let tenant = caller.member_tenant()?;
-    let agent = request
-        .get_ref()
+    let message = request.get_ref();
+    let agent = message
         .agent
         .as_ref()
         .ok_or_else(|| Error::invalid("agent", "is required"))?;
-    let input = input::new_agent(agent)?;
+    let (input, request_id) = validate::all((
+        input::new_agent(agent),
+        idempotency::request_id(&message.request_id),
+    ))?;
     let new_agent = NewAgent {
         id: Uuid::now_v7(),
         tenant_id: tenant,
@@ -108,16 +112,31 @@ pub(super) async fn create(
         status: input.status.to_owned(),
         created_by: caller.subject.clone(),
     };
-    let row = service
-        .pool
-        .run(async |conn| store::insert_agent(conn, &new_agent).await)
+    let response = service
+        .request_ids
+        .once(
+            &service.pool,
+            tenant,
+            request_id,
+            "CreateAgent",
+            message,
+            async |conn| {
+                let row = store::insert_agent(conn, &new_agent).await?;
+                Ok(pb::CreateAgentResponse {
+                    agent: Some(row.into()),
+                })
+            },
+        )
         .await?;
-    let mut stale = Vec::new();
-    service.slug_key(&row, &mut stale);
-    service.cache.invalidate(&stale).await;
-    Ok(Response::new(pb::CreateAgentResponse {
-        agent: Some(row.into()),
-    }))
+    // The slug may hold a cached "absent".
+    if let Some(agent) = &response.agent {
+        let stale = [(
+            &service.kinds.agent_by_slug,
+            ScopedKey(tenant, agent.slug.clone()),
+        )];
+        service.cache.invalidate(&stale).await;
+    }
+    Ok(Response::new(response))
 }
 
 pub(super) async fn get(

@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use agentic_platform::auth::Caller;
 use agentic_platform::cache::ScopedKey;
 use agentic_platform::error::{Error, Result};
-use agentic_platform::fieldmask::{self};
+use agentic_platform::fieldmask;
+use agentic_platform::idempotency;
 use agentic_platform::paging;
-use agentic_platform::validate::{self};
+use agentic_platform::validate;
 use agentic_proto::agent::v1 as pb;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
@@ -73,12 +74,15 @@ pub(super) async fn create(
     request: Request<pb::CreateMcpServerRequest>,
 ) -> Result<Response<pb::CreateMcpServerResponse>, Status> {
     let tenant = Caller::of(&request)?.admin_tenant()?;
-    let server = request
-        .get_ref()
+    let message = request.get_ref();
+    let server = message
         .mcp_server
         .as_ref()
         .ok_or_else(|| Error::invalid("mcp_server", "is required"))?;
-    let input = input::new_mcp_server(server)?;
+    let (input, request_id) = validate::all((
+        input::new_mcp_server(server),
+        idempotency::request_id(&message.request_id),
+    ))?;
     let id = Uuid::now_v7();
     let headers = service.seal_headers(tenant, id, &input.headers)?;
     let new_server = NewMcpServer {
@@ -94,13 +98,23 @@ pub(super) async fn create(
         enabled: server.enabled,
         tools: input.tools,
     };
-    let row = service
-        .pool
-        .run(async |conn| store::insert_mcp_server(conn, &new_server).await)
+    let response = service
+        .request_ids
+        .once(
+            &service.pool,
+            tenant,
+            request_id,
+            "CreateMcpServer",
+            message,
+            async |conn| {
+                let row = store::insert_mcp_server(conn, &new_server).await?;
+                Ok(pb::CreateMcpServerResponse {
+                    mcp_server: Some(row.into()),
+                })
+            },
+        )
         .await?;
-    Ok(Response::new(pb::CreateMcpServerResponse {
-        mcp_server: Some(row.into()),
-    }))
+    Ok(Response::new(response))
 }
 
 pub(super) async fn get(

@@ -11,6 +11,7 @@ use std::time::Duration;
 use agentic_platform::cache::{Cache, CacheKind, ScopedKey};
 use agentic_platform::db::Pool;
 use agentic_platform::error::Result;
+use agentic_platform::idempotency::RequestIds;
 use agentic_platform::paging::PageTokens;
 use agentic_platform::secrets::Sealer;
 use agentic_platform::service::Context;
@@ -20,6 +21,9 @@ use tonic::{Request, Response, Status};
 
 use crate::args::AgentArgs;
 use crate::kinds;
+
+/// Where the service keeps idempotent creates' request ids.
+pub const REQUEST_IDS: &str = "agents.request_ids";
 
 /// How long a deleted agent can be restored.
 pub const UNDELETE_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -31,6 +35,8 @@ pub struct AgentService {
     /// Seals MCP server header values.
     sealer: Sealer,
     kinds: Kinds,
+    /// Idempotent creates' request ids.
+    request_ids: RequestIds,
 }
 
 /// Cached kinds: agents by id and by slug, MCP servers and workflows by id.
@@ -53,6 +59,7 @@ impl AgentService {
             cache: context.cache.clone(),
             pages: context.pages.clone(),
             sealer: Sealer::new(&args.secrets_key)?,
+            request_ids: context.request_ids(REQUEST_IDS),
             kinds: Kinds {
                 agent: cache.kind(&kinds::AGENT),
                 agent_by_slug: cache.kind(&kinds::AGENT_BY_SLUG),

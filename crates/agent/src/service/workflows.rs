@@ -5,8 +5,9 @@ use agentic_platform::auth::Caller;
 use agentic_platform::cache::ScopedKey;
 use agentic_platform::error::{Error, Result};
 use agentic_platform::fieldmask;
+use agentic_platform::idempotency;
 use agentic_platform::paging;
-use agentic_platform::validate::{self};
+use agentic_platform::validate;
 use agentic_proto::agent::v1 as pb;
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
@@ -49,12 +50,15 @@ pub(super) async fn create(
     request: Request<pb::CreateWorkflowRequest>,
 ) -> Result<Response<pb::CreateWorkflowResponse>, Status> {
     let tenant = Caller::of(&request)?.admin_tenant()?;
-    let workflow = request
-        .get_ref()
+    let message = request.get_ref();
+    let workflow = message
         .workflow
         .as_ref()
         .ok_or_else(|| Error::invalid("workflow", "is required"))?;
-    let input = input::new_workflow(workflow)?;
+    let (input, request_id) = validate::all((
+        input::new_workflow(workflow),
+        idempotency::request_id(&message.request_id),
+    ))?;
     let new_workflow = NewWorkflow {
         id: Uuid::now_v7(),
         tenant_id: tenant,
@@ -62,13 +66,23 @@ pub(super) async fn create(
         description: input.description,
         steps: steps_json(input.steps)?,
     };
-    let row = service
-        .pool
-        .run(async |conn| store::insert_workflow(conn, &new_workflow).await)
+    let response = service
+        .request_ids
+        .once(
+            &service.pool,
+            tenant,
+            request_id,
+            "CreateWorkflow",
+            message,
+            async |conn| {
+                let row = store::insert_workflow(conn, &new_workflow).await?;
+                Ok(pb::CreateWorkflowResponse {
+                    workflow: Some(row.into()),
+                })
+            },
+        )
         .await?;
-    Ok(Response::new(pb::CreateWorkflowResponse {
-        workflow: Some(row.into()),
-    }))
+    Ok(Response::new(response))
 }
 
 pub(super) async fn get(

@@ -45,13 +45,23 @@ pub(super) async fn create(
         status: ACTIVE.into(),
         metadata: input.metadata,
     };
-    let row = service
-        .pool
-        .run(async |conn| store::insert_conversation(conn, &new).await)
+    let response = service
+        .request_ids
+        .once(
+            &service.pool,
+            tenant,
+            input.request_id,
+            "CreateConversation",
+            message,
+            async |conn| {
+                let row = store::insert_conversation(conn, &new).await?;
+                Ok(pb::CreateConversationResponse {
+                    conversation: Some(row.into()),
+                })
+            },
+        )
         .await?;
-    Ok(Response::new(pb::CreateConversationResponse {
-        conversation: Some(row.into()),
-    }))
+    Ok(Response::new(response))
 }
 
 pub(super) async fn get(

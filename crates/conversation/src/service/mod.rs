@@ -9,6 +9,7 @@ mod messages;
 use agentic_platform::cache::{Cache, CacheKind, ScopedKey};
 use agentic_platform::db::Pool;
 use agentic_platform::error::{Error, Result};
+use agentic_platform::idempotency::RequestIds;
 use agentic_platform::paging::PageTokens;
 use agentic_platform::service::Context;
 use agentic_proto::conversation::v1 as pb;
@@ -27,7 +28,12 @@ pub struct ConversationService {
     pages: PageTokens,
     kinds: Kinds,
     dependencies: Dependencies,
+    /// Idempotent creates' request ids.
+    request_ids: RequestIds,
 }
+
+/// Where the service keeps idempotent creates' request ids.
+pub const REQUEST_IDS: &str = "conversations.request_ids";
 
 /// Cached kinds: conversations by id.
 struct Kinds {
@@ -44,6 +50,7 @@ impl ConversationService {
                 conversation: context.cache.kind(&kinds::CONVERSATION),
             },
             dependencies: Dependencies::new(args)?,
+            request_ids: context.request_ids(REQUEST_IDS),
         })
     }
 

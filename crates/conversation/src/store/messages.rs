@@ -10,8 +10,10 @@ use crate::model::{MessageRow, NewMessage};
 use crate::schema::messages;
 
 /// Appends `new` through `conversations.append_messages`: one statement, one round trip.
-/// Returns every requested message as stored, in request order.
-pub async fn append_messages(
+/// Returns every requested message as stored, in request order. A message whose id is
+/// already stored is not written again; if it differs from the stored one, nothing of the
+/// append is kept and the error names it (`ALREADY_EXISTS`).
+async fn append_raw(
     conn: &mut AsyncPgConnection,
     tenant: Uuid,
     conversation: Uuid,
@@ -45,6 +47,29 @@ pub async fn append_messages(
         return Err(Error::NotFound("conversation"));
     }
     Ok(rows)
+}
+
+/// [`append_raw`] in a transaction that is kept only if every message already stored
+/// under a requested id is that same message (a retry), else `ALREADY_EXISTS` naming it.
+pub async fn append_messages(
+    conn: &mut AsyncPgConnection,
+    tenant: Uuid,
+    conversation: Uuid,
+    new: &[NewMessage],
+) -> Result<Vec<MessageRow>> {
+    use diesel_async::AsyncConnection;
+    conn.transaction::<_, Error, _>(async |conn| {
+        let rows = append_raw(conn, tenant, conversation, new).await?;
+        for (index, (message, stored)) in new.iter().zip(&rows).enumerate() {
+            if !message.matches(stored) {
+                return Err(Error::AlreadyExists(format!(
+                    "messages[{index}].id: a different message has this id"
+                )));
+            }
+        }
+        Ok(rows)
+    })
+    .await
 }
 
 /// Which way a message listing runs.

@@ -75,6 +75,7 @@ pub async fn create_tenant(channel: Channel, tokens: &Tokens, slug: &str) -> Uui
     .create_tenant(pb::CreateTenantRequest {
         name: format!("Tenant {slug}"),
         slug: slug.to_owned(),
+        request_id: String::new(),
     })
     .await
     .expect("create tenant")

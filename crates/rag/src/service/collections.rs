@@ -4,6 +4,7 @@
 use agentic_platform::auth::Caller;
 use agentic_platform::cache::ScopedKey;
 use agentic_platform::error::{Error, Result};
+use agentic_platform::idempotency;
 use agentic_platform::paging;
 use agentic_platform::validate;
 use agentic_proto::rag::v1 as pb;
@@ -21,12 +22,15 @@ pub(super) async fn create(
     request: Request<pb::CreateCollectionRequest>,
 ) -> Result<Response<pb::CreateCollectionResponse>, Status> {
     let tenant = Caller::of(&request)?.admin_tenant()?;
-    let collection = request
-        .get_ref()
+    let message = request.get_ref();
+    let collection = message
         .collection
         .as_ref()
         .ok_or_else(|| Error::invalid("collection", "is required"))?;
-    let input = input::new_collection(collection, service.embedder.as_ref())?;
+    let (input, request_id) = validate::all((
+        input::new_collection(collection, service.embedder.as_ref()),
+        idempotency::request_id(&message.request_id),
+    ))?;
     let row = CollectionRow {
         id: Uuid::now_v7(),
         tenant_id: tenant,
@@ -39,16 +43,24 @@ pub(super) async fn create(
         chunk_overlap: input.chunk_overlap,
         created_at: Utc::now(),
     };
-    let row = service
-        .pool
-        .run(async |conn| {
-            store::ensure_vector_index(conn, row.dimensions).await?;
-            store::insert_collection(conn, &row).await
-        })
+    let response = service
+        .request_ids
+        .once(
+            &service.pool,
+            tenant,
+            request_id,
+            "CreateCollection",
+            message,
+            async |conn| {
+                store::ensure_vector_index(conn, row.dimensions).await?;
+                let row = store::insert_collection(conn, &row).await?;
+                Ok(pb::CreateCollectionResponse {
+                    collection: Some(row.into()),
+                })
+            },
+        )
         .await?;
-    Ok(Response::new(pb::CreateCollectionResponse {
-        collection: Some(row.into()),
-    }))
+    Ok(Response::new(response))
 }
 
 pub(super) async fn get(

@@ -9,6 +9,7 @@ use std::time::Duration;
 use agentic_platform::auth::Caller;
 use agentic_platform::cache::ScopedKey;
 use agentic_platform::error::{Error, Result};
+use agentic_platform::idempotency;
 use agentic_platform::paging;
 use agentic_platform::validate::{self};
 use agentic_proto::rag::v1 as pb;
@@ -90,17 +91,45 @@ pub(super) async fn ingest(
 ) -> Result<Response<pb::IngestDocumentsResponse>, Status> {
     let tenant = Caller::of(&request)?.member_tenant()?;
     let message = request.into_inner();
-    input::document_count(&message.documents, 1)?;
+    let ((), request_id) = validate::all((
+        input::document_count(&message.documents, 1),
+        idempotency::request_id(&message.request_id),
+    ))?;
     let (collection, _) = service
         .requested_collection(tenant, &message.collection_id)
         .await?;
-    let mut stored = service
-        .store_documents(tenant, collection, &message.documents)
+    let rows = input::new_documents(tenant, collection, &message.documents)?;
+    let response = service
+        .request_ids
+        .once(
+            &service.pool,
+            tenant,
+            request_id,
+            "IngestDocuments",
+            &message,
+            async |conn| {
+                let stored = store::insert_documents(conn, collection, &rows).await?;
+                Ok(ingest_response(stored))
+            },
+        )
         .await?;
-    if message.wait {
-        stored = service.wait_until_done(tenant, stored).await?;
+    service.ingestor.wake();
+    if !message.wait {
+        return Ok(Response::new(response));
     }
-    Ok(Response::new(ingest_response(stored)))
+    // A retry waits as the first call did, on the documents the first call stored.
+    let ids: Vec<Uuid> = response
+        .documents
+        .iter()
+        .filter_map(|document| document.id.parse().ok())
+        .collect();
+    let mut current = service
+        .pool
+        .run(async |conn| store::document_summaries(conn, tenant, &ids).await)
+        .await?;
+    current.sort_by_key(|document| ids.iter().position(|id| *id == document.id));
+    let done = service.wait_until_done(tenant, current).await?;
+    Ok(Response::new(ingest_response(done)))
 }
 
 pub(super) async fn ingest_stream(

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use agentic_platform::cache::{Cache, CacheKind, ScopedKey};
 use agentic_platform::db::Pool;
 use agentic_platform::error::{Error, Result};
+use agentic_platform::idempotency::RequestIds;
 use agentic_platform::paging::PageTokens;
 use agentic_platform::service::Context;
 use agentic_platform::validate;
@@ -40,7 +41,12 @@ pub struct RagService {
     embedder: Arc<dyn Embedder>,
     embeddings: CachedEmbedder,
     ingestor: Arc<Ingestor>,
+    /// Idempotent creates' request ids.
+    request_ids: RequestIds,
 }
+
+/// Where the service keeps idempotent creates' request ids.
+pub const REQUEST_IDS: &str = "rag.request_ids";
 
 impl RagService {
     /// The service on the configured embedder; its ingestion workers are `ingestor()`'s.
@@ -70,6 +76,7 @@ impl RagService {
             embedder,
             embeddings,
             ingestor,
+            request_ids: context.request_ids(REQUEST_IDS),
         })
     }
 

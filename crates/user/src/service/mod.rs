@@ -12,6 +12,7 @@ use std::sync::Arc;
 use agentic_platform::auth::Tokens;
 use agentic_platform::cache::{Cache, CacheKind, ScopedKey};
 use agentic_platform::db::Pool;
+use agentic_platform::idempotency::RequestIds;
 use agentic_platform::paging::PageTokens;
 use agentic_platform::principal::PrincipalCache;
 use agentic_platform::service::Context;
@@ -21,6 +22,9 @@ use tonic::{Request, Response, Status};
 
 use crate::kinds;
 use crate::principals::UserPrincipals;
+
+/// Where the service keeps idempotent creates' request ids.
+pub const REQUEST_IDS: &str = "users.request_ids";
 
 pub struct UserService {
     pool: Pool,
@@ -32,6 +36,8 @@ pub struct UserService {
     standings: UserPrincipals,
     /// Every service's cached standings, dropped here when tenants and users change.
     principals: PrincipalCache,
+    /// Idempotent creates' request ids.
+    request_ids: RequestIds,
 }
 
 /// Cached kinds: users by id, by email and by username, and tenants by id.
@@ -55,6 +61,7 @@ impl UserService {
             pages: context.pages.clone(),
             standings: UserPrincipals::new(context.pool.clone()),
             principals: context.principals.clone(),
+            request_ids: context.request_ids(REQUEST_IDS),
             kinds: Kinds {
                 user: cache.kind(&kinds::USER),
                 user_by_email: cache.kind(&kinds::USER_BY_EMAIL),

@@ -17,21 +17,34 @@ pub(super) async fn create(
     request: Request<pb::CreateTenantRequest>,
 ) -> Result<Response<pb::CreateTenantResponse>, Status> {
     require_platform(&request, "creating tenants needs a platform token")?;
-    let input = input::new_tenant(request.get_ref())?;
+    let message = request.get_ref();
+    let input = input::new_tenant(message)?;
     let tenant = NewTenant {
         id: Uuid::now_v7(),
         name: input.name,
         slug: input.slug,
     };
-    let row = service
-        .pool
-        .run(async |conn| store::insert_tenant(conn, &tenant).await)
+    let response = service
+        .request_ids
+        .once(
+            &service.pool,
+            Uuid::nil(),
+            input.request_id,
+            "CreateTenant",
+            message,
+            async |conn| {
+                let row = store::insert_tenant(conn, &tenant).await?;
+                Ok(pb::CreateTenantResponse {
+                    tenant: Some(row.into()),
+                })
+            },
+        )
         .await?;
     // A token naming it may have been refused, and its "missing" cached.
-    service.principals.forget_tenant(row.id).await;
-    Ok(Response::new(pb::CreateTenantResponse {
-        tenant: Some(row.into()),
-    }))
+    if let Some(id) = response.tenant.as_ref().and_then(|t| t.id.parse().ok()) {
+        service.principals.forget_tenant(id).await;
+    }
+    Ok(Response::new(response))
 }
 
 pub(super) async fn get(

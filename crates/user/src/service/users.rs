@@ -57,17 +57,37 @@ impl UserService {
     /// The lookup entries of a user. Lookups may hold a cached "absent" for a user that
     /// now exists, or the user itself.
     fn lookup_keys<'k>(&'k self, user: &UserRow, keys: &mut Vec<StaleKey<'k>>) {
-        let tenant = user.tenant_id;
+        self.lookup_keys_of(user.tenant_id, &user.email, user.username.as_deref(), keys);
+    }
+
+    /// The lookup entries of a user of `tenant` with `email` and `username`.
+    fn lookup_keys_of<'k>(
+        &'k self,
+        tenant: Uuid,
+        email: &str,
+        username: Option<&str>,
+        keys: &mut Vec<StaleKey<'k>>,
+    ) {
         keys.push((
             &self.kinds.user_by_email,
-            ScopedKey(tenant, user.email.clone()),
+            ScopedKey(tenant, email.to_owned()),
         ));
-        if let Some(username) = &user.username {
+        if let Some(username) = username {
             keys.push((
                 &self.kinds.user_by_username,
-                ScopedKey(tenant, username.clone()),
+                ScopedKey(tenant, username.to_owned()),
             ));
         }
+    }
+
+    /// Drops the lookup entries of users just created (which may hold a cached "absent").
+    async fn forget_lookups(&self, tenant: Uuid, users: &[pb::User]) {
+        let mut stale = Vec::with_capacity(users.len() * 2);
+        for user in users {
+            let username = (!user.username.is_empty()).then_some(user.username.as_str());
+            self.lookup_keys_of(tenant, &user.email, username, &mut stale);
+        }
+        self.cache.invalidate(&stale).await;
     }
 }
 
@@ -94,18 +114,30 @@ pub(super) async fn create(
     request: Request<pb::CreateUserRequest>,
 ) -> Result<Response<pb::CreateUserResponse>, Status> {
     let tenant = Caller::of(&request)?.admin_tenant()?;
-    let input = input::new_user(request.get_ref())?;
+    let message = request.get_ref();
+    let input = input::new_user(message)?;
+    let request_id = input.request_id;
     let new_user = new_user_row(tenant, input).await?;
-    let row = service
-        .pool
-        .run(async |conn| store::insert_user(conn, &new_user).await)
+    let response = service
+        .request_ids
+        .once(
+            &service.pool,
+            tenant,
+            request_id,
+            "CreateUser",
+            message,
+            async |conn| {
+                let row = store::insert_user(conn, &new_user).await?;
+                Ok(pb::CreateUserResponse {
+                    user: Some(row.into()),
+                })
+            },
+        )
         .await?;
-    let mut stale = Vec::new();
-    service.lookup_keys(&row, &mut stale);
-    service.cache.invalidate(&stale).await;
-    Ok(Response::new(pb::CreateUserResponse {
-        user: Some(row.into()),
-    }))
+    service
+        .forget_lookups(tenant, response.user.as_slice())
+        .await;
+    Ok(Response::new(response))
 }
 
 pub(super) async fn get(
@@ -226,21 +258,28 @@ pub(super) async fn batch_create(
     request: Request<pb::BatchCreateUsersRequest>,
 ) -> Result<Response<pb::BatchCreateUsersResponse>, Status> {
     let tenant = Caller::of(&request)?.admin_tenant()?;
-    let inputs = input::new_users(request.get_ref())?;
+    let message = request.get_ref();
+    let (inputs, request_id) = input::new_users(message)?;
     // Hashed on the blocking pool in parallel; most imports carry no passwords at all.
     let new_users =
         futures::future::try_join_all(inputs.into_iter().map(|item| new_user_row(tenant, item)))
             .await?;
-    let rows = service
-        .pool
-        .run(async |conn| store::insert_users(conn, &new_users).await)
+    let response = service
+        .request_ids
+        .once(
+            &service.pool,
+            tenant,
+            request_id,
+            "BatchCreateUsers",
+            message,
+            async |conn| {
+                let rows = store::insert_users(conn, &new_users).await?;
+                Ok(pb::BatchCreateUsersResponse {
+                    users: rows.into_iter().map(pb::User::from).collect(),
+                })
+            },
+        )
         .await?;
-    let mut stale = Vec::with_capacity(rows.len() * 2);
-    for row in &rows {
-        service.lookup_keys(row, &mut stale);
-    }
-    service.cache.invalidate(&stale).await;
-    Ok(Response::new(pb::BatchCreateUsersResponse {
-        users: rows.into_iter().map(pb::User::from).collect(),
-    }))
+    service.forget_lookups(tenant, &response.users).await;
+    Ok(Response::new(response))
 }

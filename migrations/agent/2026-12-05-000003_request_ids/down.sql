@@ -1,0 +1,1 @@
+DROP TABLE agents.request_ids;
