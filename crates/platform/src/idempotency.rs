@@ -86,7 +86,7 @@ impl RequestIds {
     /// Runs `create` in a transaction and returns its response, once per `request_id` in
     /// `scope` (the caller's tenant; nil for platform calls). `method` and `request` tell
     /// a retry from another request that reuses the id. Without a request id, `create`
-    /// simply runs (in a transaction too).
+    /// simply runs, as it would without this.
     pub async fn once<Req, Resp>(
         &self,
         pool: &Pool,
@@ -100,18 +100,16 @@ impl RequestIds {
         Req: Message,
         Resp: Message + Default,
     {
-        let hash = request_id.map(|_| self.digest(method, request));
+        let Some(request_id) = request_id else {
+            return pool.run(async |conn| create(conn).await).await;
+        };
+        let hash = self.digest(method, request);
         pool.run(async |conn| {
             let conn: &mut AsyncPgConnection = conn;
             // Begun and ended by hand: the create's own transactions nest inside as
             // savepoints, and no `Send` bound is asked of `create`'s future.
             AnsiTransactionManager::begin_transaction(conn).await?;
-            let outcome = match (request_id, &hash) {
-                (Some(request_id), Some(hash)) => {
-                    self.claimed(conn, scope, request_id, hash, create).await
-                }
-                _ => create(conn).await,
-            };
+            let outcome = self.claimed(conn, scope, request_id, &hash, create).await;
             match outcome {
                 Ok(response) => {
                     AnsiTransactionManager::commit_transaction(conn).await?;
@@ -182,7 +180,10 @@ impl RequestIds {
     /// Deletes request ids older than [`RETENTION`] every hour until `stop`.
     pub async fn clean_up(self, pool: Pool, stop: CancellationToken) {
         let table = self.table;
-        let mut ticker = tokio::time::interval(CLEANUP_PERIOD);
+        // The first sweep an hour after start: a fleet restarting at once does not sweep
+        // at once, and a fresh process's first queries are its callers'.
+        let first = tokio::time::Instant::now() + CLEANUP_PERIOD;
+        let mut ticker = tokio::time::interval_at(first, CLEANUP_PERIOD);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {

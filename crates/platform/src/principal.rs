@@ -65,27 +65,18 @@ pub trait PrincipalSource: Send + Sync + 'static {
 
 /// The cache namespace every service shares for standings.
 const NAMESPACE: &str = "principals";
-/// Every standing of a tenant, dropped at once when the tenant changes.
-const TENANT_SCOPE: &str = "tenant_principals";
-const PRINCIPAL: KindSpec = KindSpec::new("principal").in_namespace(TENANT_SCOPE);
-
-/// The user part of a principal's key: its id, or `-` for a token of no user.
-struct UserPart(Option<Uuid>);
-
-impl std::fmt::Display for UserPart {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            Some(user) => user.fmt(f),
-            None => f.write_str("-"),
-        }
-    }
-}
+/// Tenants' standing, by tenant id.
+const TENANT: KindSpec = KindSpec::new("tenant_standing").ttl_of("principal");
+/// Users' standing, by tenant and user id (a tenant's standing is kept apart, so a check
+/// of a token of no user is one lookup, and a tenant's change drops one entry).
+const USER: KindSpec = KindSpec::new("user_standing").ttl_of("principal");
 
 /// Standings, cached in a namespace every service shares; cheap to clone.
 #[derive(Clone)]
 pub struct PrincipalCache {
     cache: Cache,
-    kind: CacheKind,
+    tenants: CacheKind,
+    users: CacheKind,
 }
 
 impl PrincipalCache {
@@ -95,41 +86,56 @@ impl PrincipalCache {
         let mut cache = cache.clone();
         cache.cache_enabled = true;
         cache.cache_ttls.insert(
-            PRINCIPAL.ttl_setting,
+            TENANT.ttl_setting,
             args.principal_cache_ttl.as_secs().max(1),
         );
         let cache = Cache::new(&cache, NAMESPACE);
-        let kind = cache.kind(&PRINCIPAL);
-        Self { cache, kind }
+        Self {
+            tenants: cache.kind(&TENANT),
+            users: cache.kind(&USER),
+            cache,
+        }
     }
 
-    /// The standing of `tenant` (and `user`), from the cache or `source`.
+    /// The standing of `tenant` and, when given and the tenant is active, of its user
+    /// `user`: from the cache, else from `source`.
     pub async fn standings(
         &self,
         tenant: Uuid,
         user: Option<Uuid>,
         source: &dyn PrincipalSource,
     ) -> Result<Standings> {
-        self.cache
-            .get_or_load(&self.kind, ScopedKey(tenant, UserPart(user)), || async {
-                source.load(tenant, user).await.map(Some)
+        let mut standings = self
+            .cache
+            .get_or_load(&self.tenants, tenant, || async {
+                source.load(tenant, None).await.map(Some)
             })
             .await?
-            .ok_or_else(|| Error::internal("a principal source returned nothing"))
+            .ok_or_else(|| Error::internal("a principal source returned nothing"))?;
+        if let (Some(user), Standing::Active) = (user, standings.tenant()) {
+            let loaded = self
+                .cache
+                .get_or_load(&self.users, ScopedKey(tenant, user), || async {
+                    source.load(tenant, Some(user)).await.map(Some)
+                })
+                .await?
+                .ok_or_else(|| Error::internal("a principal source returned nothing"))?;
+            standings.user = loaded.user;
+        }
+        Ok(standings)
     }
 
     /// Drops the standing of `user` of `tenant` in every replica of every service: after
-    /// the user was created, changed or deleted.
+    /// the user was changed or deleted.
     pub async fn forget_user(&self, tenant: Uuid, user: Uuid) {
         self.cache
-            .invalidate(&[(&self.kind, ScopedKey(tenant, UserPart(Some(user))))])
+            .invalidate(&[(&self.users, ScopedKey(tenant, user))])
             .await;
     }
 
-    /// Drops every standing of `tenant` (its own and its users') everywhere: after the
-    /// tenant was created or changed.
+    /// Drops the standing of `tenant` everywhere: after the tenant was created or changed.
     pub async fn forget_tenant(&self, tenant: Uuid) {
-        self.cache.invalidate_scope(TENANT_SCOPE, tenant).await;
+        self.cache.invalidate(&[(&self.tenants, tenant)]).await;
     }
 }
 
