@@ -54,7 +54,7 @@ fmt: ## format the code
 	$(CARGO) fmt --all
 
 .PHONY: bench
-bench: infra ## measure throughput and latency over gRPC; writes bench/out/report.md
+bench: infra tools ## measure throughput and latency over gRPC; writes bench/out/report.md
 	@scripts/bench.sh
 
 .PHONY: clean

@@ -75,7 +75,7 @@ wait_healthy() { # port log
 }
 
 start_service() { # name cache_enabled grpc_port admin_port [service] [principal_check]
-  USER_SERVICE_URL=http://127.0.0.1:50061 AGENT_SERVICE_URL=http://127.0.0.1:50063 \
+  USER_SERVICE_URL=http://127.0.0.1:27061 AGENT_SERVICE_URL=http://127.0.0.1:27063 \
     PRINCIPAL_CHECK="${6:-true}" \
     DATABASE_URL="$BENCH_URL" CACHE_ENABLED="$2" GRPC_ADDR="127.0.0.1:$3" ADMIN_ADDR="127.0.0.1:$4" \
     CACHE_KEY_PREFIX="bench-$$" RUST_LOG=warn "$BIN" serve "${5:-user}" >"$OUT/$1.log" 2>&1 &
@@ -84,47 +84,47 @@ start_service() { # name cache_enabled grpc_port admin_port [service] [principal
   wait_healthy "$3" "$OUT/$1.log"
 }
 
-start_service cached true 50061 9161
-start_service uncached false 50062 9162
+start_service cached true 27061 9161
+start_service uncached false 27062 9162
 # The same build with the principal check off: what the check costs cached GetUser.
-start_service unchecked true 50066 9166 user false
-start_service agent true 50063 9163 agent
-start_service conversation true 50064 9164 conversation
+start_service unchecked true 27066 9166 user false
+start_service agent true 27063 9163 agent
+start_service conversation true 27064 9164 conversation
 # agentic-rag-bench acts in a tenant of its own making, which the user service never
 # saw: the RAG service runs without the principal check here.
-start_service rag true 50065 9165 rag false
-"$BASELINE" --addr 127.0.0.1:50070 echo >"$OUT/echo.log" 2>&1 &
+start_service rag true 27065 9165 rag false
+"$BASELINE" --addr 127.0.0.1:27070 echo >"$OUT/echo.log" 2>&1 &
 pids+=($!)
-"$BASELINE" --addr 127.0.0.1:50073 echo --coalesced-writes >"$OUT/echo-coalesced.log" 2>&1 &
+"$BASELINE" --addr 127.0.0.1:27073 echo --coalesced-writes >"$OUT/echo-coalesced.log" 2>&1 &
 pids+=($!)
 POOL_MAX=$(( ${DB_POOL_SIZE:-$DEFAULT_POOL_SIZE} + ${DB_MAX_OVERFLOW:-$DEFAULT_MAX_OVERFLOW} ))
-DATABASE_URL="$BENCH_URL" "$BASELINE" --addr 127.0.0.1:50071 by-key --connections "$POOL_MAX" >"$OUT/by-key.log" 2>&1 &
+DATABASE_URL="$BENCH_URL" "$BASELINE" --addr 127.0.0.1:27071 by-key --connections "$POOL_MAX" >"$OUT/by-key.log" 2>&1 &
 pids+=($!)
-DATABASE_URL="$BENCH_URL" "$BASELINE" --addr 127.0.0.1:50072 by-key --connections 8 --pipelined >"$OUT/by-key-pipelined.log" 2>&1 &
+DATABASE_URL="$BENCH_URL" "$BASELINE" --addr 127.0.0.1:27072 by-key --connections 8 --pipelined >"$OUT/by-key-pipelined.log" 2>&1 &
 pids+=($!)
 sleep 1
 
 # label port scenario: the h2load request file and headers of one target.
 TARGETS=(
-  "bare echo, Health/Check|50070|health"
-  "bare echo with coalesced writes, Health/Check|50073|health"
-  "service, Health/Check|50061|health"
-  "service, GetUser (cached)|50061|get-user"
-  "service, GetUser (cached), principal check off|50066|get-user"
-  "bare tokio-postgres, GetUser by key|50071|get-user"
-  "service, GetUser (cache off)|50062|get-user"
-  "bare tokio-postgres pipelined, GetUser by key|50072|get-user"
-  "agent service, Health/Check|50063|health"
-  "agent service, GetAgent (cached)|50063|get-agent"
-  "agent service, BatchGetAgents (100)|50063|batch-get-agents"
-  "agent service, ListAgents (20)|50063|list-agents"
-  "conversation service, Health/Check|50064|health"
-  "conversation service, GetConversation|50064|get-conversation"
-  "conversation service, ListMessages (50)|50064|list-messages"
+  "bare echo, Health/Check|27070|health"
+  "bare echo with coalesced writes, Health/Check|27073|health"
+  "service, Health/Check|27061|health"
+  "service, GetUser (cached)|27061|get-user"
+  "service, GetUser (cached), principal check off|27066|get-user"
+  "bare tokio-postgres, GetUser by key|27071|get-user"
+  "service, GetUser (cache off)|27062|get-user"
+  "bare tokio-postgres pipelined, GetUser by key|27072|get-user"
+  "agent service, Health/Check|27063|health"
+  "agent service, GetAgent (cached)|27063|get-agent"
+  "agent service, BatchGetAgents (100)|27063|batch-get-agents"
+  "agent service, ListAgents (20)|27063|list-agents"
+  "conversation service, Health/Check|27064|health"
+  "conversation service, GetConversation|27064|get-conversation"
+  "conversation service, ListMessages (50)|27064|list-messages"
 )
 
 agentic_load() { # port scenario duration label
-  "$BIN" load --addr "http://127.0.0.1:$1" --fixture-addr http://127.0.0.1:50061 --agent-addr http://127.0.0.1:50063 \
+  "$BIN" load --addr "http://127.0.0.1:$1" --fixture-addr http://127.0.0.1:27061 --agent-addr http://127.0.0.1:27063 \
     --scenario "$2" --duration "$3" --concurrency "$CONCURRENCY" |
     sed "s#^{#{\"label\":\"$4\",#"
 }
@@ -133,7 +133,7 @@ for i in "${!TARGETS[@]}"; do
   IFS='|' read -r label port scenario <<<"${TARGETS[$i]}"
   echo "[bench] checking every status: $label" >&2
   agentic_load "$port" "$scenario" 1s "$label" >>"$OUT/status-checks.jsonl"
-  "$BIN" load --addr "http://127.0.0.1:$port" --fixture-addr http://127.0.0.1:50061 --agent-addr http://127.0.0.1:50063 \
+  "$BIN" load --addr "http://127.0.0.1:$port" --fixture-addr http://127.0.0.1:27061 --agent-addr http://127.0.0.1:27063 \
     --scenario "$scenario" --h2load-request "$OUT/request-$i.bin" >"$OUT/request-$i.txt"
 done
 
@@ -158,13 +158,13 @@ PY
 done
 
 echo "[bench] ListUsers, CreateUser and AppendMessages ($DURATION each)" >&2
-agentic_load 50061 list-users "$DURATION" "ListUsers (20)" >"$OUT/latency.jsonl"
-agentic_load 50061 create-user "$DURATION" "CreateUser" >>"$OUT/latency.jsonl"
-agentic_load 50064 append-messages "$DURATION" "AppendMessages (10, over 16 conversations)" >>"$OUT/latency.jsonl"
+agentic_load 27061 list-users "$DURATION" "ListUsers (20)" >"$OUT/latency.jsonl"
+agentic_load 27061 create-user "$DURATION" "CreateUser" >>"$OUT/latency.jsonl"
+agentic_load 27064 append-messages "$DURATION" "AppendMessages (10, over 16 conversations)" >>"$OUT/latency.jsonl"
 
 echo "[bench] RAG: fixture, ingestion and Search rounds" >&2
 "$ROOT/target/release/agentic-rag-bench" --database-url "$BENCH_URL" \
-  --service http://127.0.0.1:50065 \
+  --service http://127.0.0.1:27065 \
   --chunks "${BENCH_RAG_CHUNKS:-100000}" --duration "$DURATION" --rounds "$ROUNDS" >"$OUT/rag.jsonl"
 
 rss_mib() { awk '/^VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }

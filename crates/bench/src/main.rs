@@ -59,7 +59,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 )]
 struct Cli {
     /// Address to serve on.
-    #[arg(long, default_value = "127.0.0.1:50070")]
+    #[arg(long, default_value = "127.0.0.1:27070")]
     addr: SocketAddr,
     #[command(subcommand)]
     mode: Mode,
