@@ -39,17 +39,22 @@ pub struct Tenant {
 
 impl Suite {
     pub async fn start() -> Self {
+        Self::start_with(Options::default()).await
+    }
+
+    /// The three services with `options` (the conversation service's URLs added).
+    pub async fn start_with(options: Options) -> Self {
         let user_db = TestDatabase::create(UserApp::SPEC.name, UserApp::MIGRATIONS).await;
         let agent_db = TestDatabase::create(AgentApp::SPEC.name, AgentApp::MIGRATIONS).await;
         let conversation_db =
             TestDatabase::create(ConversationApp::SPEC.name, ConversationApp::MIGRATIONS).await;
-        let options = Options::default();
         let users = UserService::start_on(&user_db.url, &user_db.name, &options).await;
         let agents = AgentService::start_on(&agent_db.url, &agent_db.name, &options).await;
-        let conversations = Self::start_conversations(
+        let conversations = Self::start_conversations_with(
             &conversation_db,
             &format!("http://{}", users.addr),
             &format!("http://{}", agents.addr),
+            options,
         )
         .await;
         Self {
@@ -69,6 +74,16 @@ impl Suite {
         user_url: &str,
         agent_url: &str,
     ) -> ConversationService {
+        Self::start_conversations_with(db, user_url, agent_url, Options::default()).await
+    }
+
+    /// [`Suite::start_conversations`] on top of `base`.
+    pub async fn start_conversations_with(
+        db: &TestDatabase,
+        user_url: &str,
+        agent_url: &str,
+        base: Options,
+    ) -> ConversationService {
         let options = Options {
             service_flags: [
                 "--user-service-url",
@@ -80,7 +95,7 @@ impl Suite {
             ]
             .map(String::from)
             .to_vec(),
-            ..Options::default()
+            ..base
         };
         ConversationService::start_on(&db.url, &db.name, &options).await
     }

@@ -267,6 +267,8 @@ get_user_only! {
         update_tenant(UpdateTenantRequest) -> UpdateTenantResponse,
         list_tenants(ListTenantsRequest) -> ListTenantsResponse,
         get_principal(GetPrincipalRequest) -> GetPrincipalResponse,
+        set_tenant_rate_limits(SetTenantRateLimitsRequest) -> SetTenantRateLimitsResponse,
+        get_tenant_rate_limits(GetTenantRateLimitsRequest) -> GetTenantRateLimitsResponse,
         create_user(CreateUserRequest) -> CreateUserResponse,
         lookup_user(LookupUserRequest) -> LookupUserResponse,
         update_user(UpdateUserRequest) -> UpdateUserResponse,

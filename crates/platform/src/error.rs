@@ -51,6 +51,10 @@ pub enum Error {
     /// A limit was reached (`RESOURCE_EXHAUSTED`).
     #[error("{0}")]
     ResourceExhausted(&'static str),
+    /// A rate limit was reached (`RESOURCE_EXHAUSTED` with `RetryInfo`, `QuotaFailure`
+    /// and `ErrorInfo`).
+    #[error("rate limit exceeded")]
+    RateLimited(Vec<Rejection>),
     /// A dependency of this service (its database) is down (`UNAVAILABLE` with
     /// `RetryInfo`).
     #[error("{0}")]
@@ -76,6 +80,53 @@ impl Error {
     pub fn internal(context: impl std::fmt::Display) -> Self {
         Self::Internal(context.to_string())
     }
+}
+
+/// Why a rate limit rejected a call.
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    /// The rule's name.
+    pub rule: std::sync::Arc<str>,
+    /// Whom it counted (`user:<id>`, `address:<ip>`, `tenant:<id>`, `account`).
+    pub subject: String,
+    /// Until the call would pass.
+    pub retry: Duration,
+}
+
+/// The metadata key gRPC clients read a server's retry pushback from.
+pub const RETRY_PUSHBACK: &str = "grpc-retry-pushback-ms";
+
+/// `RESOURCE_EXHAUSTED` for `rejections`: the longest retry in `RetryInfo` and
+/// `grpc-retry-pushback-ms`, every rule and subject in `QuotaFailure`, and `ErrorInfo`
+/// `RATE_LIMIT_EXCEEDED` naming the rules.
+pub fn rate_limited_status(rejections: &[Rejection]) -> Status {
+    let retry = rejections.iter().map(|r| r.retry).max().unwrap_or_default();
+    let rules: Vec<&str> = rejections.iter().map(|r| &*r.rule).collect();
+    let mut details = ErrorDetails::with_retry_info(Some(retry));
+    for rejection in rejections {
+        details.add_quota_failure_violation(
+            rejection.subject.clone(),
+            format!("rate limit rule '{}' is spent", rejection.rule),
+        );
+    }
+    details.set_error_info(
+        "RATE_LIMIT_EXCEEDED",
+        "agentic",
+        std::collections::HashMap::from([("rules".to_owned(), rules.join(","))]),
+    );
+    let mut status = Status::with_error_details(
+        Code::ResourceExhausted,
+        format!(
+            "rate limit exceeded ({}); retry in {:.1}s",
+            rules.join(", "),
+            retry.as_secs_f64()
+        ),
+        details,
+    );
+    if let Ok(value) = retry.as_millis().to_string().parse() {
+        status.metadata_mut().insert(RETRY_PUSHBACK, value);
+    }
+    status
 }
 
 /// Characters of a field name or description sent back: violations may echo input
@@ -131,6 +182,7 @@ impl From<Error> for Status {
             Error::PermissionDenied(message) => Status::permission_denied(message),
             Error::DeadlineExceeded(message) => Status::deadline_exceeded(message),
             Error::ResourceExhausted(message) => Status::resource_exhausted(message),
+            Error::RateLimited(rejections) => rate_limited_status(&rejections),
             Error::Unavailable(cause) => {
                 tracing::warn!(%cause, "dependency unavailable");
                 let details = ErrorDetails::with_retry_info(Some(Duration::from_secs(1)));

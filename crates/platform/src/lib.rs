@@ -8,12 +8,12 @@
 //!   [`config`] (the clap blocks every service flattens), [`telemetry`];
 //! - what a request knows: [`request`] (its deadline and read consistency), [`auth`]
 //!   (tokens and the verified caller), [`principal`] (whether the caller's tenant and
-//!   user may still call);
+//!   user may still call), [`ratelimit`] (whether the caller has calls left);
 //! - data: [`db`] (the PostgreSQL pool), [`cache`] (the two-level cache), [`batch`],
 //!   [`idempotency`] (creates done once per request id);
 //! - the API's conventions: [`error`], [`validate`], [`paging`], [`fieldmask`], [`json`],
 //!   [`time`];
-//! - calling other services: [`client`];
+//! - calling other services: [`client`], with a [`breaker`] per dependency;
 //! - odds and ends a service may need: [`blocking`] (CPU-bound work off the runtime),
 //!   [`secrets`] (sealing stored secrets);
 //! - [`testsuite`] (feature `testsuite`): fixtures for tests against real PostgreSQL,
@@ -26,6 +26,7 @@
 pub mod auth;
 pub mod batch;
 pub mod blocking;
+pub(crate) mod breaker;
 pub mod cache;
 pub mod client;
 pub mod config;
@@ -36,6 +37,7 @@ pub mod idempotency;
 pub mod json;
 pub mod paging;
 pub mod principal;
+pub mod ratelimit;
 pub mod request;
 pub mod secrets;
 pub mod server;

@@ -24,6 +24,8 @@ use crate::error::{Error, Result};
 use crate::idempotency::RequestIds;
 use crate::paging::PageTokens;
 use crate::principal::{PrincipalArgs, PrincipalCache, PrincipalCheck, PrincipalSource};
+use crate::ratelimit::plans::Announcer;
+use crate::ratelimit::{RateLimitArgs, RateLimiter};
 use crate::server::layers::{AuthLayer, PrincipalLayer};
 use crate::server::{Server, Services};
 
@@ -109,6 +111,12 @@ pub struct Context {
     /// Principals' standing, cached in every service; the user service drops entries here
     /// when tenants and users change.
     pub principals: PrincipalCache,
+    /// The rate limiter (`None` where `RATE_LIMIT_ENABLED=false`); the server applies it
+    /// to every call, and handlers to what only they can count (failed sign-ins).
+    pub limiter: Option<RateLimiter>,
+    /// Announces tenants' rate limit plans to every replica (the user service's job);
+    /// `None` without Redis.
+    pub plan_announcer: Option<Announcer>,
     /// Keys the digests of idempotent requests (see [`Context::request_ids`]).
     request_key: Arc<[u8]>,
 }
@@ -141,6 +149,9 @@ pub struct ServiceArgs {
     /// The principal check.
     #[command(flatten)]
     pub principals: PrincipalArgs,
+    /// Rate limits.
+    #[command(flatten)]
+    pub rate_limits: RateLimitArgs,
     /// Apply pending migrations before serving.
     #[arg(long, env = "MIGRATE_ON_START", default_value_t = false, action = ArgAction::Set)]
     pub migrate_on_start: bool,
@@ -206,6 +217,19 @@ impl<S: ServiceType> App<S> {
                 pages: PageTokens::new(args.auth.jwt_secret.as_bytes()),
                 max_message_size: args.server.grpc_max_message_size,
                 principals: PrincipalCache::new(&args.cache, &args.principals),
+                limiter: RateLimiter::new(
+                    name,
+                    &args.rate_limits,
+                    &args.cache,
+                    args.auth.jwt_secret.as_bytes(),
+                )?,
+                plan_announcer: match &args.cache.redis_url {
+                    Some(url) => Some(
+                        Announcer::new(url, &args.cache.cache_key_prefix)
+                            .map_err(|e| Error::internal(format!("REDIS_URL: {e}")))?,
+                    ),
+                    None => None,
+                },
                 // A key of its own, derived from the shared secret, as page tokens' is.
                 request_key: request_key(args.auth.jwt_secret.as_bytes()),
             },
@@ -233,6 +257,7 @@ impl<S: ServiceType> App<S> {
         Ok(
             Server::new(S::SPEC.name, self.server.clone(), auth, services)
                 .check_principals(PrincipalLayer::new(check))
+                .limit_rates(self.context.limiter.clone())
                 .describe(S::FILE_DESCRIPTOR_SET)
                 .ready_when_database_answers(self.context.pool.clone()),
         )

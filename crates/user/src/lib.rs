@@ -63,7 +63,10 @@ impl ServiceType for UserApp {
         let request_ids = context.request_ids(service::REQUEST_IDS);
         let pool = context.pool.clone();
         services.background(move |stop| request_ids.clean_up(pool, stop));
-        let service = service::UserService::new(context);
+        let plans = service::PlanBoard::new(context.plan_announcer.clone());
+        let (board, pool) = (plans.clone(), context.pool.clone());
+        services.background(move |stop| board.keep_announced(pool, stop));
+        let service = service::UserService::new(context, plans);
         services.add(agentic_platform::grpc_server!(
             UserServiceServer::new(service),
             context

@@ -26,5 +26,14 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    users.tenant_rate_limits (tenant_id) {
+        tenant_id -> Uuid,
+        rules -> Jsonb,
+        updated_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(users -> tenants (tenant_id));
-diesel::allow_tables_to_appear_in_same_query!(tenants, users);
+diesel::joinable!(tenant_rate_limits -> tenants (tenant_id));
+diesel::allow_tables_to_appear_in_same_query!(tenants, users, tenant_rate_limits);

@@ -18,7 +18,6 @@
 //! dependency in `google.rpc.ErrorInfo`. Readiness is not affected: it follows only the
 //! service's own database.
 
-mod breaker;
 mod discovery;
 
 use std::future::Future;
@@ -33,9 +32,10 @@ use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use self::breaker::{Breaker, Permit};
 use crate::auth::Tokens;
+use crate::breaker::{Breaker, Permit};
 use crate::error::{Error, Result};
+use crate::ratelimit::hop::{COUNTED_HEADER, Counted};
 
 /// How calls to other services behave, for services that call others (flattened into
 /// their own settings beside the URLs of the services they call).
@@ -70,19 +70,31 @@ pub enum Idempotency {
     Write,
 }
 
-/// The bearer credentials an outgoing call carries.
+/// The bearer credentials an outgoing call carries, and the proof that the caller was
+/// already counted against its rate limits ([`crate::ratelimit::hop`]).
 #[derive(Debug, Clone)]
-pub struct Credentials(MetadataValue<Ascii>);
+pub struct Credentials {
+    authorization: MetadataValue<Ascii>,
+    counted: Option<MetadataValue<Ascii>>,
+}
 
 impl Credentials {
-    /// The incoming request's own `authorization`: the callee sees the same caller.
+    /// The incoming request's own `authorization`: the callee sees the same caller, and
+    /// does not count it again when this service counted it.
     pub fn of<T>(incoming: &Request<T>) -> Result<Self> {
-        incoming
+        let authorization = incoming
             .metadata()
             .get("authorization")
             .cloned()
-            .map(Self)
-            .ok_or(Error::Unauthenticated("missing bearer token"))
+            .ok_or(Error::Unauthenticated("missing bearer token"))?;
+        let counted = incoming
+            .extensions()
+            .get::<Counted>()
+            .and_then(|counted| counted.proof(authorization.as_bytes()).parse().ok());
+        Ok(Self {
+            authorization,
+            counted,
+        })
     }
 
     /// A token of this service's own (`subject`), for calls made on nobody's behalf.
@@ -93,10 +105,13 @@ impl Credentials {
         role: &str,
     ) -> Result<Self> {
         let (token, _) = tokens.issue(subject, tenant, role, Some(Duration::from_secs(300)))?;
-        format!("Bearer {token}")
+        let authorization = format!("Bearer {token}")
             .parse()
-            .map(Self)
-            .map_err(|_| Error::internal("a minted token is not a header value"))
+            .map_err(|_| Error::internal("a minted token is not a header value"))?;
+        Ok(Self {
+            authorization,
+            counted: None,
+        })
     }
 }
 
@@ -263,7 +278,10 @@ impl Dependency {
         let mut request = Request::new(message);
         request.set_timeout(timeout);
         let metadata = request.metadata_mut();
-        metadata.insert("authorization", credentials.0.clone());
+        metadata.insert("authorization", credentials.authorization.clone());
+        if let Some(counted) = &credentials.counted {
+            metadata.insert(COUNTED_HEADER, counted.clone());
+        }
         let context = tracing::Span::current().context();
         opentelemetry::global::get_text_map_propagator(|propagator| {
             propagator.inject_context(&context, &mut MetadataInjector(metadata));

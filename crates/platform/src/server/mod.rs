@@ -1,8 +1,8 @@
 //! The one gRPC server builder every service uses.
 //!
 //! It adds, in a fixed order: panic → `INTERNAL`, a span and metrics per RPC, the request
-//! size limit, the caller's deadline, the read consistency it asked for, and bearer-token
-//! auth (the deadline layer is the request timeout); and it caps concurrent streams per
+//! size limit, the caller's deadline, the read consistency it asked for, bearer-token
+//! auth, rate limits and the principal check (the deadline layer is the request timeout); and it caps concurrent streams per
 //! connection in HTTP/2's own settings. It serves grpc.health.v1 (every status starts
 //! `NOT_SERVING` and follows the database), reflection v1 and v1alpha, and the admin HTTP
 //! port, and drains in-flight requests on SIGTERM/SIGINT. Responses that finish together
@@ -33,12 +33,13 @@ use self::coalesce::CoalescedWrites;
 use self::layers::rpc::known_methods;
 use self::layers::{
     AuthLayer, CatchPanicLayer, ConsistencyLayer, DeadlineLayer, MessageLimitLayer, PrincipalLayer,
-    RpcLayer,
+    RateLimitLayer, RpcLayer,
 };
 use self::readiness::{HealthStatuses, follow_readiness};
 use crate::config::ServerArgs;
 use crate::db::Pool;
 use crate::error::{Error, Result};
+use crate::ratelimit::RateLimiter;
 
 /// A generated tonic server configured as every service's must be: requests held to the
 /// context's message limit (so inflated messages are, too), gzip accepted and sent.
@@ -111,6 +112,7 @@ pub struct Server {
     services: Services,
     auth: AuthLayer,
     principals: PrincipalLayer,
+    limiter: Option<RateLimiter>,
     descriptors: Vec<&'static [u8]>,
     database: Option<Pool>,
 }
@@ -124,6 +126,7 @@ impl Server {
             services,
             auth,
             principals: PrincipalLayer::default(),
+            limiter: None,
             descriptors: Vec::new(),
             database: None,
         }
@@ -132,6 +135,12 @@ impl Server {
     /// Calls are refused unless their principal passes `principals` (after auth).
     pub fn check_principals(mut self, principals: PrincipalLayer) -> Self {
         self.principals = principals;
+        self
+    }
+
+    /// Calls are limited by `limiter` (after auth); `None` limits nothing.
+    pub fn limit_rates(mut self, limiter: Option<RateLimiter>) -> Self {
+        self.limiter = limiter;
         self
     }
 
@@ -231,6 +240,10 @@ impl Server {
             tonic_reflection::pb::v1alpha::server_reflection_server::SERVICE_NAME,
         ]);
         let methods = known_methods(&descriptors, &served);
+        if let Some(limiter) = &self.limiter {
+            limiter.bind(&methods);
+            tokio::spawn(limiter.clone().run_upkeep(background.clone()));
+        }
         let layers = tower::ServiceBuilder::new()
             .layer(CatchPanicLayer)
             .layer(RpcLayer::new(&methods, self.args.slow_request_threshold))
@@ -238,6 +251,7 @@ impl Server {
             .layer(DeadlineLayer::new(self.args.request_timeout, self.name))
             .layer(ConsistencyLayer)
             .layer(self.auth.clone())
+            .layer(RateLimitLayer::new(self.limiter.clone()))
             .layer(self.principals.clone());
 
         let signalled = CancellationToken::new();

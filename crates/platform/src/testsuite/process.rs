@@ -42,6 +42,8 @@ impl ServiceProcess {
             .env("RUST_LOG", "info")
             // As for services in-process: tests act in tenants only a token names.
             .env("PRINCIPAL_CHECK", "false")
+            // As for services in-process: tests call faster than the default limits.
+            .env("RATE_LIMIT_ENABLED", "false")
             .envs(env.iter().copied())
             .stdout(Stdio::from(out.try_clone().expect("log file")))
             .stderr(Stdio::from(out))

@@ -160,6 +160,9 @@ pub struct Options {
     /// Whether calls' principals are checked (`PRINCIPAL_CHECK`); off by default, since
     /// most tests act in tenants only a token names.
     pub principal_check: bool,
+    /// Rate limits (`RATE_LIMIT_*`); off by default (`RATE_LIMIT_ENABLED=false`), since
+    /// most tests call faster than the default limits allow.
+    pub rate_limits: crate::ratelimit::RateLimitArgs,
     /// The service's own settings, as flags (`--user-service-url`, ...): parsed by clap
     /// into its [`ServiceType::Args`] after its [`ServiceType::TEST_FLAGS`].
     pub service_flags: Vec<String>,
@@ -174,6 +177,7 @@ impl Default for Options {
             cache_ttl: Duration::from_secs(300),
             pool_size: 4,
             principal_check: false,
+            rate_limits: crate::config::from_flags(&["--rate-limit-enabled", "false"]),
             service_flags: Vec::new(),
         }
     }
@@ -208,6 +212,7 @@ impl Options {
                 principal_check: self.principal_check,
                 ..crate::config::from_flags(&[])
             },
+            rate_limits: self.rate_limits.clone(),
             migrate_on_start: false,
         }
     }

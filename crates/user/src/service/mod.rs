@@ -3,6 +3,7 @@
 //! which hands each RPC to its module.
 
 mod principals;
+mod rate_limits;
 mod sign_in;
 mod tenants;
 mod users;
@@ -15,11 +16,13 @@ use agentic_platform::db::Pool;
 use agentic_platform::idempotency::RequestIds;
 use agentic_platform::paging::PageTokens;
 use agentic_platform::principal::PrincipalCache;
+use agentic_platform::ratelimit::RateLimiter;
 use agentic_platform::service::Context;
 use agentic_proto::user::v1 as pb;
 use agentic_proto::user::v1::user_service_server::UserService as Api;
 use tonic::{Request, Response, Status};
 
+pub use self::rate_limits::PlanBoard;
 use crate::kinds;
 use crate::principals::UserPrincipals;
 
@@ -38,6 +41,10 @@ pub struct UserService {
     principals: PrincipalCache,
     /// Idempotent creates' request ids.
     request_ids: RequestIds,
+    /// Tenants' rate limit plans, announced to every replica.
+    plans: PlanBoard,
+    /// Counts failed sign-ins per account (`None` where rate limits are off).
+    limiter: Option<RateLimiter>,
 }
 
 /// Cached kinds: users by id, by email and by username, and tenants by id.
@@ -52,7 +59,7 @@ struct Kinds {
 type StaleKey<'k> = (&'k CacheKind, ScopedKey<String>);
 
 impl UserService {
-    pub fn new(context: &Context) -> Self {
+    pub fn new(context: &Context, plans: PlanBoard) -> Self {
         let cache = &context.cache;
         Self {
             pool: context.pool.clone(),
@@ -62,6 +69,8 @@ impl UserService {
             standings: UserPrincipals::new(context.pool.clone()),
             principals: context.principals.clone(),
             request_ids: context.request_ids(REQUEST_IDS),
+            plans,
+            limiter: context.limiter.clone(),
             kinds: Kinds {
                 user: cache.kind(&kinds::USER),
                 user_by_email: cache.kind(&kinds::USER_BY_EMAIL),
@@ -107,6 +116,20 @@ impl Api for UserService {
         request: Request<pb::GetPrincipalRequest>,
     ) -> Result<Response<pb::GetPrincipalResponse>, Status> {
         principals::get(self, request).await
+    }
+
+    async fn set_tenant_rate_limits(
+        &self,
+        request: Request<pb::SetTenantRateLimitsRequest>,
+    ) -> Result<Response<pb::SetTenantRateLimitsResponse>, Status> {
+        rate_limits::set(self, request).await
+    }
+
+    async fn get_tenant_rate_limits(
+        &self,
+        request: Request<pb::GetTenantRateLimitsRequest>,
+    ) -> Result<Response<pb::GetTenantRateLimitsResponse>, Status> {
+        rate_limits::get(self, request).await
     }
 
     async fn create_user(

@@ -10,6 +10,9 @@ use crate::input;
 use crate::password;
 use crate::store;
 
+/// The method whose failed attempts the `account` rules count.
+const METHOD: &str = "/agentic.user.v1.UserService/Authenticate";
+
 pub(super) async fn authenticate(
     service: &UserService,
     request: Request<pb::AuthenticateRequest>,
@@ -19,6 +22,12 @@ pub(super) async fn authenticate(
     let denied = || Status::from(Error::Unauthenticated("invalid credentials"));
 
     let (slug, email) = (&credentials.tenant_slug, &credentials.email);
+    // Counted before the password is checked, so concurrent guesses cannot slip past
+    // the limit; given back when the sign-in succeeds.
+    let attempt = match &service.limiter {
+        Some(limiter) => Some(limiter.attempt(METHOD, slug, email).await?),
+        None => None,
+    };
     let found = service
         .pool
         .run(
@@ -39,6 +48,9 @@ pub(super) async fn authenticate(
         Some(user) if matches && user.is_active() => user,
         _ => return Err(denied()),
     };
+    if let Some(attempt) = attempt {
+        attempt.succeeded().await;
+    }
     let (token, expires) =
         service
             .tokens

@@ -121,7 +121,7 @@ pub(super) async fn list(
     }))
 }
 
-fn require_platform<T>(request: &Request<T>, why: &'static str) -> Result<(), Status> {
+pub(super) fn require_platform<T>(request: &Request<T>, why: &'static str) -> Result<(), Status> {
     if Caller::of(request)?.is_platform() {
         Ok(())
     } else {

@@ -1,9 +1,11 @@
 //! The user service's queries, one file per resource. Each takes a connection, and every
 //! user query filters by tenant: another tenant's rows are never read or written.
 
+mod rate_limits;
 mod tenants;
 mod users;
 
+pub use rate_limits::*;
 pub use tenants::*;
 pub use users::*;
 

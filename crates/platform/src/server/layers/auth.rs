@@ -13,7 +13,7 @@ use crate::auth::{Caller, Tokens};
 use crate::error::{Error, Result};
 
 /// Paths that never need a token: probes and discovery.
-const ALWAYS_PUBLIC: &[&str] = &["/grpc.health.v1.Health/", "/grpc.reflection."];
+pub(crate) const ALWAYS_PUBLIC: &[&str] = &["/grpc.health.v1.Health/", "/grpc.reflection."];
 
 /// Verifies bearer tokens on every call but the public ones.
 #[derive(Clone)]

@@ -13,7 +13,9 @@
 //! 5. [`consistency`]: `x-read-consistency: strong` makes the request's reads skip the
 //!    cache.
 //! 6. [`auth`]: the bearer token is verified and the caller put into the request.
-//! 7. [`principal`]: the caller's tenant and user must still exist and be active.
+//! 7. [`ratelimit`]: the caller (its user or tenant, or the address of a call without a
+//!    token) must have calls left; the limit state goes on every response.
+//! 8. [`principal`]: the caller's tenant and user must still exist and be active.
 
 // In the order the server applies them (blank lines keep rustfmt from sorting them).
 pub mod panic;
@@ -28,6 +30,8 @@ pub mod consistency;
 
 pub mod auth;
 
+pub mod ratelimit;
+
 pub mod principal;
 
 pub use auth::AuthLayer;
@@ -36,4 +40,5 @@ pub use deadline::DeadlineLayer;
 pub use message_limit::MessageLimitLayer;
 pub use panic::CatchPanicLayer;
 pub use principal::PrincipalLayer;
+pub use ratelimit::RateLimitLayer;
 pub use rpc::RpcLayer;

@@ -1,0 +1,1 @@
+DROP TABLE users.tenant_rate_limits;
