@@ -74,11 +74,14 @@ wait_healthy() { # port log
   exit 1
 }
 
-start_service() { # name cache_enabled grpc_port admin_port [service] [principal_check]
-  USER_SERVICE_URL=http://127.0.0.1:27061 AGENT_SERVICE_URL=http://127.0.0.1:27063 \
-    PRINCIPAL_CHECK="${6:-true}" \
+# Rate limits are off unless a service's extra settings turn them on: h2load's single
+# token would spend any default budget in a moment.
+start_service() { # name cache_enabled grpc_port admin_port [service] [principal_check] [extra env]
+  # shellcheck disable=SC2086 # the extra settings are NAME=value words
+  env USER_SERVICE_URL=http://127.0.0.1:27061 AGENT_SERVICE_URL=http://127.0.0.1:27063 \
+    PRINCIPAL_CHECK="${6:-true}" RATE_LIMIT_ENABLED=false \
     DATABASE_URL="$BENCH_URL" CACHE_ENABLED="$2" GRPC_ADDR="127.0.0.1:$3" ADMIN_ADDR="127.0.0.1:$4" \
-    CACHE_KEY_PREFIX="bench-$$" RUST_LOG=warn "$BIN" serve "${5:-user}" >"$OUT/$1.log" 2>&1 &
+    CACHE_KEY_PREFIX="bench-$$" RUST_LOG=warn ${7:-} "$BIN" serve "${5:-user}" >"$OUT/$1.log" 2>&1 &
   pids+=($!)
   eval "PID_$1=$!"
   wait_healthy "$3" "$OUT/$1.log"
@@ -88,6 +91,18 @@ start_service cached true 27061 9161
 start_service uncached false 27062 9162
 # The same build with the principal check off: what the check costs cached GetUser.
 start_service unchecked true 27066 9166 user false
+# The same build with rate limits on and a budget never reached: what limiting costs.
+start_service limited true 27067 9167 user true \
+  "RATE_LIMIT_ENABLED=true RATE_LIMIT_PER_MINUTE=1000000000000 RATE_LIMIT_PER_HOUR=1000000000000"
+# A per-user limit of 1000 a second, which one client holds at 90% (900 calls a second).
+cat >"$OUT/near-limit-rules.toml" <<'TOML'
+[[rules]]
+name = "per-user"
+key = "user"
+windows = [{ limit = 1000, per = "second" }]
+TOML
+start_service near_limit true 27068 9168 user true \
+  "RATE_LIMIT_ENABLED=true RATE_LIMIT_RULES=$OUT/near-limit-rules.toml"
 start_service agent true 27063 9163 agent
 start_service conversation true 27064 9164 conversation
 # agentic-rag-bench acts in a tenant of its own making, which the user service never
@@ -111,6 +126,7 @@ TARGETS=(
   "service, Health/Check|27061|health"
   "service, GetUser (cached)|27061|get-user"
   "service, GetUser (cached), principal check off|27066|get-user"
+  "service, GetUser (cached), rate limits on|27067|get-user"
   "bare tokio-postgres, GetUser by key|27071|get-user"
   "service, GetUser (cache off)|27062|get-user"
   "bare tokio-postgres pipelined, GetUser by key|27072|get-user"
@@ -157,6 +173,19 @@ PY
   done
 done
 
+# One client at 900 calls a second: a key held at 90% of its 1000/s limit, against the
+# same rate with limits off. h2load reads no gRPC status, so rejections are read from the
+# limited service's metrics.
+GET_USER=$(for i in "${!TARGETS[@]}"; do [[ "${TARGETS[$i]}" == *"|27061|get-user" ]] && echo "$i"; done | head -1)
+for target in "near-limit|27068" "limits-off|27061"; do
+  IFS='|' read -r name port <<<"$target"
+  echo "[bench] GetUser at 900/s, $name ($DURATION)" >&2
+  h2load -c 1 -m 1 -t 1 --rps 900 -D "${DURATION%s}" --warm-up-time 1 \
+    -H "content-type: application/grpc" -H "te: trailers" -H "$(sed -n 2p "$OUT/request-$GET_USER.txt")" \
+    -d "$OUT/request-$GET_USER.bin" "http://127.0.0.1:$port$(sed -n 1p "$OUT/request-$GET_USER.txt")" \
+    >"$OUT/h2load-paced-$name.txt"
+done
+
 echo "[bench] ListUsers, CreateUser and AppendMessages ($DURATION each)" >&2
 agentic_load 27061 list-users "$DURATION" "ListUsers (20)" >"$OUT/latency.jsonl"
 agentic_load 27061 create-user "$DURATION" "CreateUser" >>"$OUT/latency.jsonl"
@@ -186,6 +215,8 @@ goals = [
     ("service GetUser, cache off / bare tokio-postgres", ratio("service, GetUser (cache off)", by_key), 0.90),
     ("service cached GetUser / the same with the principal check off",
      ratio("service, GetUser (cached)", median["service, GetUser (cached), principal check off"]), 0.90),
+    ("service cached GetUser, rate limits on / the same with limits off",
+     ratio("service, GetUser (cached), rate limits on", median["service, GetUser (cached)"]), 0.90),
     ("service cached GetUser / service Health/Check",
      median["service, GetUser (cached)"] / median["service, Health/Check"], 0.70),
     ("agent cached GetAgent / agent Health/Check",
@@ -222,6 +253,26 @@ coalesced = median["bare echo with coalesced writes, Health/Check"]
 for label in ("service, Health/Check", "service, GetUser (cached)"):
     lines.append(f"| {label} / bare echo with coalesced writes | "
                  f"{median[label] / coalesced:.2f} | (information) |")
+# A key held at 90% of its limit (one client pacing 900 GetUser a second against a
+# 1000/s per-user limit), beside the same pace with limits off.
+import re, urllib.request
+def paced(name):
+    text = open(f"{out}/h2load-paced-{name}.txt").read()
+    rps = float(re.search(r"finished in [\d.]+s, ([\d.]+) req/s", text).group(1))
+    t = re.search(r"time for request:\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)", text)
+    return rps, t.group(1), t.group(3), t.group(2)
+page = urllib.request.urlopen("http://127.0.0.1:9168/metrics").read().decode()
+def decisions(result):
+    return sum(float(l.rsplit(" ", 1)[1]) for l in page.splitlines()
+               if l.startswith("ratelimit_decisions_total") and f'result="{result}"' in l)
+lines += ["", "GetUser (cached) paced at 900 calls a second by one client (h2load `--rps 900`, one stream): "
+          "a key held at 90% of a 1000/second per-user limit, beside the same pace with limits off:", "",
+          "| target | requests/s | min | mean | max |", "|---|---:|---:|---:|---:|"]
+for name, label in (("near-limit", "limits on, key at 90%"), ("limits-off", "limits off")):
+    rps, low, mean, high = paced(name)
+    lines.append(f"| {label} | {rps:.0f} | {low} | {mean} | {high} |")
+lines.append(f"\nThe limited service's decisions: {decisions('allowed'):.0f} allowed, "
+             f"{decisions('rejected'):.0f} rejected.")
 lines += ["", "Latency under load (`agentic load`, 32 in flight over 4 connections):", "",
           "| scenario | requests/s | p50 ms | p95 ms | p99 ms | errors |", "|---|---:|---:|---:|---:|---:|"]
 for r in latency:

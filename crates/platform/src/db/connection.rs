@@ -55,6 +55,11 @@ impl PgConn {
         self.abandoned = true;
     }
 
+    /// Whether the connection's queries count as application queries.
+    pub(crate) fn count_queries(&self, counting: bool) {
+        self.counting.store(counting, Ordering::Relaxed);
+    }
+
     /// Runs pool housekeeping SQL without counting it as application queries.
     pub(crate) async fn execute_uncounted(&mut self, sql: &str) -> diesel::QueryResult<()> {
         self.counting.store(false, Ordering::Relaxed);

@@ -219,6 +219,22 @@ impl Pool {
         }
     }
 
+    /// Runs the service's own upkeep (work no request asked for, such as re-announcing
+    /// stored state), like [`Pool::run`] but not counted in [`Pool::queries`], which
+    /// counts what requests cost.
+    pub async fn run_upkeep<T>(
+        &self,
+        work: impl AsyncFnOnce(&mut PgConn) -> Result<T>,
+    ) -> Result<T> {
+        self.run(async |conn| {
+            conn.count_queries(false);
+            let result = work(conn).await;
+            conn.count_queries(true);
+            result
+        })
+        .await
+    }
+
     /// Runs a point read, one statement outside any transaction (a row by key, a short
     /// lookup), on a connection it shares with other reads:
     /// `pool.read(async |conn| store::find(conn, id).await)`.

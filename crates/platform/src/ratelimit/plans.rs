@@ -155,6 +155,13 @@ impl Announcer {
         bounded(pipe.query_async::<()>(&mut conn)).await
     }
 
+    /// Whether Redis holds announced plans at all (false after it lost its data): then
+    /// every stored plan must be announced again.
+    pub async fn holds_plans(&self) -> redis::RedisResult<bool> {
+        let mut conn = self.connect().await?;
+        bounded(conn.exists(version_key(&self.prefix))).await
+    }
+
     async fn connect(&self) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
         bounded(self.client.get_multiplexed_async_connection()).await
     }

@@ -154,7 +154,7 @@ fn to_proto(spec: &RuleSpec) -> pb::RateLimitRule {
 /// Tenants' plans as the database holds them, for announcing them all at start.
 async fn stored_plans(pool: &Pool) -> Result<Vec<(Uuid, Vec<RuleSpec>)>> {
     let rows = pool
-        .run(async |conn| store::all_rate_limits(conn).await)
+        .run_upkeep(async |conn| store::all_rate_limits(conn).await)
         .await?;
     Ok(rows
         .into_iter()
@@ -197,7 +197,8 @@ impl PlanBoard {
         }
     }
 
-    /// Announces every stored plan whenever an announcement is owed, until `stop`.
+    /// Announces every stored plan whenever an announcement is owed (one failed, or
+    /// Redis restarted empty), until `stop`.
     pub async fn keep_announced(self, pool: Pool, stop: CancellationToken) {
         let Some(announcer) = &self.announcer else {
             return;
@@ -208,7 +209,9 @@ impl PlanBoard {
                 () = stop.cancelled() => return,
                 _ = ticks.tick() => {}
             }
-            if !self.stale.swap(false, Ordering::AcqRel) {
+            // Owed after a failed announcement, and when Redis lost what it held.
+            let lost = matches!(announcer.holds_plans().await, Ok(false));
+            if !self.stale.swap(false, Ordering::AcqRel) && !lost {
                 continue;
             }
             let announced = match stored_plans(&pool).await {
