@@ -176,7 +176,10 @@ done
 # One client at 900 calls a second: a key held at 90% of its 1000/s limit, against the
 # same rate with limits off. h2load reads no gRPC status, so rejections are read from the
 # limited service's metrics.
-GET_USER=$(for i in "${!TARGETS[@]}"; do [[ "${TARGETS[$i]}" == *"|27061|get-user" ]] && echo "$i"; done | head -1)
+GET_USER=""
+for i in "${!TARGETS[@]}"; do
+  if [[ -z "$GET_USER" && "${TARGETS[$i]}" == *"|27061|get-user" ]]; then GET_USER=$i; fi
+done
 for target in "near-limit|27068" "limits-off|27061"; do
   IFS='|' read -r name port <<<"$target"
   echo "[bench] GetUser at 900/s, $name ($DURATION)" >&2

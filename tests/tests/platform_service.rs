@@ -62,7 +62,7 @@ async fn the_echo_service_serves_with_auth_health_reflection_and_metrics() {
     let handled = agentic_e2e::metric_sum(
         &metrics,
         "grpc_server_handled_total",
-        &[&format!("grpc_service=\"{ECHO}\""), "grpc_code=\"Ok\""],
+        &[&format!("grpc_service=\"{ECHO}\""), "grpc_code=\"OK\""],
     );
     assert!(handled >= 1.0, "no Ok series for {ECHO} in:\n{metrics}");
 }
@@ -190,7 +190,7 @@ async fn a_call_the_client_abandons_is_counted_as_cancelled() {
         let cancelled = series.iter().any(|l| {
             l.starts_with("grpc_server_handled_total")
                 && l.contains("grpc_method=\"Echo\"")
-                && l.contains("grpc_code=\"Cancelled\"")
+                && l.contains("grpc_code=\"Canceled\"")
                 && l.ends_with(" 1")
         });
         if cancelled {

@@ -287,12 +287,14 @@ pub fn foreign_key_violation(error: &DieselError) -> Option<&str> {
     }
 }
 
-/// The label of a gRPC code in metrics, without formatting on the request path.
+/// The label of a gRPC code in metrics, spelled as go-grpc-prometheus and grpc-go spell
+/// it (`OK`, `Canceled`, `InvalidArgument`, …), so the ecosystem's queries work as they
+/// are; without formatting on the request path.
 pub(crate) fn code_label(code: tonic::Code) -> &'static str {
     use tonic::Code::*;
     match code {
-        Ok => "Ok",
-        Cancelled => "Cancelled",
+        Ok => "OK",
+        Cancelled => "Canceled",
         Unknown => "Unknown",
         InvalidArgument => "InvalidArgument",
         DeadlineExceeded => "DeadlineExceeded",

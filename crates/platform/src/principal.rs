@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use crate::auth::{Caller, Tokens, roles};
 use crate::cache::{Cache, CacheKind, KindSpec, ScopedKey};
-use crate::client::{CallError, ClientArgs, Credentials, Dependency, Idempotency};
+use crate::client::{CallError, ClientArgs, Credentials, Dependency, Rpc};
 use crate::config::CacheArgs;
 use crate::error::{Error, Result};
 
@@ -228,7 +228,7 @@ impl PrincipalSource for RemotePrincipals {
             };
             self.users
                 .call(
-                    Idempotency::Read,
+                    Rpc::read("agentic.user.v1.UserService", "GetPrincipal"),
                     &credentials,
                     request,
                     |channel, request| async move {

@@ -4,9 +4,10 @@
 //! exported over OTLP/gRPC (Jaeger ingests OTLP). The per-call span and metrics are the
 //! `rpc` module's.
 
+use opentelemetry::KeyValue;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -42,7 +43,7 @@ pub fn init(args: &TelemetryArgs, service: &'static str) -> Result<TelemetryGuar
         .as_deref()
         .filter(|e| !e.is_empty());
     let provider = match endpoint {
-        Some(endpoint) => Some(otlp_provider(endpoint, service)?),
+        Some(endpoint) => Some(otlp_provider(endpoint, args, service)?),
         None => None,
     };
     let otel_layer = provider
@@ -63,18 +64,76 @@ pub fn init(args: &TelemetryArgs, service: &'static str) -> Result<TelemetryGuar
     Ok(TelemetryGuard { provider })
 }
 
-fn otlp_provider(endpoint: &str, service: &'static str) -> Result<SdkTracerProvider> {
+/// The sampler `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG` name.
+fn sampler(args: &TelemetryArgs) -> Result<Sampler> {
+    let ratio = args.otel_traces_sampler_arg;
+    if !(0.0..=1.0).contains(&ratio) {
+        return Err(Error::invalid(
+            "OTEL_TRACES_SAMPLER_ARG",
+            "must be between 0 and 1",
+        ));
+    }
+    let ratio = Sampler::TraceIdRatioBased(ratio);
+    Ok(match args.otel_traces_sampler.as_str() {
+        "always_on" => Sampler::AlwaysOn,
+        "always_off" => Sampler::AlwaysOff,
+        "traceidratio" => ratio,
+        "parentbased_always_on" => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
+        "parentbased_always_off" => Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
+        "parentbased_traceidratio" => Sampler::ParentBased(Box::new(ratio)),
+        other => {
+            return Err(Error::invalid(
+                "OTEL_TRACES_SAMPLER",
+                format!("{other} is not a sampler this service knows"),
+            ));
+        }
+    })
+}
+
+/// `key=value,key=value` as resource attributes; a pair without `=` is an error.
+fn resource_attributes(text: &str) -> Result<Vec<KeyValue>> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| match pair.split_once('=') {
+            Some((key, value)) if !key.trim().is_empty() => Ok(KeyValue::new(
+                key.trim().to_owned(),
+                value.trim().to_owned(),
+            )),
+            _ => Err(Error::invalid(
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "must be key=value pairs separated by commas",
+            )),
+        })
+        .collect()
+}
+
+fn otlp_provider(
+    endpoint: &str,
+    args: &TelemetryArgs,
+    service: &'static str,
+) -> Result<SdkTracerProvider> {
     use opentelemetry_otlp::WithExportConfig;
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_tonic()
         .with_endpoint(endpoint)
         .build()
         .map_err(|e| Error::invalid("OTEL_EXPORTER_OTLP_ENDPOINT", e.to_string()))?;
+    let name = args
+        .otel_service_name
+        .clone()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| format!("agentic-{service}"));
+    let attributes = resource_attributes(args.otel_resource_attributes.as_deref().unwrap_or(""))?;
+    // Spans wait in a bounded queue and leave in batches from a thread of their own: a
+    // dead or hung collector costs dropped spans, never a slower request.
     let provider = SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
+        .with_sampler(sampler(args)?)
         .with_resource(
             opentelemetry_sdk::Resource::builder()
-                .with_service_name(format!("agentic-{service}"))
+                .with_attributes(attributes)
+                .with_service_name(name)
                 .build(),
         )
         .build();

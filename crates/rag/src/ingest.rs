@@ -319,3 +319,29 @@ fn new_chunks(piece: Pieces, vectors: Vec<Vec<f32>>) -> impl Iterator<Item = New
             },
         )
 }
+
+/// How often the queue's depth is reported.
+const QUEUE_DEPTH_EVERY: Duration = Duration::from_secs(5);
+
+/// Reports `rag_ingest_queue_depth` (documents waiting for a worker) until `stop`: upkeep
+/// of the service's own, not counted as requests' queries.
+pub async fn report_queue_depth(pool: Pool, stop: CancellationToken) {
+    let gauge = metrics::gauge!("rag_ingest_queue_depth");
+    gauge.set(0.0);
+    for status in ["ready", "failed"] {
+        metrics::counter!("rag_ingested_documents_total", "status" => status).increment(0);
+    }
+    let mut ticks = tokio::time::interval(QUEUE_DEPTH_EVERY);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        if let Ok(depth) = pool
+            .run_upkeep(async |conn| store::queue_depth(conn).await)
+            .await
+        {
+            gauge.set(depth as f64);
+        }
+    }
+}

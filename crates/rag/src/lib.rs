@@ -93,6 +93,8 @@ impl ServiceType for RagApp {
         let request_ids = context.request_ids(service::REQUEST_IDS);
         let pool = context.pool.clone();
         services.background(move |stop| request_ids.clean_up(pool, stop));
+        let pool = context.pool.clone();
+        services.background(move |stop| ingest::report_queue_depth(pool, stop));
         let service = service::RagService::new(context, args)?;
         let ingestor = service.ingestor();
         for _ in 0..args.ingest.ingest_workers {

@@ -82,7 +82,7 @@ async fn every_declared_series_records_in_a_fresh_process() {
         let handled = value(
             &metrics,
             "grpc_server_handled_total",
-            &[&format!("grpc_method=\"{method}\""), "grpc_code=\"Ok\""],
+            &[&format!("grpc_method=\"{method}\""), "grpc_code=\"OK\""],
         );
         assert!(handled.is_some_and(|n| n >= 1.0), "{method}: {handled:?}");
     }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use agentic_platform::client::{CallError, Credentials, Dependency, Idempotency};
+use agentic_platform::client::{CallError, Credentials, Dependency, Rpc};
 use agentic_platform::error::{Error, Result};
 use agentic_proto::agent::v1 as agent_pb;
 use agentic_proto::agent::v1::agent_service_client::AgentServiceClient;
@@ -54,7 +54,7 @@ impl Dependencies {
         let agent = self
             .agents
             .call(
-                Idempotency::Read,
+                Rpc::read("agentic.agent.v1.AgentService", "GetAgent"),
                 credentials,
                 request,
                 |channel, request| async move {
@@ -89,7 +89,7 @@ impl Dependencies {
         let user = self
             .users
             .call(
-                Idempotency::Read,
+                Rpc::read("agentic.user.v1.UserService", "GetUser"),
                 credentials,
                 request,
                 |channel, request| async move {
@@ -125,7 +125,7 @@ impl Dependencies {
         let found = self
             .agents
             .call(
-                Idempotency::Read,
+                Rpc::read("agentic.agent.v1.AgentService", "BatchGetAgents"),
                 credentials,
                 request,
                 |channel, request| async move {

@@ -121,11 +121,19 @@ pub struct CacheKind {
     pub(super) name: &'static str,
     pub(super) ttl: Duration,
     pub(super) namespace: Option<&'static str>,
-    /// The hot path's counter, registered once.
-    pub(super) l1_hits: metrics::Counter,
+    /// The hot path's counters, registered once: `cache_requests_total` and the seeds'
+    /// `cache_hits_total` of L1 hits.
+    pub(super) l1_hits: [metrics::Counter; 2],
 }
 
 impl CacheKind {
+    /// Counts `count` lookups answered by the in-process level.
+    pub(super) fn record_l1_hits(&self, count: u64) {
+        for counter in &self.l1_hits {
+            counter.increment(count);
+        }
+    }
+
     /// The kind's name.
     pub fn name(&self) -> &'static str {
         self.name

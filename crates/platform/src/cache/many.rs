@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::metrics::record_many;
+use super::metrics::{record_many, record_misses};
 use super::slot::Slot;
 use super::{Cache, CacheKind};
 
@@ -29,7 +29,7 @@ impl Cache {
             values.push(hit);
         }
         let missing: Vec<usize> = (0..keys.len()).filter(|&i| values[i].is_none()).collect();
-        kind.l1_hits.increment((keys.len() - missing.len()) as u64);
+        kind.record_l1_hits((keys.len() - missing.len()) as u64);
         record_many(kind.name, "l1", "miss", missing.len() as u64);
         if let (Some(l2), false) = (&inner.l2, missing.is_empty()) {
             let wanted: Vec<String> = missing.iter().map(|&i| full_keys[i].clone()).collect();
@@ -48,6 +48,10 @@ impl Cache {
                 }
             }
         }
+        record_misses(
+            kind.name,
+            values.iter().filter(|v| v.is_none()).count() as u64,
+        );
         values
     }
 

@@ -170,7 +170,7 @@ impl Cache {
             name,
             ttl,
             namespace: spec.namespace,
-            l1_hits: ::metrics::counter!("cache_requests_total", "kind" => name, "layer" => "l1", "result" => "hit"),
+            l1_hits: self::metrics::register_kind(name),
         }
     }
 

@@ -42,7 +42,7 @@ impl Inner {
             && let Some(slot) = self.l1.get(&full_key).await
             && slot.is_fresh_in(epoch)
         {
-            kind.l1_hits.increment(1);
+            kind.record_l1_hits(1);
             return slot.decode();
         }
         // Boxed: the miss path nests moka's compute, Redis and the loader, and its state
@@ -75,7 +75,7 @@ impl Inner {
                     && slot.is_fresh_in(epoch)
                 {
                     // Another caller loaded it while this one waited for the key.
-                    kind.l1_hits.increment(1);
+                    kind.record_l1_hits(1);
                     return Ok(Op::Nop);
                 }
                 record(kind, "l1", "miss");
@@ -131,6 +131,7 @@ impl Inner {
         }
 
         metrics::counter!("cache_loads_total", "kind" => kind.name).increment(1);
+        super::metrics::record_misses(kind.name, 1);
         let loaded = match load().await {
             Ok(loaded) => loaded,
             Err(error) => {

@@ -30,6 +30,7 @@ use rand::Rng;
 use tonic::metadata::{Ascii, MetadataKey, MetadataMap, MetadataValue};
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
+use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::auth::Tokens;
@@ -58,6 +59,38 @@ pub struct ClientArgs {
 impl Default for ClientArgs {
     fn default() -> Self {
         crate::config::from_flags(&[])
+    }
+}
+
+/// The RPC a call makes: its service and method (for the client span and metrics) and
+/// whether it may be repeated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rpc {
+    /// The full service name (`agentic.user.v1.UserService`).
+    pub service: &'static str,
+    /// The method's name (`GetUser`), the `grpc_method` label of the client metrics.
+    pub method: &'static str,
+    /// Whether it may be repeated.
+    pub idempotency: Idempotency,
+}
+
+impl Rpc {
+    /// A read of `service`'s `method`: retried on `UNAVAILABLE`.
+    pub const fn read(service: &'static str, method: &'static str) -> Self {
+        Self {
+            service,
+            method,
+            idempotency: Idempotency::Read,
+        }
+    }
+
+    /// A write of `service`'s `method`: sent once.
+    pub const fn write(service: &'static str, method: &'static str) -> Self {
+        Self {
+            service,
+            method,
+            idempotency: Idempotency::Write,
+        }
     }
 }
 
@@ -160,6 +193,8 @@ const BACKOFF: Duration = Duration::from_millis(25);
 #[derive(Clone)]
 pub struct Dependency {
     name: &'static str,
+    /// The first URL's host and port, for the client span's `server.*` attributes.
+    address: Arc<(String, u16)>,
     channel: Channel,
     breaker: Arc<Breaker>,
     retries: u32,
@@ -170,6 +205,7 @@ impl Dependency {
     pub fn new(name: &'static str, urls: &str, args: &ClientArgs) -> Result<Self> {
         Ok(Self {
             name,
+            address: Arc::new(first_address(urls)),
             channel: discovery::channel(urls, args.client_connect_timeout)?,
             breaker: Arc::new(Breaker::new(
                 args.client_breaker_threshold,
@@ -191,9 +227,70 @@ impl Dependency {
 
     /// Calls the dependency: `call` sends the request on a client built from the
     /// channel, e.g. `|channel, request| async move { AgentServiceClient::new(channel).get_agent(request).await }`.
+    /// Each call counts once in `grpc_client_handled_total` (by dependency, method and
+    /// final code) and `grpc_client_handling_seconds`, retries included; each attempt in
+    /// `client_calls_total`.
     pub async fn call<M, T, F, Fut>(
         &self,
-        idempotency: Idempotency,
+        rpc: Rpc,
+        credentials: &Credentials,
+        message: M,
+        call: F,
+    ) -> Result<T, CallError>
+    where
+        M: Clone,
+        F: FnMut(Channel, Request<M>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        // A CLIENT span per call (OpenTelemetry RPC conventions); the callee's server
+        // span is its child, through the traceparent each attempt carries.
+        let span = tracing::info_span!(
+            "rpc.client",
+            otel.name = %format_args!("{}/{}", rpc.service, rpc.method),
+            otel.kind = "client",
+            rpc.system = "grpc",
+            rpc.service = rpc.service,
+            rpc.method = rpc.method,
+            server.address = %self.address.0,
+            server.port = self.address.1,
+            rpc.grpc.status_code = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        let started = std::time::Instant::now();
+        let outcome = self
+            .attempts(rpc, credentials, message, call)
+            .instrument(span.clone())
+            .await;
+        let code = match &outcome {
+            Ok(_) => Code::Ok,
+            Err(CallError::Status(status)) => status.code(),
+            Err(CallError::Unavailable(_)) => Code::Unavailable,
+            Err(CallError::DeadlineExceeded(_)) => Code::DeadlineExceeded,
+        };
+        span.record("rpc.grpc.status_code", code as i32);
+        if code != Code::Ok {
+            span.record("otel.status_code", "ERROR");
+        }
+        metrics::counter!(
+            "grpc_client_handled_total",
+            "dependency" => self.name,
+            "grpc_method" => rpc.method,
+            "grpc_code" => crate::error::code_label(code)
+        )
+        .increment(1);
+        metrics::histogram!(
+            "grpc_client_handling_seconds",
+            "dependency" => self.name,
+            "grpc_method" => rpc.method
+        )
+        .record(started.elapsed().as_secs_f64());
+        outcome
+    }
+
+    /// The attempts of one call, retries of reads included.
+    async fn attempts<M, T, F, Fut>(
+        &self,
+        rpc: Rpc,
         credentials: &Credentials,
         message: M,
         mut call: F,
@@ -206,7 +303,7 @@ impl Dependency {
         let started = tokio::time::Instant::now();
         let budget = crate::request::remaining().unwrap_or(UNSCOPED_TIMEOUT);
         let deadline = started + callee_budget(budget);
-        let attempts = match idempotency {
+        let attempts = match rpc.idempotency {
             Idempotency::Read => self.retries + 1,
             Idempotency::Write => 1,
         };
@@ -287,6 +384,25 @@ impl Dependency {
             propagator.inject_context(&context, &mut MetadataInjector(metadata));
         });
         request
+    }
+}
+
+/// The host and port of the first of `urls` (port 80 or 443 when it names none).
+fn first_address(urls: &str) -> (String, u16) {
+    let first = urls.split(',').map(str::trim).next().unwrap_or_default();
+    match first.parse::<http::Uri>() {
+        Ok(uri) => {
+            let default = if uri.scheme_str() == Some("https") {
+                443
+            } else {
+                80
+            };
+            (
+                uri.host().unwrap_or_default().to_owned(),
+                uri.port_u16().unwrap_or(default),
+            )
+        }
+        Err(_) => (first.to_owned(), 0),
     }
 }
 

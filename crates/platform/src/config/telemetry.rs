@@ -1,4 +1,6 @@
-//! Logs and traces (`LOG_FORMAT`, `RUST_LOG`, `OTEL_EXPORTER_OTLP_ENDPOINT`).
+//! Logs and traces (`LOG_FORMAT`, `RUST_LOG`, and the OpenTelemetry environment as its
+//! specification names it: `OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_SERVICE_NAME`,
+//! `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG`).
 
 use clap::{Args, ValueEnum};
 
@@ -25,4 +27,26 @@ pub struct TelemetryArgs {
     /// OTLP gRPC endpoint for traces (e.g. http://jaeger:4317); no export when unset.
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     pub otel_exporter_otlp_endpoint: Option<String>,
+
+    /// The traces' `service.name`; `agentic-<service>` when unset.
+    #[arg(long, env = "OTEL_SERVICE_NAME")]
+    pub otel_service_name: Option<String>,
+
+    /// More resource attributes of the traces, as `key=value,key=value`.
+    #[arg(long, env = "OTEL_RESOURCE_ATTRIBUTES")]
+    pub otel_resource_attributes: Option<String>,
+
+    /// Which traces are kept: always_on, always_off, traceidratio, parentbased_always_on,
+    /// parentbased_always_off or parentbased_traceidratio (a caller's decision is followed;
+    /// new traces are kept at the ratio `OTEL_TRACES_SAMPLER_ARG`).
+    #[arg(
+        long,
+        env = "OTEL_TRACES_SAMPLER",
+        default_value = "parentbased_traceidratio"
+    )]
+    pub otel_traces_sampler: String,
+
+    /// The ratio of the ratio samplers, 0 to 1.
+    #[arg(long, env = "OTEL_TRACES_SAMPLER_ARG", default_value_t = 1.0)]
+    pub otel_traces_sampler_arg: f64,
 }

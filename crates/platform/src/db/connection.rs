@@ -13,6 +13,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use tokio::time::Instant;
 
 use super::failures::ConnectFailures;
+use super::timing::QueryTimer;
 use crate::error::{Error, Result};
 
 /// Connections used within this window skip the pre-ping: they were just proven alive.
@@ -164,13 +165,17 @@ impl Manager {
         let counting = Arc::new(AtomicBool::new(true));
         let (queries, flag) = (self.queries.clone(), counting.clone());
         let exported = metrics::counter!("db_queries_total", "pool" => self.pool);
-        conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
-            if matches!(event, InstrumentationEvent::StartQuery { .. })
-                && flag.load(Ordering::Relaxed)
-            {
-                queries.fetch_add(1, Ordering::Relaxed);
-                exported.increment(1);
+        let mut timer = QueryTimer::new(self.pool);
+        conn.set_instrumentation(move |event: InstrumentationEvent<'_>| match event {
+            InstrumentationEvent::StartQuery { query, .. } => {
+                timer.start(query);
+                if flag.load(Ordering::Relaxed) {
+                    queries.fetch_add(1, Ordering::Relaxed);
+                    exported.increment(1);
+                }
             }
+            InstrumentationEvent::FinishQuery { .. } => timer.finish(),
+            _ => {}
         });
         Ok(PgConn {
             conn,

@@ -17,6 +17,7 @@ mod migrate;
 mod pipeline;
 mod probe;
 mod status;
+mod timing;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -113,6 +114,15 @@ impl Pool {
         let lanes = (args.db_pipelined_connections > 0)
             .then(|| Lanes::new(manager.clone(), args.db_pipelined_connections as usize));
         let checkout_timeout = Duration::from_secs(args.db_pool_timeout.max(1));
+        // The seeds' names, registered now so they are scraped before the first report.
+        metrics::gauge!("db_connection_pool_size", "pool" => name)
+            .set(f64::from(args.db_pool_size));
+        metrics::gauge!("db_connection_pool_overflow", "pool" => name).set(0.0);
+        for state in ["total", "idle", "in_use", "overflow"] {
+            metrics::gauge!("db_pool_connections", "pool" => name, "state" => state).set(0.0);
+        }
+        metrics::gauge!("db_pool_waiting", "pool" => name).set(0.0);
+        metrics::counter!("db_pool_timeouts_total", "pool" => name).increment(0);
         let inner = bb8::Pool::builder()
             .max_size((args.db_pool_size + args.db_max_overflow).max(1))
             .min_idle(Some(args.db_pool_size))

@@ -35,6 +35,9 @@ impl PoolStatus {
         gauge("in_use", f64::from(self.in_use));
         gauge("overflow", f64::from(self.overflow));
         metrics::gauge!("db_pool_waiting", "pool" => pool).set(self.waiting as f64);
+        // The seeds' name for the same.
+        metrics::gauge!("db_connection_pool_overflow", "pool" => pool)
+            .set(f64::from(self.overflow));
     }
 }
 

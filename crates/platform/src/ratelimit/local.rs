@@ -2,12 +2,13 @@
 //! last grant (spent here, without Redis, until its lease ends), and a rejection until its
 //! retry time. While Redis is out of reach, [`Fallback`] limits alone.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hash};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::rules::Window;
@@ -63,10 +64,27 @@ pub(crate) struct Grant {
 /// What a replica knows of one rule and subject.
 #[derive(Debug, Default)]
 pub(crate) struct Allotment {
-    pub grant: Option<Grant>,
+    /// Grants whose tokens may still be spent here, oldest first.
+    pub grants: VecDeque<Grant>,
     pub windows: Vec<Seen>,
     /// Rejected until then (remembered so a flood costs no trips to Redis).
     pub blocked_until: Option<Instant>,
+    /// A trip to Redis for more tokens is under way: other calls spend what is left, or
+    /// wait for it, instead of all asking at once.
+    pub refilling: bool,
+    /// Woken when a refill lands.
+    pub refilled: Arc<Notify>,
+}
+
+impl Allotment {
+    /// Tokens spendable now.
+    fn tokens(&self, now: Instant) -> u64 {
+        self.grants
+            .iter()
+            .filter(|g| g.lease_until > now)
+            .map(|g| g.tokens)
+            .sum()
+    }
 }
 
 /// What the local state says about a call.
@@ -75,7 +93,9 @@ pub(crate) enum Local {
     Spent(Vec<(u64, Duration)>),
     /// Rejected until the retry time; the windows as they stand.
     Blocked(Duration, Vec<(u64, Duration)>),
-    /// Only Redis can tell.
+    /// Another call is fetching tokens: wait for it, then spend again.
+    Wait(Arc<Notify>),
+    /// Only Redis can tell (and this call is the one to ask).
     Ask,
 }
 
@@ -86,6 +106,17 @@ pub(crate) struct Allotments {
 }
 
 const SHARDS: usize = 16;
+
+/// A refill is started ahead when a grant's tokens fall to this share of it, so calls
+/// rarely find none left.
+const REFILL_AT: u64 = 4;
+
+/// What [`Allotments::spend`] found, and whether this call should fetch more tokens in
+/// the background.
+pub(crate) struct Spend {
+    pub local: Local,
+    pub refill_ahead: bool,
+}
 
 impl Allotments {
     pub(crate) fn new() -> Self {
@@ -100,12 +131,11 @@ impl Allotments {
         &self.shards[(hash as usize) % SHARDS]
     }
 
-    /// Spends a token of `key` here if it has one, or reports a remembered rejection.
-    pub(crate) fn spend(&self, key: &LocalKey, now: Instant) -> Local {
+    /// Spends a token of `key` here if it has one, or reports a remembered rejection; a
+    /// call that finds no token and no refill under way is the one to ask Redis.
+    pub(crate) fn spend(&self, key: &LocalKey, now: Instant) -> Spend {
         let mut shard = lock(self.shard(key));
-        let Some(allotment) = shard.get_mut(key) else {
-            return Local::Ask;
-        };
+        let allotment = shard.entry(key.clone()).or_default();
         let view = |allotment: &Allotment, extra: u64| {
             allotment
                 .windows
@@ -118,34 +148,53 @@ impl Allotments {
                 })
                 .collect::<Vec<_>>()
         };
+        let done = |local| Spend {
+            local,
+            refill_ahead: false,
+        };
         if let Some(until) = allotment.blocked_until {
             if until > now {
-                return Local::Blocked(until - now, view(allotment, 0));
+                return done(Local::Blocked(until - now, view(allotment, 0)));
             }
             allotment.blocked_until = None;
         }
-        match &mut allotment.grant {
-            Some(grant) if grant.tokens > 0 && grant.lease_until > now => {
+        let live = allotment
+            .grants
+            .iter_mut()
+            .find(|g| g.tokens > 0 && g.lease_until > now);
+        match live {
+            Some(grant) => {
                 grant.tokens -= 1;
-                let left = grant.tokens;
-                Local::Spent(view(allotment, left))
+                let batch = grant.granted;
+                let left = allotment.tokens(now);
+                let refill_ahead = !allotment.refilling && left * REFILL_AT <= batch;
+                if refill_ahead {
+                    allotment.refilling = true;
+                }
+                Spend {
+                    local: Local::Spent(view(allotment, left)),
+                    refill_ahead,
+                }
             }
-            _ => Local::Ask,
+            None if allotment.refilling => done(Local::Wait(allotment.refilled.clone())),
+            None => {
+                allotment.refilling = true;
+                done(Local::Ask)
+            }
         }
     }
 
     /// Gives back a token spent on a call that was then rejected by another rule.
     pub(crate) fn unspend(&self, key: &LocalKey) {
-        if let Some(Allotment {
-            grant: Some(grant), ..
-        }) = lock(self.shard(key)).get_mut(key)
+        if let Some(allotment) = lock(self.shard(key)).get_mut(key)
+            && let Some(grant) = allotment.grants.back_mut()
         {
             grant.tokens = (grant.tokens + 1).min(grant.granted);
         }
     }
 
-    /// Records Redis's answer for `key`; returns the previous grant's unspent tokens to
-    /// give back.
+    /// Records Redis's answer for `key` (a grant of tokens to spend here, the windows,
+    /// a rejection's retry time) and wakes the calls waiting for it.
     pub(crate) fn record(
         &self,
         key: LocalKey,
@@ -153,7 +202,7 @@ impl Allotments {
         windows: &[WindowState],
         blocked: Option<Duration>,
         now: Instant,
-    ) -> Option<Grant> {
+    ) {
         let mut shard = lock(self.shard(&key));
         let allotment = shard.entry(key).or_default();
         allotment.windows = windows
@@ -164,11 +213,17 @@ impl Allotments {
             })
             .collect();
         allotment.blocked_until = blocked.map(|retry| now + retry);
-        let previous = match grant {
-            Some(grant) => allotment.grant.replace(grant),
-            None => None,
-        };
-        previous.filter(|grant| grant.tokens > 0)
+        allotment.grants.extend(grant);
+        allotment.refilling = false;
+        allotment.refilled.notify_waiters();
+    }
+
+    /// A trip to Redis for `key` gave no answer: the next call may try again.
+    pub(crate) fn unanswered(&self, key: &LocalKey) {
+        if let Some(allotment) = lock(self.shard(key)).get_mut(key) {
+            allotment.refilling = false;
+            allotment.refilled.notify_waiters();
+        }
     }
 
     /// Drops what is no longer of use and hands back the grants whose lease ended with
@@ -177,14 +232,19 @@ impl Allotments {
         let mut unspent = Vec::new();
         for shard in self.shards.iter() {
             lock(shard).retain(|_, allotment| {
-                if let Some(grant) = allotment.grant.take_if(|g| g.lease_until <= now)
-                    && grant.tokens > 0
-                {
-                    unspent.push(grant);
+                while let Some(grant) = allotment.grants.front() {
+                    let spent = grant.tokens == 0;
+                    if !spent && grant.lease_until > now {
+                        break;
+                    }
+                    let grant = allotment.grants.pop_front().expect("a front grant");
+                    if !spent {
+                        unspent.push(grant);
+                    }
                 }
                 let blocked = allotment.blocked_until.is_some_and(|until| until > now);
                 let known = allotment.windows.iter().any(|w| w.reset_at > now);
-                allotment.grant.is_some() || blocked || known
+                !allotment.grants.is_empty() || blocked || known || allotment.refilling
             });
         }
         unspent
@@ -302,7 +362,11 @@ mod tests {
     fn tokens_are_spent_locally_until_the_lease_ends() {
         let allotments = Allotments::new();
         let now = Instant::now();
-        assert!(matches!(allotments.spend(&key(), now), Local::Ask));
+        assert!(matches!(allotments.spend(&key(), now).local, Local::Ask));
+        assert!(
+            matches!(allotments.spend(&key(), now).local, Local::Wait(_)),
+            "one call asks Redis, the others wait for it"
+        );
         let grant = Grant {
             id: "g".into(),
             keys: Arc::from(vec!["k".to_owned()]),
@@ -316,12 +380,19 @@ mod tests {
             retry: Duration::ZERO,
         };
         allotments.record(key(), Some(grant), &[state], None, now);
-        let Local::Spent(windows) = allotments.spend(&key(), now) else {
+        let first = allotments.spend(&key(), now);
+        let Local::Spent(windows) = first.local else {
             panic!("not spent locally");
         };
         assert_eq!(windows[0].0, 8, "Redis's 7 and one token left here");
-        assert!(matches!(allotments.spend(&key(), now), Local::Spent(_)));
-        assert!(matches!(allotments.spend(&key(), now), Local::Ask));
+        assert!(!first.refill_ahead, "a third of the grant is left");
+        let second = allotments.spend(&key(), now);
+        assert!(matches!(second.local, Local::Spent(_)));
+        assert!(second.refill_ahead, "the last token: fetch more ahead");
+        assert!(matches!(
+            allotments.spend(&key(), now).local,
+            Local::Wait(_)
+        ));
 
         let later = now + Duration::from_secs(2);
         assert!(allotments.sweep(later).is_empty(), "nothing was left");
@@ -350,9 +421,12 @@ mod tests {
         let allotments = Allotments::new();
         let now = Instant::now();
         allotments.record(key(), None, &[], Some(Duration::from_secs(2)), now);
-        assert!(matches!(allotments.spend(&key(), now), Local::Blocked(..)));
+        assert!(matches!(
+            allotments.spend(&key(), now).local,
+            Local::Blocked(..)
+        ));
         let later = now + Duration::from_secs(3);
-        assert!(matches!(allotments.spend(&key(), later), Local::Ask));
+        assert!(matches!(allotments.spend(&key(), later).local, Local::Ask));
     }
 
     #[test]

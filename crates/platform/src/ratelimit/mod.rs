@@ -112,6 +112,8 @@ struct Inner {
     store: Option<Arc<Store>>,
     allotments: Allotments,
     fallback: Fallback,
+    /// Longest a call waits for another's trip to Redis (`RATE_LIMIT_TIMEOUT`).
+    wait: Duration,
     hops: hop::HopKey,
     grant_prefix: String,
     grants: AtomicU64,
@@ -156,6 +158,7 @@ impl RateLimiter {
                 store,
                 allotments: Allotments::new(),
                 fallback: Fallback::new(args.rate_limit_fallback_replicas),
+                wait: args.rate_limit_timeout,
                 hops: hop::HopKey::new(secret),
                 grant_prefix: format!("{:016x}", rand::random::<u64>()),
                 grants: AtomicU64::new(0),
@@ -287,8 +290,15 @@ impl RateLimiter {
                 continue;
             };
             let key = (applied.rule.id, subject);
-            let state = self.inner.allotments.spend(&key, now);
-            checks.push(Check { index, key, state });
+            let spend = self.inner.allotments.spend(&key, now);
+            if spend.refill_ahead {
+                self.refill(applied.rule.clone(), key.clone());
+            }
+            checks.push(Check {
+                index,
+                key,
+                state: spend.local,
+            });
         }
         let pending = Pending {
             applied,
@@ -298,7 +308,7 @@ impl RateLimiter {
         if pending
             .checks
             .iter()
-            .any(|check| matches!(check.state, Local::Ask))
+            .any(|check| matches!(check.state, Local::Ask | Local::Wait(_)))
         {
             Some(Err(pending))
         } else {
@@ -309,6 +319,23 @@ impl RateLimiter {
     /// Asks Redis (or, while it is out of reach, the in-process limiter) what memory
     /// could not tell, and decides.
     pub(crate) async fn finish(&self, mut pending: Pending) -> Decision {
+        // Calls that found another fetching tokens wait for it (at most the limiter's
+        // own timeout), then spend again; only if there is still none do they ask.
+        for check in &mut pending.checks {
+            let Local::Wait(refilled) = &check.state else {
+                continue;
+            };
+            let _ = tokio::time::timeout(self.inner.wait, refilled.notified()).await;
+            check.state = match self
+                .inner
+                .allotments
+                .spend(&check.key, Instant::now())
+                .local
+            {
+                Local::Wait(_) => Local::Ask,
+                other => other,
+            };
+        }
         let asked: Vec<usize> = (0..pending.checks.len())
             .filter(|&i| matches!(pending.checks[i].state, Local::Ask))
             .collect();
@@ -319,6 +346,7 @@ impl RateLimiter {
         if !answered {
             for &i in &asked {
                 let check = &mut pending.checks[i];
+                self.inner.allotments.unanswered(&check.key);
                 let rule = &pending.applied[check.index].rule;
                 let (views, retry) =
                     self.inner
@@ -344,12 +372,7 @@ impl RateLimiter {
                 store.query(rule, &redis_subject(rule.key, &check.key.1))
             })
             .collect();
-        let shortest = queries
-            .iter()
-            .flat_map(|q| q.windows.iter().map(|w| w.1))
-            .min()
-            .unwrap_or(MAX_LEASE);
-        let lease = (shortest / 20).min(MAX_LEASE);
+        let lease = lease_for(queries.iter().flat_map(|q| q.windows.iter()));
         let grant_id = self.next_grant_id();
         let evaluation = match store
             .evaluate(&queries, 1, MAX_BATCH, lease, &grant_id)
@@ -372,18 +395,9 @@ impl RateLimiter {
                 lease_until: now + lease,
             });
             let spare = grant.as_ref().map_or(0, |g| g.tokens);
-            let unspent = self.inner.allotments.record(
-                check.key.clone(),
-                grant,
-                &outcome.windows,
-                blocked,
-                now,
-            );
-            if let Some(old) = unspent {
-                store
-                    .refund(&old.keys, &old.id, old.tokens, old.granted)
-                    .await;
-            }
+            self.inner
+                .allotments
+                .record(check.key.clone(), grant, &outcome.windows, blocked, now);
             let views = outcome
                 .windows
                 .iter()
@@ -395,6 +409,42 @@ impl RateLimiter {
             };
         }
         true
+    }
+
+    /// Fetches more tokens of `rule` for `key` in the background, before calls run out
+    /// (a call that spent a grant down to a quarter asked for it).
+    fn refill(&self, rule: Arc<Rule>, key: LocalKey) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let Some(store) = &this.inner.store else {
+                this.inner.allotments.unanswered(&key);
+                return;
+            };
+            let query = store.query(&rule, &redis_subject(rule.key, &key.1));
+            let lease = lease_for(&query.windows);
+            let grant_id = this.next_grant_id();
+            let evaluation = store
+                .evaluate(std::slice::from_ref(&query), 1, MAX_BATCH, lease, &grant_id)
+                .await;
+            let Ok(evaluation) = evaluation else {
+                this.inner.allotments.unanswered(&key);
+                return;
+            };
+            let outcome = &evaluation.rules[0];
+            let now = Instant::now();
+            // Every token is for later calls; a refused refill blocks nothing here (the
+            // next call that finds no token asks, and learns its retry time).
+            let grant = (outcome.granted > 0).then(|| Grant {
+                id: grant_id.into(),
+                keys: query.keys.into(),
+                granted: outcome.granted,
+                tokens: outcome.granted,
+                lease_until: now + lease,
+            });
+            this.inner
+                .allotments
+                .record(key, grant, &outcome.windows, None, now);
+        });
     }
 
     /// The decision once every check is known: counted, and undone locally when rejected.
@@ -411,7 +461,7 @@ impl RateLimiter {
             let (views, retry) = match &check.state {
                 Local::Spent(views) => (views, None),
                 Local::Blocked(retry, views) => (views, Some(*retry)),
-                Local::Ask => continue,
+                Local::Ask | Local::Wait(_) => continue,
             };
             for (window, view) in views.iter().enumerate() {
                 decision.report.push(Reported {
@@ -538,6 +588,13 @@ impl Attempt {
             self.limiter.give_back(rule, key, grant_id).await;
         }
     }
+}
+
+/// How long tokens of a grant over `windows` may be spent: a twentieth of the shortest
+/// window, at most [`MAX_LEASE`].
+fn lease_for<'a>(windows: impl IntoIterator<Item = &'a (u64, Duration)>) -> Duration {
+    let shortest = windows.into_iter().map(|w| w.1).min().unwrap_or(MAX_LEASE);
+    (shortest / 20).min(MAX_LEASE)
 }
 
 /// What a caller is counted as under a rule of `key`, if the rule applies to it.

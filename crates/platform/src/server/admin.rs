@@ -1,4 +1,5 @@
-//! The admin HTTP port: Prometheus `/metrics`, `/health/live` and `/health/ready`.
+//! The admin HTTP port: Prometheus `/metrics` (with the standard `process_*` series,
+//! read at each scrape), `/health/live` and `/health/ready`.
 
 use std::sync::OnceLock;
 
@@ -72,7 +73,18 @@ pub async fn serve(
         .await
 }
 
+/// The process's own series, described once and read at each scrape.
+fn process_metrics() -> &'static metrics_process::Collector {
+    static COLLECTOR: OnceLock<metrics_process::Collector> = OnceLock::new();
+    COLLECTOR.get_or_init(|| {
+        let collector = metrics_process::Collector::default();
+        collector.describe();
+        collector
+    })
+}
+
 async fn render_metrics(State(state): State<AdminState>) -> String {
+    process_metrics().collect();
     state.metrics.render()
 }
 

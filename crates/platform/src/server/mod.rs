@@ -192,6 +192,7 @@ impl Server {
         let (ready_tx, ready_rx) = watch::channel(false);
         let background = shutdown.child_token();
         tokio::spawn(follow_readiness(
+            self.name,
             self.database.clone(),
             health.clone(),
             ready_tx,

@@ -109,8 +109,10 @@ impl Health for HealthService {
     }
 }
 
-/// Flips health and `/health/ready` whenever the database starts or stops answering.
+/// Flips health, `/health/ready` and the `service_ready` gauge whenever the database
+/// starts or stops answering.
 pub(super) async fn follow_readiness(
+    service: &'static str,
     database: Option<crate::db::Pool>,
     health: HealthStatuses,
     ready: watch::Sender<bool>,
@@ -118,6 +120,8 @@ pub(super) async fn follow_readiness(
     timeout: std::time::Duration,
     stop: CancellationToken,
 ) {
+    let gauge = metrics::gauge!("service_ready", "service" => service);
+    gauge.set(0.0);
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -142,6 +146,7 @@ pub(super) async fn follow_readiness(
             };
             health.set_all(status);
             ready.send_replace(now_ready);
+            gauge.set(if now_ready { 1.0 } else { 0.0 });
         }
     }
 }

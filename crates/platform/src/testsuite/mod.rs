@@ -7,18 +7,22 @@
 //!   database;
 //! - `service.rs`, [`TestService`] and [`Harness`]: any service in-process on
 //!   `127.0.0.1:0`, with bearer channels, tokens, health waits and query counts;
-//! - `process.rs`, [`ServiceProcess`]: a service binary as a real process.
+//! - `process.rs`, [`ServiceProcess`]: a service binary as a real process;
+//! - `otlp.rs`, [`OtlpReceiver`] and [`BlackHole`]: a trace receiver as Jaeger runs one,
+//!   and a collector that never answers.
 //!
 //! `TEST_DATABASE_URL` points at an admin database (default: the local cluster that
 //! `scripts/infra.sh` starts); `TEST_REDIS_URL` at the shared Redis.
 
 mod database;
+mod otlp;
 mod process;
 mod proxy;
 mod redis;
 mod service;
 
 pub use database::{TestDatabase, admin_url, lock_waiters};
+pub use otlp::{BlackHole, OtlpReceiver, ReceivedSpan};
 pub use process::ServiceProcess;
 pub use proxy::TcpProxy;
 pub use redis::{RedisServer, redis_url};

@@ -29,10 +29,22 @@ impl ServiceProcess {
 
     /// [`ServiceProcess::start`] with more environment (`(name, value)` pairs).
     pub async fn start_with_env(binary: &str, database_url: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_command(binary, &[], database_url, env).await
+    }
+
+    /// `binary args…` (such as `agentic serve user`) as [`ServiceProcess::start_with_env`]
+    /// starts a service binary.
+    pub async fn start_command(
+        binary: &str,
+        args: &[&str],
+        database_url: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
         let (addr, admin_addr) = (free_addr().await, free_addr().await);
         let log = std::env::temp_dir().join(format!("agentic-{}.log", uuid::Uuid::new_v4()));
         let out = std::fs::File::create(&log).expect("log file");
         let child = tokio::process::Command::new(binary)
+            .args(args)
             .env_clear()
             .env("DATABASE_URL", database_url)
             .env("JWT_SECRET", JWT_SECRET)

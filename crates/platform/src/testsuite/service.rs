@@ -207,6 +207,7 @@ impl Options {
                 log_format: LogFormat::Pretty,
                 log_filter: "warn".into(),
                 otel_exporter_otlp_endpoint: None,
+                ..crate::config::from_flags(&[])
             },
             principals: crate::principal::PrincipalArgs {
                 principal_check: self.principal_check,

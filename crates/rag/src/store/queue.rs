@@ -127,3 +127,13 @@ pub async fn insert_chunks(conn: &mut AsyncPgConnection, rows: &[NewChunk]) -> R
     }
     Ok(())
 }
+
+/// Documents waiting for a worker (the partial index of pending rows answers it).
+pub async fn queue_depth(conn: &mut AsyncPgConnection) -> Result<i64> {
+    use crate::schema::documents;
+    Ok(documents::table
+        .filter(documents::status.eq("pending"))
+        .count()
+        .get_result(conn)
+        .await?)
+}

@@ -3,8 +3,9 @@
 //! Metric labels come only from a closed set: the methods of the services the server
 //! registered (read from their descriptors) and the gRPC codes. Any other path, such as
 //! random paths from anonymous clients, counts as `unknown`, so `/metrics` cannot grow
-//! without bound. A call is recorded when it ends, or when it is dropped unfinished (the
-//! client went away or a timeout fired): then its code is `Cancelled`.
+//! without bound. A call is counted when it starts (`grpc_server_started_total`) and when
+//! it ends, or is dropped unfinished (the client went away or a timeout fired): then its
+//! code is `Canceled`. Codes are spelled as go-grpc-prometheus spells them (`OK`, …).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -26,6 +27,7 @@ struct MethodMetrics {
     method: &'static str,
     duration: metrics::Histogram,
     in_flight: metrics::Gauge,
+    started: metrics::Counter,
     ok: metrics::Counter,
 }
 
@@ -34,7 +36,8 @@ impl MethodMetrics {
         Self {
             duration: metrics::histogram!("grpc_server_handling_seconds", "grpc_service" => service, "grpc_method" => method),
             in_flight: metrics::gauge!("grpc_server_in_flight", "grpc_service" => service, "grpc_method" => method),
-            ok: metrics::counter!("grpc_server_handled_total", "grpc_service" => service, "grpc_method" => method, "grpc_code" => "Ok"),
+            started: metrics::counter!("grpc_server_started_total", "grpc_service" => service, "grpc_method" => method),
+            ok: metrics::counter!("grpc_server_handled_total", "grpc_service" => service, "grpc_method" => method, "grpc_code" => "OK"),
             service,
             method,
         }
@@ -159,6 +162,7 @@ struct CallRecord {
 impl CallRecord {
     fn start(metrics: &'static MethodMetrics) -> Self {
         metrics.in_flight.increment(1.0);
+        metrics.started.increment(1);
         Self {
             metrics,
             started: Instant::now(),
@@ -207,12 +211,22 @@ where
             rpc.service = metrics.service,
             rpc.method = metrics.method,
             rpc.grpc.status_code = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
         );
         if !span.is_disabled() {
             let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
                 propagator.extract(&HeaderExtractor(request.headers()))
             });
             let _ = span.set_parent(parent);
+            // Log lines inside the call (the slow-call warning too) carry its trace id.
+            let trace_id = {
+                use opentelemetry::trace::TraceContextExt;
+                span.context().span().span_context().trace_id()
+            };
+            if trace_id != opentelemetry::trace::TraceId::INVALID {
+                span.record("trace_id", tracing::field::display(trace_id));
+            }
         }
         let inner = {
             let _entered = span.enter();
@@ -266,6 +280,19 @@ where
             Err(_) => tonic::Code::Unknown,
         };
         this.span.record("rpc.grpc.status_code", code as i32);
+        // The conventions mark a server span failed for the codes that are the server's
+        // fault, not the caller's.
+        if matches!(
+            code,
+            tonic::Code::Unknown
+                | tonic::Code::DeadlineExceeded
+                | tonic::Code::Unimplemented
+                | tonic::Code::Internal
+                | tonic::Code::Unavailable
+                | tonic::Code::DataLoss
+        ) {
+            this.span.record("otel.status_code", "ERROR");
+        }
         let elapsed = this.record.finish(code);
         if matches!(code, tonic::Code::Internal | tonic::Code::Unavailable) {
             tracing::warn!(grpc_code = ?code, "rpc failed");
