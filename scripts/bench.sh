@@ -94,6 +94,9 @@ start_service unchecked true 27066 9166 user false
 # The same build with rate limits on and a budget never reached: what limiting costs.
 start_service limited true 27067 9167 user true \
   "RATE_LIMIT_ENABLED=true RATE_LIMIT_PER_MINUTE=1000000000000 RATE_LIMIT_PER_HOUR=1000000000000"
+# The same, with the limit state sent only on rejections: what the fields cost.
+start_service limited_quiet true 27069 9169 user true \
+  "RATE_LIMIT_ENABLED=true RATE_LIMIT_PER_MINUTE=1000000000000 RATE_LIMIT_PER_HOUR=1000000000000 RATE_LIMIT_HEADERS=false"
 # A per-user limit of 1000 a second, which one client holds at 90% (900 calls a second).
 cat >"$OUT/near-limit-rules.toml" <<'TOML'
 [[rules]]
@@ -127,6 +130,7 @@ TARGETS=(
   "service, GetUser (cached)|27061|get-user"
   "service, GetUser (cached), principal check off|27066|get-user"
   "service, GetUser (cached), rate limits on|27067|get-user"
+  "service, GetUser (cached), rate limits on, state only on rejections|27069|get-user"
   "bare tokio-postgres, GetUser by key|27071|get-user"
   "service, GetUser (cache off)|27062|get-user"
   "bare tokio-postgres pipelined, GetUser by key|27072|get-user"
@@ -220,6 +224,8 @@ goals = [
      ratio("service, GetUser (cached)", median["service, GetUser (cached), principal check off"]), 0.90),
     ("service cached GetUser, rate limits on / the same with limits off",
      ratio("service, GetUser (cached), rate limits on", median["service, GetUser (cached)"]), 0.90),
+    ("the same, limit state only on rejections (RATE_LIMIT_HEADERS=false) / limits off",
+     ratio("service, GetUser (cached), rate limits on, state only on rejections", median["service, GetUser (cached)"]), 0.90),
     ("service cached GetUser / service Health/Check",
      median["service, GetUser (cached)"] / median["service, Health/Check"], 0.70),
     ("agent cached GetAgent / agent Health/Check",

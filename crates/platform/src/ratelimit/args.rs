@@ -46,6 +46,11 @@ pub struct RateLimitArgs {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub rate_limit_fallback_replicas: u64,
 
+    /// Send the limit state on every response. `false` sends it only with rejections,
+    /// for traffic that never reads it (it costs about 100 bytes per response).
+    #[arg(long, env = "RATE_LIMIT_HEADERS", default_value_t = true, action = ArgAction::Set)]
+    pub rate_limit_headers: bool,
+
     /// How often each replica looks for changed tenant plans.
     #[arg(long, env = "RATE_LIMIT_PLAN_REFRESH", default_value = "1s", value_parser = humantime::parse_duration)]
     pub rate_limit_plan_refresh: Duration,

@@ -10,9 +10,10 @@
 //!   as GitHub's) of the window with the least remaining.
 
 use std::fmt::Write;
+use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::Decision;
 
@@ -21,19 +22,51 @@ fn seconds(duration: Duration) -> u64 {
     duration.as_millis().div_ceil(1000) as u64
 }
 
+static POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+static STATE: HeaderName = HeaderName::from_static("ratelimit");
+static LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+static REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+static RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+
+/// A value that changes from call to call, marked so HPACK sends it as a literal instead
+/// of filling the connection's header table with values never seen again.
+fn changing(value: impl Into<HeaderValue>) -> HeaderValue {
+    let mut value = value.into();
+    value.set_sensitive(true);
+    value
+}
+
 /// Adds `decision`'s fields to `headers`.
 pub(crate) fn insert(decision: &Decision, headers: &mut HeaderMap) {
-    if decision.report.is_empty() {
+    let Some(first) = decision.report.first() else {
         return;
-    }
-    let mut policy = String::with_capacity(48 * decision.report.len());
+    };
+    // One rule with every window reported (the usual case): its policy field is built
+    // once, when the rule is compiled, and HPACK sends it as an index after the first.
+    let one_rule = decision.report.len() == first.rule.windows.len()
+        && decision
+            .report
+            .iter()
+            .enumerate()
+            .all(|(i, r)| Arc::ptr_eq(&r.rule, &first.rule) && r.window == i);
+    let policy = if one_rule {
+        first.rule.policy_header.clone()
+    } else {
+        let joined: Vec<&str> = decision
+            .report
+            .iter()
+            .map(|r| r.rule.policies[r.window].as_str())
+            .collect();
+        match HeaderValue::try_from(joined.join(", ")) {
+            Ok(value) => value,
+            Err(_) => return,
+        }
+    };
     let mut state = String::with_capacity(48 * decision.report.len());
     for (i, reported) in decision.report.iter().enumerate() {
         if i > 0 {
-            policy.push_str(", ");
             state.push_str(", ");
         }
-        policy.push_str(&reported.rule.policies[reported.window]);
         let name = reported.rule.policies[reported.window]
             .split(';')
             .next()
@@ -52,15 +85,12 @@ pub(crate) fn insert(decision: &Decision, headers: &mut HeaderMap) {
         .expect("the report is not empty");
     let limit = least.rule.windows[least.window].limit;
     let reset = decision.unix_now.as_secs() + seconds(least.reset);
-    for (name, value) in [
-        ("ratelimit-policy", policy),
-        ("ratelimit", state),
-        ("x-ratelimit-limit", limit.to_string()),
-        ("x-ratelimit-remaining", least.remaining.to_string()),
-        ("x-ratelimit-reset", reset.to_string()),
-    ] {
-        if let Ok(value) = HeaderValue::try_from(value) {
-            headers.insert(name, value);
-        }
+    headers.insert(POLICY.clone(), policy);
+    if let Ok(state) = HeaderValue::try_from(state) {
+        headers.insert(STATE.clone(), changing(state));
     }
+    headers.insert(LIMIT.clone(), HeaderValue::from(limit));
+    headers.insert(REMAINING.clone(), changing(least.remaining));
+    // The reset moves once a second: repeated values are worth indexing.
+    headers.insert(RESET.clone(), HeaderValue::from(reset));
 }

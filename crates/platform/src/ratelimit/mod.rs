@@ -114,6 +114,8 @@ struct Inner {
     fallback: Fallback,
     /// Longest a call waits for another's trip to Redis (`RATE_LIMIT_TIMEOUT`).
     wait: Duration,
+    /// Whether every response carries the limit state (`RATE_LIMIT_HEADERS`).
+    headers: bool,
     hops: hop::HopKey,
     grant_prefix: String,
     grants: AtomicU64,
@@ -159,6 +161,7 @@ impl RateLimiter {
                 allotments: Allotments::new(),
                 fallback: Fallback::new(args.rate_limit_fallback_replicas),
                 wait: args.rate_limit_timeout,
+                headers: args.rate_limit_headers,
                 hops: hop::HopKey::new(secret),
                 grant_prefix: format!("{:016x}", rand::random::<u64>()),
                 grants: AtomicU64::new(0),
@@ -256,6 +259,11 @@ impl RateLimiter {
     fn next_grant_id(&self) -> String {
         let n = self.inner.grants.fetch_add(1, Ordering::Relaxed);
         format!("{}-{n}", self.inner.grant_prefix)
+    }
+
+    /// Whether allowed calls' responses carry the limit state (rejections always do).
+    pub(crate) fn sends_headers(&self) -> bool {
+        self.inner.headers
     }
 
     /// The proof that a call was counted here, for the calls it makes to other services.

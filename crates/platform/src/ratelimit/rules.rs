@@ -112,6 +112,8 @@ pub struct Rule {
     methods: Vec<String>,
     /// `"<name>-<window>";q=<limit>;w=<seconds>` per window, for `ratelimit-policy`.
     pub policies: Vec<String>,
+    /// The `ratelimit-policy` field of this rule alone (every window), built once.
+    pub policy_header: http::HeaderValue,
 }
 
 static NEXT_RULE_ID: AtomicU32 = AtomicU32::new(1);
@@ -127,11 +129,6 @@ impl Rule {
             let subject = if pattern.contains('/') { method } else { short };
             glob(pattern.as_bytes(), subject.as_bytes())
         })
-    }
-
-    /// The policy name of window `index`, as metadata shows it.
-    pub fn policy_name(&self, index: usize) -> String {
-        format!("{}-{}", self.name, unit_name(self.windows[index].period))
     }
 }
 
@@ -248,7 +245,7 @@ pub fn compile(specs: &[RuleSpec], field: &str, default_mode: Mode) -> Result<Ve
         windows.sort_by_key(|w| w.period);
         let mode = spec.mode.unwrap_or(default_mode);
         let name: Arc<str> = spec.name.as_str().into();
-        let policies = windows
+        let policies: Vec<String> = windows
             .iter()
             .map(|w| {
                 format!(
@@ -259,6 +256,9 @@ pub fn compile(specs: &[RuleSpec], field: &str, default_mode: Mode) -> Result<Ve
                 )
             })
             .collect();
+        // Names are checked above to be letters, digits, '-' and '_': a valid value.
+        let policy_header = http::HeaderValue::try_from(policies.join(", "))
+            .unwrap_or_else(|_| http::HeaderValue::from_static(""));
         rules.push(Arc::new(Rule {
             id: NEXT_RULE_ID.fetch_add(1, Ordering::Relaxed),
             name,
@@ -267,6 +267,7 @@ pub fn compile(specs: &[RuleSpec], field: &str, default_mode: Mode) -> Result<Ve
             mode,
             methods: spec.methods.clone(),
             policies,
+            policy_header,
         }));
     }
     if violations.is_empty() {

@@ -98,7 +98,7 @@ where
         match begun {
             Ok(decision) if decision.allowed => Either::Left(Decorated {
                 inner: self.inner.call(request),
-                decision: Some(decision),
+                decision: limiter.sends_headers().then_some(decision),
             }),
             Ok(decision) => Either::Right(Box::pin(std::future::ready(Ok(rejected(&decision))))),
             Err(pending) => {
@@ -112,7 +112,9 @@ where
                         return Ok(rejected(&decision));
                     }
                     let mut response = inner.call(request).await?;
-                    headers::insert(&decision, response.headers_mut());
+                    if limiter.sends_headers() {
+                        headers::insert(&decision, response.headers_mut());
+                    }
                     Ok(response)
                 }))
             }
