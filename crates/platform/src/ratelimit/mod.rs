@@ -377,7 +377,7 @@ impl RateLimiter {
             .map(|&i| {
                 let check = &pending.checks[i];
                 let rule = &pending.applied[check.index].rule;
-                store.query(rule, &redis_subject(rule.key, &check.key.1))
+                store.query(rule, &check.key.1)
             })
             .collect();
         let lease = lease_for(queries.iter().flat_map(|q| q.windows.iter()));
@@ -428,7 +428,7 @@ impl RateLimiter {
                 this.inner.allotments.unanswered(&key);
                 return;
             };
-            let query = store.query(&rule, &redis_subject(rule.key, &key.1));
+            let query = store.query(&rule, &key.1);
             let lease = lease_for(&query.windows);
             let grant_id = this.next_grant_id();
             let evaluation = store
@@ -555,7 +555,7 @@ impl RateLimiter {
     /// in-process limiter; the retry time when there is none.
     async fn spend_exactly(&self, rule: &Rule, key: &LocalKey, grant_id: &str) -> Option<Duration> {
         if let Some(store) = &self.inner.store {
-            let mut query = store.query(rule, &redis_subject(rule.key, &key.1));
+            let mut query = store.query(rule, &key.1);
             query.enforce = true;
             if let Ok(evaluation) = store
                 .evaluate(&[query], 1, 1, Duration::ZERO, grant_id)
@@ -577,7 +577,7 @@ impl RateLimiter {
     /// succeeded).
     async fn give_back(&self, rule: &Rule, key: &LocalKey, grant_id: &str) {
         if let Some(store) = &self.inner.store {
-            let query = store.query(rule, &redis_subject(rule.key, &key.1));
+            let query = store.query(rule, &key.1);
             store.refund(&query.keys, grant_id, 1, 1).await;
         }
     }
@@ -616,17 +616,6 @@ fn subject_of(key: Key, caller: Option<&Caller>, address: Option<IpAddr>) -> Opt
         (Key::Address, None) => address.map(Subject::Address),
         _ => None,
     }
-}
-
-/// The subject's part of a Redis key.
-fn redis_subject(key: Key, subject: &Subject) -> String {
-    let prefix = match key {
-        Key::User => "u",
-        Key::Tenant => "t",
-        Key::Address => "a",
-        Key::Account => "acct",
-    };
-    format!("{prefix}:{subject}")
 }
 
 /// An account's name in keys: a digest, so no email is stored in Redis.

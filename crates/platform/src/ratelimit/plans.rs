@@ -116,6 +116,8 @@ impl Plans {
 pub struct Announcer {
     client: redis::Client,
     prefix: String,
+    /// One connection, kept: the user service checks Redis every few seconds.
+    conn: Arc<tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>>,
 }
 
 impl Announcer {
@@ -124,6 +126,7 @@ impl Announcer {
         Ok(Self {
             client: redis::Client::open(url)?,
             prefix: prefix.to_owned(),
+            conn: Arc::default(),
         })
     }
 
@@ -139,7 +142,8 @@ impl Announcer {
             pipe.hset(hash_key(&self.prefix), tenant.to_string(), json);
         }
         pipe.incr(version_key(&self.prefix), 1);
-        bounded(pipe.query_async::<()>(&mut conn)).await
+        self.checked(bounded(pipe.query_async::<()>(&mut conn)).await)
+            .await
     }
 
     /// Replaces every announced plan with `plans` (at start: the database is the truth).
@@ -152,18 +156,35 @@ impl Announcer {
             pipe.hset(hash_key(&self.prefix), tenant.to_string(), json);
         }
         pipe.incr(version_key(&self.prefix), 1);
-        bounded(pipe.query_async::<()>(&mut conn)).await
+        self.checked(bounded(pipe.query_async::<()>(&mut conn)).await)
+            .await
     }
 
     /// Whether Redis holds announced plans at all (false after it lost its data): then
     /// every stored plan must be announced again.
     pub async fn holds_plans(&self) -> redis::RedisResult<bool> {
         let mut conn = self.connect().await?;
-        bounded(conn.exists(version_key(&self.prefix))).await
+        self.checked(bounded(conn.exists(version_key(&self.prefix))).await)
+            .await
     }
 
+    /// The kept connection, opened when there is none (or the last one failed).
     async fn connect(&self) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
-        bounded(self.client.get_multiplexed_async_connection()).await
+        let mut held = self.conn.lock().await;
+        if let Some(conn) = held.as_ref() {
+            return Ok(conn.clone());
+        }
+        let conn = bounded(self.client.get_multiplexed_async_connection()).await?;
+        *held = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Drops the kept connection after `result` failed, so the next call opens another.
+    async fn checked<T>(&self, result: redis::RedisResult<T>) -> redis::RedisResult<T> {
+        if result.is_err() {
+            *self.conn.lock().await = None;
+        }
+        result
     }
 }
 

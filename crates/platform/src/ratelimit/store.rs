@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::rules::{Mode, Rule};
+use super::local::Subject;
+use super::rules::{Key, Mode, Rule};
 use crate::breaker::{Breaker, Permit};
 
 /// Evaluates and, when every enforced rule allows, grants.
@@ -189,7 +190,7 @@ impl Store {
         Ok(Self {
             client: redis::Client::open(url)?,
             timeout,
-            prefix: format!("{prefix}:rl"),
+            prefix: prefix.to_owned(),
             conn: tokio::sync::Mutex::new(None),
             background: tokio::sync::Mutex::new(None),
             breaker: Breaker::new(BREAKER_THRESHOLD, BREAKER_COOLDOWN),
@@ -199,15 +200,16 @@ impl Store {
         })
     }
 
-    /// The query of `rule`'s windows for `subject` (as keys name it).
-    pub(crate) fn query(&self, rule: &Rule, subject: &str) -> RuleQuery {
+    /// The query of `rule`'s windows for `subject`.
+    pub(crate) fn query(&self, rule: &Rule, subject: &Subject) -> RuleQuery {
+        let subject = redis_subject(rule.key, subject);
         RuleQuery {
             keys: rule
                 .windows
                 .iter()
                 .map(|w| {
                     format!(
-                        "{}:{}:{}:{subject}",
+                        "{}:rl:{}:{}:{subject}",
                         self.prefix,
                         rule.name,
                         w.period.as_secs()
@@ -288,11 +290,12 @@ impl Store {
         .await;
         match outcome {
             Ok(Ok(value)) => {
+                // Only a change of state is logged and shown, not every answer.
                 if self.breaker.is_open() || permit == Permit::Probe {
                     tracing::info!("rate limits are shared through redis again");
+                    super::metrics::fallback(self.service, false);
                 }
                 self.breaker.succeeded(permit);
-                super::metrics::fallback(self.service, false);
                 Ok(value)
             }
             failed => {
@@ -319,7 +322,7 @@ impl Store {
         F: FnOnce(ConnectionManager, String) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
-        let prefix = self.prefix.trim_end_matches(":rl").to_owned();
+        let prefix = self.prefix.clone();
         let outcome = tokio::time::timeout(timeout, async {
             let conn = Self::connect(&self.client, &self.background, timeout).await?;
             command(conn, prefix).await
@@ -361,6 +364,17 @@ impl Store {
     pub(crate) fn shared(self) -> Arc<Self> {
         Arc::new(self)
     }
+}
+
+/// The subject's part of a Redis key.
+fn redis_subject(key: Key, subject: &Subject) -> String {
+    let prefix = match key {
+        Key::User => "u",
+        Key::Tenant => "t",
+        Key::Address => "a",
+        Key::Account => "acct",
+    };
+    format!("{prefix}:{subject}")
 }
 
 fn parse(raw: &[i64], rules: &[RuleQuery]) -> Option<Evaluation> {
