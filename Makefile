@@ -19,7 +19,7 @@ stop: ## stop the local PostgreSQL and Redis that infra started
 	@scripts/infra.sh down
 
 .PHONY: tools
-tools: ## install grpcurl into .local/bin and the local embedding model into .local/models
+tools: ## install grpcurl, promtool, kustomize and the manifest checkers into .local, and the local embedding model
 	@scripts/tools.sh
 	@scripts/models.sh
 

@@ -1,14 +1,19 @@
-//! The deploy files, checked without a cluster or an engine: every object a Kubernetes
-//! manifest refers to is one the kustomization renders (or the Secret the README asks for),
-//! ports and probes match the services' own defaults, and every setting named in the
-//! manifests and the Compose file is one a service accepts (read from the services'
-//! command-line definitions, not from a hand-kept list).
+//! The deploy files, checked without a cluster or an engine: `kustomize build` renders
+//! every kustomization and `kubernetes-validate --strict` accepts what it renders; the
+//! Compose file passes the Compose specification's JSON schema (`check-jsonschema`); every
+//! object a Kubernetes manifest refers to is one the kustomization renders (or the Secret
+//! the README asks for); ports and probes match the services' own defaults; each service
+//! has its autoscaler and disruption budget; and every setting named in the manifests and
+//! the Compose file is one a service accepts (read from the services' command-line
+//! definitions, not from a hand-kept list). The tools come from `scripts/tools.sh`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use agentic_agent::AgentApp;
 use agentic_conversation::ConversationApp;
+use agentic_platform::server::readiness::LIVENESS;
 use agentic_platform::service::{ServiceCli, ServiceSpec, ServiceType};
 use agentic_rag::RagApp;
 use agentic_user::UserApp;
@@ -22,24 +27,54 @@ fn deploy(path: &str) -> PathBuf {
         .join(path)
 }
 
-/// Every document of every resource the base kustomization lists.
+fn tool(name: &str) -> PathBuf {
+    let path = deploy("../.local/bin").join(name);
+    assert!(
+        path.exists(),
+        "{path:?} is missing: `make tools` installs it"
+    );
+    path
+}
+
+/// Every kustomization (the base and each overlay), as `deploy/k8s/...` directories.
+fn kustomizations() -> Vec<PathBuf> {
+    let mut dirs = vec![deploy("k8s/base")];
+    let overlays = std::fs::read_dir(deploy("k8s/overlays")).expect("deploy/k8s/overlays");
+    let mut overlays: Vec<PathBuf> = overlays
+        .map(|entry| entry.expect("an overlay").path())
+        .filter(|dir| dir.join("kustomization.yaml").exists())
+        .collect();
+    overlays.sort();
+    assert!(!overlays.is_empty(), "no overlay under deploy/k8s/overlays");
+    dirs.extend(overlays);
+    dirs
+}
+
+/// What `kustomize build` renders of `dir`.
+fn build(dir: &Path) -> String {
+    let output = Command::new(tool("kustomize"))
+        .arg("build")
+        .arg(dir)
+        .output()
+        .expect("run kustomize");
+    assert!(
+        output.status.success(),
+        "kustomize build {dir:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("UTF-8")
+}
+
+fn documents(text: &str) -> Vec<Value> {
+    serde_norway::Deserializer::from_str(text)
+        .map(|document| Value::deserialize(document).expect("a YAML document"))
+        .filter(|value| !value.is_null())
+        .collect()
+}
+
+/// Every object the base kustomization renders.
 fn rendered() -> Vec<Value> {
-    let kustomization: Value = serde_norway::from_str(
-        &std::fs::read_to_string(deploy("k8s/base/kustomization.yaml")).expect("kustomization"),
-    )
-    .expect("YAML");
-    let mut objects = Vec::new();
-    for resource in kustomization["resources"].as_array().expect("resources") {
-        let path = deploy(&format!("k8s/base/{}", resource.as_str().expect("a path")));
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
-        for document in serde_norway::Deserializer::from_str(&text) {
-            let value = Value::deserialize(document).expect("a YAML document");
-            if !value.is_null() {
-                objects.push(value);
-            }
-        }
-    }
-    objects
+    documents(&build(&deploy("k8s/base")))
 }
 
 /// The environment variables service `S` reads, from its command-line definition.
@@ -132,11 +167,25 @@ fn every_reference_resolves_and_every_port_and_probe_matches_the_service() {
                 u64::from(spec.admin_port),
                 "{name}: admin port"
             );
-            assert_eq!(
-                container["readinessProbe"]["grpc"]["port"].as_u64(),
-                Some(u64::from(spec.grpc_port)),
-                "{name}: readiness asks grpc.health.v1 on the gRPC port"
-            );
+            // Readiness asks for the whole server (""), which follows the database;
+            // liveness and startup ask for LIVENESS, which answers while the process runs.
+            for (probe, health_name) in [
+                ("readinessProbe", ""),
+                ("livenessProbe", LIVENESS),
+                ("startupProbe", LIVENESS),
+            ] {
+                let grpc = &container[probe]["grpc"];
+                assert_eq!(
+                    grpc["port"].as_u64(),
+                    Some(u64::from(spec.grpc_port)),
+                    "{name}: {probe} asks grpc.health.v1 on the gRPC port"
+                );
+                assert_eq!(
+                    grpc["service"].as_str().unwrap_or(""),
+                    health_name,
+                    "{name}: {probe} names a health service the server answers for"
+                );
+            }
             assert_eq!(container["args"][1], *name, "{name}: serves itself");
             for variable in container["env"].as_array().into_iter().flatten() {
                 let key = variable["name"].as_str().expect("env name");
@@ -195,4 +244,105 @@ fn every_setting_in_the_compose_file_is_one_its_service_reads() {
         );
     }
     assert!(checked > 20, "the services' environments were read");
+}
+
+#[test]
+fn every_kustomization_renders_and_passes_strict_kubernetes_validation() {
+    let out = std::env::temp_dir().join(format!("agentic-k8s-{}", std::process::id()));
+    std::fs::create_dir_all(&out).expect("a temporary directory");
+    for dir in kustomizations() {
+        let text = build(&dir);
+        let objects = documents(&text);
+        assert!(
+            objects.iter().filter(|o| o["kind"] == "Deployment").count() == 4,
+            "{dir:?} renders the four services"
+        );
+        let file = out.join("rendered.yaml");
+        std::fs::write(&file, &text).expect("write the rendered manifests");
+        let output = Command::new(tool("kubernetes-validate"))
+            .args(["--strict", "--quiet"])
+            .arg(&file)
+            .output()
+            .expect("run kubernetes-validate");
+        assert!(
+            output.status.success(),
+            "kubernetes-validate --strict on {dir:?}:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    std::fs::remove_dir_all(&out).ok();
+}
+
+#[test]
+fn each_service_has_an_autoscaler_at_the_seeds_cpu_target_and_a_disruption_budget() {
+    let objects = rendered();
+    for name in services().keys() {
+        let deployment = objects
+            .iter()
+            .find(|o| o["kind"] == "Deployment" && o["metadata"]["name"] == *name)
+            .unwrap_or_else(|| panic!("no Deployment {name}"));
+        let pod_labels = &deployment["spec"]["template"]["metadata"]["labels"];
+
+        let autoscalers: Vec<&Value> = objects
+            .iter()
+            .filter(|o| {
+                o["kind"] == "HorizontalPodAutoscaler"
+                    && o["spec"]["scaleTargetRef"]["kind"] == "Deployment"
+                    && o["spec"]["scaleTargetRef"]["name"] == *name
+            })
+            .collect();
+        assert_eq!(autoscalers.len(), 1, "{name}: one HorizontalPodAutoscaler");
+        let cpu = autoscalers[0]["spec"]["metrics"]
+            .as_array()
+            .expect("metrics")
+            .iter()
+            .find(|m| m["resource"]["name"] == "cpu")
+            .unwrap_or_else(|| panic!("{name}: the autoscaler follows CPU"));
+        assert_eq!(
+            cpu["resource"]["target"]["averageUtilization"], 70,
+            "{name}"
+        );
+        assert!(
+            autoscalers[0]["spec"]["minReplicas"].as_u64() >= Some(2),
+            "{name}: a disruption budget needs a second pod"
+        );
+
+        let budgets: Vec<&Value> = objects
+            .iter()
+            .filter(|o| o["kind"] == "PodDisruptionBudget")
+            .filter(|o| {
+                let selector = o["spec"]["selector"]["matchLabels"]
+                    .as_object()
+                    .expect("matchLabels");
+                !selector.is_empty() && selector.iter().all(|(k, v)| pod_labels[k] == *v)
+            })
+            .collect();
+        assert_eq!(
+            budgets.len(),
+            1,
+            "{name}: one PodDisruptionBudget selects its pods"
+        );
+        // The Deployment's requests make the CPU target meaningful.
+        let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+        assert!(
+            container["resources"]["requests"]["cpu"].is_string(),
+            "{name}: requests CPU"
+        );
+    }
+}
+
+#[test]
+fn the_compose_file_passes_the_compose_specification_schema() {
+    let output = Command::new(tool("check-jsonschema"))
+        .args(["--builtin-schema", "vendor.compose-spec"])
+        .arg(deploy("compose/compose.yaml"))
+        .output()
+        .expect("run check-jsonschema");
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

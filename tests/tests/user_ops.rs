@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use agentic_e2e::{
     Harness, Options, UserFixture, UserService, create_user, new_user, rename, slug, url_via,
 };
+use agentic_platform::server::readiness::LIVENESS;
 use agentic_platform::testsuite::{TcpProxy, TestDatabase, lock_waiters};
 use agentic_proto::user::v1 as pb;
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
@@ -127,6 +128,11 @@ async fn readiness_follows_the_database_and_requests_fail_fast_without_it() {
     assert_eq!(service.health("").await, ServingStatus::NotServing);
     assert_eq!(admin_status(&service, "/health/ready").await, 503);
     assert_eq!(admin_status(&service, "/health/live").await, 200);
+    assert_eq!(
+        service.health(LIVENESS).await,
+        ServingStatus::Serving,
+        "the liveness probe's name answers without the database"
+    );
     proxy.restore();
     service.wait_for(ServingStatus::Serving).await;
     assert_eq!(
@@ -145,6 +151,7 @@ async fn readiness_follows_the_database_and_requests_fail_fast_without_it() {
         ServingStatus::NotServing
     );
     assert_eq!(admin_status(&service, "/health/ready").await, 503);
+    assert_eq!(service.health(LIVENESS).await, ServingStatus::Serving);
 
     let started = Instant::now();
     let error = admin

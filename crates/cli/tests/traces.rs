@@ -7,8 +7,8 @@ use std::time::Duration;
 use agentic_platform::auth::{Tokens, roles};
 use agentic_platform::service::ServiceType;
 use agentic_platform::testsuite::{
-    BlackHole, OtlpReceiver, ReceivedSpan, ServiceProcess, TestDatabase, auth_args, create_tenant,
-    grpc_channel,
+    BlackHole, OtlpReceiver, ReceivedSpan, ServiceProcess, TestDatabase, admin_get, auth_args,
+    create_tenant, grpc_channel,
 };
 use agentic_proto::agent::v1 as agent_pb;
 use agentic_proto::conversation::v1 as conversation_pb;
@@ -27,7 +27,7 @@ struct Suite {
     conversations: ServiceProcess,
 }
 
-async fn suite(endpoint: &str) -> Suite {
+async fn suite(endpoint: &str, more: &[(&str, &str)]) -> Suite {
     let user_db = TestDatabase::create("user", agentic_user::UserApp::MIGRATIONS).await;
     let agent_db = TestDatabase::create("agent", agentic_agent::AgentApp::MIGRATIONS).await;
     let conversation_db = TestDatabase::create(
@@ -36,11 +36,12 @@ async fn suite(endpoint: &str) -> Suite {
     )
     .await;
     // Spans leave in batches every 200 ms, so the test need not wait five seconds.
-    let otel = [
+    let mut otel = vec![
         ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
         ("OTEL_BSP_SCHEDULE_DELAY", "200"),
         ("SECRETS_KEY", "a-secrets-key-of-at-least-thirty-two-bytes"),
     ];
+    otel.extend_from_slice(more);
     let users = ServiceProcess::start_command(BIN, &["serve", "user"], &user_db.url, &otel).await;
     let agents =
         ServiceProcess::start_command(BIN, &["serve", "agent"], &agent_db.url, &otel).await;
@@ -48,7 +49,7 @@ async fn suite(endpoint: &str) -> Suite {
         format!("http://{}", users.addr),
         format!("http://{}", agents.addr),
     );
-    let mut env = otel.to_vec();
+    let mut env = otel.clone();
     env.extend([
         ("USER_SERVICE_URL", user_url.as_str()),
         ("AGENT_SERVICE_URL", agent_url.as_str()),
@@ -135,7 +136,7 @@ fn find<'a>(spans: &'a [ReceivedSpan], service: &str, name: &str) -> &'a Receive
 #[tokio::test]
 async fn one_create_conversation_is_one_trace_across_three_processes() {
     let receiver = OtlpReceiver::start().await;
-    let suite = suite(&receiver.endpoint()).await;
+    let suite = suite(&receiver.endpoint(), &[]).await;
     let tokens = Tokens::new(&auth_args()).expect("tokens");
     let (admin, user_id, agent_id) = tenant(&suite, &tokens).await;
 
@@ -167,7 +168,24 @@ async fn one_create_conversation_is_one_trace_across_three_processes() {
 
     let spans = receiver
         .wait_for(Duration::from_secs(20), |spans| {
-            spans.iter().filter(|s| s.trace_id == trace_id).count() >= 5
+            let ours = || spans.iter().filter(|s| s.trace_id == trace_id);
+            // Each process sends its spans in batches of its own: wait for all of them.
+            let server = |service: &str, method: &str| {
+                ours().any(|s| s.service == service && s.kind == 2 && s.name.ends_with(method))
+            };
+            server("agentic-conversation", "/CreateConversation")
+                && server("agentic-agent", "/GetAgent")
+                && server("agentic-user", "/GetUser")
+                && ours()
+                    .filter(|s| s.kind == 3 && s.attributes.contains_key("rpc.method"))
+                    .count()
+                    >= 2
+                && ours().any(|s| {
+                    s.attributes.get("db.operation.name").map(String::as_str) == Some("INSERT")
+                })
+                && ours().any(|s| {
+                    s.service == "agentic-agent" && s.attributes.contains_key("cache.kind")
+                })
         })
         .await;
     let trace: Vec<ReceivedSpan> = spans
@@ -211,6 +229,45 @@ async fn one_create_conversation_is_one_trace_across_three_processes() {
             "{callee} under the client span"
         );
     }
+
+    // The conversation's row is written under the call: a CLIENT span per statement,
+    // named by the database conventions, with no statement text or value.
+    let insert = trace
+        .iter()
+        .find(|s| {
+            s.service == "agentic-conversation"
+                && s.attributes.get("db.operation.name").map(String::as_str) == Some("INSERT")
+        })
+        .unwrap_or_else(|| panic!("no INSERT statement span in {trace:#?}"));
+    assert_eq!(insert.kind, 3, "a CLIENT span");
+    assert_eq!(insert.attributes["db.system.name"], "postgresql");
+    assert_eq!(
+        insert.attributes["db.collection.name"],
+        "conversations.conversations"
+    );
+    assert_eq!(insert.name, "INSERT conversations.conversations");
+    let in_call = |span: &ReceivedSpan| {
+        // Under the server span, directly or through other spans of the same process.
+        let mut parent = span.parent_span_id.clone();
+        while let Some(up) = trace.iter().find(|s| s.span_id == parent) {
+            if up.span_id == server.span_id {
+                return true;
+            }
+            parent = up.parent_span_id.clone();
+        }
+        false
+    };
+    assert!(in_call(insert), "the statement is part of the call");
+    // The agent service looked the agent up in its cache: a span says which level
+    // answered.
+    let lookup = trace
+        .iter()
+        .find(|s| s.service == "agentic-agent" && s.attributes.contains_key("cache.kind"))
+        .unwrap_or_else(|| panic!("no cache lookup span in {trace:#?}"));
+    assert!(
+        ["l1", "l2", "source"].contains(&lookup.attributes["cache.level"].as_str()),
+        "{lookup:?}"
+    );
 
     // A call that fails: the agent does not exist. The client span says so.
     let missing = Uuid::now_v7().to_string();
@@ -268,7 +325,8 @@ async fn one_create_conversation_is_one_trace_across_three_processes() {
 #[tokio::test]
 async fn a_hung_collector_costs_no_request_anything() {
     let hole = BlackHole::start().await;
-    let suite = suite(&hole.endpoint()).await;
+    // A short export queue, so the calls below overflow it while the collector hangs.
+    let suite = suite(&hole.endpoint(), &[("OTEL_BSP_MAX_QUEUE_SIZE", "64")]).await;
     let tokens = Tokens::new(&auth_args()).expect("tokens");
     let (admin, user_id, agent_id) = tenant(&suite, &tokens).await;
     let mut conversations =
@@ -277,8 +335,10 @@ async fn a_hung_collector_costs_no_request_anything() {
                 .await
                 .expect("channel"),
         );
-    // Enough calls to fill export batches many times over while the collector hangs.
+    // Enough calls to fill the export queue many times over while the collector hangs.
+    let mut took = Vec::new();
     for i in 0..300 {
+        let started = std::time::Instant::now();
         conversations
             .create_conversation(bearer(
                 conversation_pb::CreateConversationRequest {
@@ -291,5 +351,37 @@ async fn a_hung_collector_costs_no_request_anything() {
             ))
             .await
             .unwrap_or_else(|status| panic!("call {i}: {status:?}"));
+        took.push(started.elapsed());
     }
+
+    // The spans that found the queue full were dropped and counted, in every process.
+    for (name, process) in [
+        ("conversation", &suite.conversations),
+        ("agent", &suite.agents),
+        ("user", &suite.users),
+    ] {
+        let (_, metrics) = admin_get(process.admin_addr, "/metrics").await;
+        let dropped: f64 = metrics
+            .lines()
+            .find_map(|line| line.strip_prefix("otel_spans_dropped_total "))
+            .unwrap_or_else(|| panic!("{name}: no otel_spans_dropped_total"))
+            .trim()
+            .parse()
+            .expect("a number");
+        assert!(dropped > 0.0, "{name}: no span dropped with the queue full");
+    }
+
+    // Calls made once the queue was full took no longer than the first ones: nothing
+    // waited on the exporter. (A wait would be the exporter's timeout, seconds per call;
+    // the bound is generous so a busy machine does not trip it.)
+    let median = |calls: &[Duration]| {
+        let mut sorted = calls.to_vec();
+        sorted.sort();
+        sorted[sorted.len() / 2]
+    };
+    let (early, late) = (median(&took[10..60]), median(&took[200..]));
+    assert!(
+        late <= early * 3 + Duration::from_millis(20),
+        "calls slowed once spans were dropped: {early:?} then {late:?}"
+    );
 }

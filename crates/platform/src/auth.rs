@@ -61,9 +61,37 @@ pub struct Caller {
     pub tenant: Option<Uuid>,
     /// One of [`roles`].
     pub role: String,
+    /// The subject parsed once, for what keys on it per call (rate limits).
+    subject_key: SubjectKey,
+}
+
+/// A caller's subject as keys hold it: a user id, or a shared name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SubjectKey {
+    Id(Uuid),
+    Name(Arc<str>),
 }
 
 impl Caller {
+    /// The caller a token's claims name.
+    pub fn new(subject: String, tenant: Option<Uuid>, role: String) -> Self {
+        let subject_key = match Uuid::try_parse(&subject) {
+            Ok(id) => SubjectKey::Id(id),
+            Err(_) => SubjectKey::Name(subject.as_str().into()),
+        };
+        Self {
+            subject,
+            tenant,
+            role,
+            subject_key,
+        }
+    }
+
+    /// The subject as keys hold it.
+    pub(crate) fn subject_key(&self) -> &SubjectKey {
+        &self.subject_key
+    }
+
     /// The caller's tenant; platform tokens have none.
     pub fn tenant(&self) -> Result<Uuid> {
         self.tenant.ok_or(Error::PermissionDenied(
@@ -200,11 +228,7 @@ impl Tokens {
                 _ => Error::Unauthenticated("invalid token"),
             })?;
         let claims = data.claims;
-        let caller = Arc::new(Caller {
-            subject: claims.sub,
-            tenant: claims.tenant,
-            role: claims.role,
-        });
+        let caller = Arc::new(Caller::new(claims.sub, claims.tenant, claims.role));
         self.verified
             .insert(token.into(), (caller.clone(), claims.exp));
         Ok(caller)

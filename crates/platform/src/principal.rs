@@ -282,17 +282,13 @@ mod tests {
 
     #[test]
     fn platform_tokens_are_not_checked() {
-        let platform = Caller {
-            subject: "ops".into(),
-            tenant: None,
-            role: roles::PLATFORM.into(),
-        };
+        let platform = Caller::new("ops".into(), None, roles::PLATFORM.into());
         assert!(!PrincipalCheck::applies_to(&platform));
-        let user = Caller {
-            subject: Uuid::now_v7().to_string(),
-            tenant: Some(Uuid::now_v7()),
-            role: roles::MEMBER.into(),
-        };
+        let user = Caller::new(
+            Uuid::now_v7().to_string(),
+            Some(Uuid::now_v7()),
+            roles::MEMBER.into(),
+        );
         assert!(PrincipalCheck::applies_to(&user));
     }
 }

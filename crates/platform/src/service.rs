@@ -284,6 +284,8 @@ fn request_key(secret: &[u8]) -> Arc<[u8]> {
 
 /// Runs a service as a process: telemetry, optional migrations, listeners, serve.
 pub async fn run<S: ServiceType>(args: ServiceArgs, own: S::Args) -> Result<()> {
+    // The metrics recorder first: trace export registers its own counter.
+    crate::server::admin::metrics_handle();
     let _telemetry = crate::telemetry::init(&args.telemetry, S::SPEC.name)?;
     if args.migrate_on_start {
         let applied = crate::db::run_migrations(&args.database.database_url, S::MIGRATIONS).await?;

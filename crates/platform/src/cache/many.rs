@@ -17,6 +17,16 @@ impl Cache {
         let Some(inner) = &self.inner else {
             return vec![None; keys.len()];
         };
+        // One span for the batch, with how many keys each level answered.
+        let span = tracing::info_span!(
+            "cache",
+            otel.name = %format_args!("cache {} batch", kind.name),
+            cache.kind = kind.name,
+            cache.keys = keys.len(),
+            cache.l1_hits = tracing::field::Empty,
+            cache.l2_hits = tracing::field::Empty,
+            cache.misses = tracing::field::Empty,
+        );
         let full_keys: Vec<String> = keys.iter().map(|key| inner.full_key(kind, key)).collect();
         let mut values = Vec::with_capacity(keys.len());
         for full_key in &full_keys {
@@ -30,6 +40,7 @@ impl Cache {
         }
         let missing: Vec<usize> = (0..keys.len()).filter(|&i| values[i].is_none()).collect();
         kind.record_l1_hits((keys.len() - missing.len()) as u64);
+        span.record("cache.l1_hits", keys.len() - missing.len());
         record_many(kind.name, "l1", "miss", missing.len() as u64);
         if let (Some(l2), false) = (&inner.l2, missing.is_empty()) {
             let wanted: Vec<String> = missing.iter().map(|&i| full_keys[i].clone()).collect();
@@ -48,10 +59,10 @@ impl Cache {
                 }
             }
         }
-        record_misses(
-            kind.name,
-            values.iter().filter(|v| v.is_none()).count() as u64,
-        );
+        let misses = values.iter().filter(|v| v.is_none()).count();
+        record_misses(kind.name, misses as u64);
+        span.record("cache.l2_hits", missing.len() - misses);
+        span.record("cache.misses", misses);
         values
     }
 

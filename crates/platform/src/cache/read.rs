@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use moka::ops::compute::{CompResult, Op};
+use tracing::Instrument;
 
 use super::kind::CacheKind;
 use super::metrics::record;
@@ -37,17 +38,23 @@ impl Inner {
     {
         let l1_trusted = self.l1_trusted();
         let epoch = self.l1_epoch();
+        let span = lookup_span(kind);
 
         if l1_trusted
             && let Some(slot) = self.l1.get(&full_key).await
             && slot.is_fresh_in(epoch)
         {
             kind.record_l1_hits(1);
+            span.record(LEVEL, "l1");
             return slot.decode();
         }
         // Boxed: the miss path nests moka's compute, Redis and the loader, and its state
         // would otherwise be part of (and copied with) every hit's future.
-        Box::pin(self.load_entry(kind, full_key, l1_trusted, epoch, load)).await
+        Box::pin(
+            self.load_entry(kind, full_key, l1_trusted, epoch, load)
+                .instrument(span),
+        )
+        .await
     }
 
     /// The miss path of [`Inner::get_or_load_entry`]: fills the entry once, however many
@@ -76,6 +83,7 @@ impl Inner {
                 {
                     // Another caller loaded it while this one waited for the key.
                     kind.record_l1_hits(1);
+                    tracing::Span::current().record(LEVEL, "l1");
                     return Ok(Op::Nop);
                 }
                 record(kind, "l1", "miss");
@@ -120,6 +128,7 @@ impl Inner {
                 if let Some(slot) =
                     Slot::from_l2(&encoded, kind.ttl, self.negative_ttl, self.stale_ttl)
                 {
+                    tracing::Span::current().record(LEVEL, "l2");
                     return Ok(Op::Put(Arc::new(slot.in_epoch(epoch))));
                 }
                 tracing::warn!(
@@ -132,6 +141,7 @@ impl Inner {
 
         metrics::counter!("cache_loads_total", "kind" => kind.name).increment(1);
         super::metrics::record_misses(kind.name, 1);
+        tracing::Span::current().record(LEVEL, "source");
         let loaded = match load().await {
             Ok(loaded) => loaded,
             Err(error) => {
@@ -166,6 +176,20 @@ impl Inner {
         }
         Ok(Op::Put(Arc::new(slot)))
     }
+}
+
+/// The lookup span's field naming the level that answered: `l1`, `l2`, or `source` (the
+/// loader, whose database spans are the lookup's children).
+const LEVEL: &str = "cache.level";
+
+/// A span per lookup within a call, with the cache kind; free where nothing records it.
+fn lookup_span(kind: &CacheKind) -> tracing::Span {
+    tracing::info_span!(
+        "cache",
+        otel.name = %format_args!("cache {}", kind.name),
+        cache.kind = kind.name,
+        cache.level = tracing::field::Empty,
+    )
 }
 
 /// Failures of the store itself, as opposed to answers such as NOT_FOUND.

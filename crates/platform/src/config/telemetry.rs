@@ -49,4 +49,10 @@ pub struct TelemetryArgs {
     /// The ratio of the ratio samplers, 0 to 1.
     #[arg(long, env = "OTEL_TRACES_SAMPLER_ARG", default_value_t = 1.0)]
     pub otel_traces_sampler_arg: f64,
+
+    /// Most finished spans waiting for export; past it spans are dropped and counted
+    /// (`otel_spans_dropped_total`), so a slow collector never slows a request.
+    #[arg(long, env = "OTEL_BSP_MAX_QUEUE_SIZE", default_value_t = 2048,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub otel_bsp_max_queue_size: u32,
 }

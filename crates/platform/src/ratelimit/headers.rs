@@ -8,14 +8,20 @@
 //!   `"<rule>-<window>";r=<remaining>;t=<seconds until the whole limit is free>`;
 //! - `x-ratelimit-limit`, `x-ratelimit-remaining` and `x-ratelimit-reset` (epoch seconds,
 //!   as GitHub's) of the window with the least remaining.
+//!
+//! Remaining counts are exact up to [`EXACT_UP_TO`]. Above it they are rounded down to
+//! three significant digits (a client is never told it has more than it has): a count
+//! that large changes on every call but matters to nobody to the unit, and rounded it
+//! repeats, so HPACK sends the fields as an index of a byte or two instead of some
+//! ninety bytes of Huffman-coded text each response, on both sides of the connection.
 
-use std::fmt::Write;
-use std::sync::Arc;
+use std::cell::RefCell;
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
+use smallvec::SmallVec;
 
-use super::Decision;
+use super::{Decision, Report, Reported};
 
 /// Whole seconds, rounded up (a client that waits that long finds the limit free).
 fn seconds(duration: Duration) -> u64 {
@@ -28,69 +34,209 @@ static LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
 static REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
 static RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
 
-/// A value that changes from call to call, marked so HPACK sends it as a literal instead
-/// of filling the connection's header table with values never seen again.
-fn changing(value: impl Into<HeaderValue>) -> HeaderValue {
-    let mut value = value.into();
-    value.set_sensitive(true);
+/// Remaining counts up to this are reported exactly.
+pub(crate) const EXACT_UP_TO: u64 = 100_000;
+
+/// `remaining` as reported: exact up to [`EXACT_UP_TO`], else rounded down to three
+/// significant digits.
+pub(crate) fn reported(remaining: u64) -> u64 {
+    if remaining <= EXACT_UP_TO {
+        return remaining;
+    }
+    let mut step = 1;
+    while remaining / step >= 1000 {
+        step *= 10;
+    }
+    remaining / step * step
+}
+
+/// A value that changes from call to call is marked so HPACK sends it as a literal
+/// instead of filling the connection's header table with values never seen again; a
+/// value that repeats is left to be indexed.
+fn field(value: HeaderValue, changes: bool) -> HeaderValue {
+    let mut value = value;
+    value.set_sensitive(changes);
     value
 }
 
-/// Adds `decision`'s fields to `headers`.
+/// Adds `decision`'s fields, if it has them, to `headers`.
 pub(crate) fn insert(decision: &Decision, headers: &mut HeaderMap) {
-    let Some(first) = decision.report.first() else {
-        return;
-    };
+    if let Some(fields) = &decision.fields {
+        fields.insert_into(headers);
+    }
+}
+
+/// The fields of a call's `report`. Runs on every call.
+///
+/// Far from every limit the rounded values repeat from call to call, so each worker
+/// thread keeps the fields it built last and reuses them while the report says the
+/// same: a comparison of a few numbers instead of building five values, and copies of
+/// this thread's own instead of reference counts every core shares.
+pub(crate) fn fields(report: &Report<'_>) -> Option<Fields> {
+    if report.windows.is_empty() {
+        return None;
+    }
+    let exact = report.windows.iter().any(|r| r.remaining <= EXACT_UP_TO);
+    if exact {
+        return render(report);
+    }
+    let signature = Signature::of(report);
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if let Some((seen, fields)) = last.as_ref()
+            && *seen == signature
+        {
+            return Some(fields.clone());
+        }
+        let fields = render(report)?.owned();
+        *last = Some((signature, fields.clone()));
+        Some(fields)
+    })
+}
+
+thread_local! {
+    /// The fields this thread built last, for reports far from every limit.
+    static LAST: RefCell<Option<(Signature, Fields)>> = const { RefCell::new(None) };
+}
+
+/// What a report's fields are made of: each reported window's rule, index, reported
+/// remaining and seconds to reset, and the reset's epoch second.
+#[derive(PartialEq, Eq)]
+struct Signature {
+    windows: SmallVec<[(u32, usize, u64, u64); 4]>,
+    reset_at: u64,
+}
+
+impl Signature {
+    fn of(report: &Report<'_>) -> Self {
+        let windows = report
+            .windows
+            .iter()
+            .map(|r| {
+                let rule = report.rule(r);
+                (rule.id, r.window, reported(r.remaining), seconds(r.reset))
+            })
+            .collect();
+        Self {
+            windows,
+            reset_at: reset_at(report, least(report)),
+        }
+    }
+}
+
+/// The five fields of one call.
+#[derive(Clone)]
+pub(crate) struct Fields {
+    policy: HeaderValue,
+    state: HeaderValue,
+    limit: HeaderValue,
+    remaining: HeaderValue,
+    reset: HeaderValue,
+}
+
+impl Fields {
+    pub(crate) fn insert_into(&self, headers: &mut HeaderMap) {
+        headers.reserve(5);
+        headers.insert(POLICY.clone(), self.policy.clone());
+        headers.insert(STATE.clone(), self.state.clone());
+        headers.insert(LIMIT.clone(), self.limit.clone());
+        headers.insert(REMAINING.clone(), self.remaining.clone());
+        headers.insert(RESET.clone(), self.reset.clone());
+    }
+
+    /// The fields with values of their own (those built with a rule are shared by every
+    /// thread).
+    fn owned(self) -> Self {
+        let own = |value: HeaderValue| HeaderValue::from_bytes(value.as_bytes()).unwrap_or(value);
+        Self {
+            policy: own(self.policy),
+            limit: own(self.limit),
+            ..self
+        }
+    }
+}
+
+/// The window the `x-ratelimit-*` fields report: the least remaining (as reported), the
+/// latest reset among equals.
+fn least<'r>(report: &'r Report<'_>) -> &'r Reported {
+    report
+        .windows
+        .iter()
+        .min_by_key(|r| (reported(r.remaining), std::cmp::Reverse(seconds(r.reset))))
+        .expect("the report is not empty")
+}
+
+fn reset_at(report: &Report<'_>, least: &Reported) -> u64 {
+    report.unix_now.as_secs() + seconds(least.reset)
+}
+
+/// Builds the fields of `report`, which is not empty.
+fn render(report: &Report<'_>) -> Option<Fields> {
+    let first = report.windows.first()?;
+    let first_rule = report.rule(first);
     // One rule with every window reported (the usual case): its policy field is built
     // once, when the rule is compiled, and HPACK sends it as an index after the first.
-    let one_rule = decision.report.len() == first.rule.windows.len()
-        && decision
-            .report
+    let one_rule = report.windows.len() == first_rule.windows.len()
+        && report
+            .windows
             .iter()
             .enumerate()
-            .all(|(i, r)| Arc::ptr_eq(&r.rule, &first.rule) && r.window == i);
+            .all(|(i, r)| r.applied == first.applied && r.window == i);
     let policy = if one_rule {
-        first.rule.policy_header.clone()
+        first_rule.policy_header.clone()
     } else {
-        let joined: Vec<&str> = decision
-            .report
+        let joined: Vec<&str> = report
+            .windows
             .iter()
-            .map(|r| r.rule.policies[r.window].as_str())
+            .map(|r| report.rule(r).policies[r.window].as_str())
             .collect();
-        match HeaderValue::try_from(joined.join(", ")) {
-            Ok(value) => value,
-            Err(_) => return,
-        }
+        HeaderValue::try_from(joined.join(", ")).ok()?
     };
-    let mut state = String::with_capacity(48 * decision.report.len());
-    for (i, reported) in decision.report.iter().enumerate() {
+    let mut state = Scratch::new();
+    let mut digits = itoa::Buffer::new();
+    let exact = |r: &Reported| r.remaining <= EXACT_UP_TO;
+    for (i, window) in report.windows.iter().enumerate() {
         if i > 0 {
-            state.push_str(", ");
+            state.extend_from_slice(b", ");
         }
-        let name = reported.rule.policies[reported.window]
-            .split(';')
-            .next()
-            .unwrap_or_default();
-        let _ = write!(
-            state,
-            "{name};r={};t={}",
-            reported.remaining,
-            seconds(reported.reset)
-        );
+        let rule = report.rule(window);
+        state.extend_from_slice(rule.quoted_names[window.window].as_bytes());
+        state.extend_from_slice(b";r=");
+        state.extend_from_slice(digits.format(reported(window.remaining)).as_bytes());
+        state.extend_from_slice(b";t=");
+        state.extend_from_slice(digits.format(seconds(window.reset)).as_bytes());
     }
-    let least = decision
-        .report
-        .iter()
-        .min_by_key(|r| (r.remaining, std::cmp::Reverse(r.reset)))
-        .expect("the report is not empty");
-    let limit = least.rule.windows[least.window].limit;
-    let reset = decision.unix_now.as_secs() + seconds(least.reset);
-    headers.insert(POLICY.clone(), policy);
-    if let Ok(state) = HeaderValue::try_from(state) {
-        headers.insert(STATE.clone(), changing(state));
-    }
-    headers.insert(LIMIT.clone(), HeaderValue::from(limit));
-    headers.insert(REMAINING.clone(), changing(least.remaining));
+    let least = least(report);
+    let state = HeaderValue::from_bytes(&state).ok()?;
+    let remaining = HeaderValue::from_bytes(digits.format(reported(least.remaining)).as_bytes())
+        .expect("digits are a valid value");
     // The reset moves once a second: repeated values are worth indexing.
-    headers.insert(RESET.clone(), HeaderValue::from(reset));
+    let reset = HeaderValue::from_bytes(digits.format(reset_at(report, least)).as_bytes())
+        .expect("digits are a valid value");
+    Some(Fields {
+        policy,
+        state: field(state, report.windows.iter().any(exact)),
+        limit: report.rule(least).limit_headers[least.window].clone(),
+        remaining: field(remaining, exact(least)),
+        reset,
+    })
+}
+
+/// Room for the `ratelimit` field of up to four windows without a heap allocation.
+type Scratch = smallvec::SmallVec<[u8; 256]>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remaining_is_exact_near_the_limit_and_rounded_down_far_from_it() {
+        assert_eq!(reported(0), 0);
+        assert_eq!(reported(59), 59);
+        assert_eq!(reported(EXACT_UP_TO), EXACT_UP_TO);
+        assert_eq!(reported(100_001), 100_000);
+        assert_eq!(reported(123_456), 123_000);
+        assert_eq!(reported(999_999_999_876), 999_000_000_000);
+        assert_eq!(reported(u64::MAX), 18_400_000_000_000_000_000);
+    }
 }

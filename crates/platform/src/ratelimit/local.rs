@@ -8,11 +8,16 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use smallvec::SmallVec;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use super::rules::Window;
+use super::rules::{MAX_WINDOWS, Window};
 use super::store::WindowState;
+
+/// Each window of a rule as it now stands: (calls remaining, time until the whole limit
+/// is free). Held inline: a rule has at most [`MAX_WINDOWS`].
+pub(crate) type Views = SmallVec<[(u64, Duration); MAX_WINDOWS]>;
 
 /// Who a rule counts: a user or tenant id, an address, or a name (a platform token's
 /// subject, a hashed account).
@@ -66,7 +71,7 @@ pub(crate) struct Grant {
 pub(crate) struct Allotment {
     /// Grants whose tokens may still be spent here, oldest first.
     pub grants: VecDeque<Grant>,
-    pub windows: Vec<Seen>,
+    pub windows: SmallVec<[Seen; MAX_WINDOWS]>,
     /// Rejected until then (remembered so a flood costs no trips to Redis).
     pub blocked_until: Option<Instant>,
     /// A trip to Redis for more tokens is under way: other calls spend what is left, or
@@ -89,10 +94,10 @@ impl Allotment {
 
 /// What the local state says about a call.
 pub(crate) enum Local {
-    /// A token was spent here; the windows as they now stand (remaining, reset).
-    Spent(Vec<(u64, Duration)>),
+    /// A token was spent here; the windows as they now stand.
+    Spent(Views),
     /// Rejected until the retry time; the windows as they stand.
-    Blocked(Duration, Vec<(u64, Duration)>),
+    Blocked(Duration, Views),
     /// Another call is fetching tokens: wait for it, then spend again.
     Wait(Arc<Notify>),
     /// Only Redis can tell (and this call is the one to ask).
@@ -101,9 +106,11 @@ pub(crate) enum Local {
 
 /// Shards of local state, so concurrent requests rarely share a lock.
 pub(crate) struct Allotments {
-    shards: Box<[Mutex<HashMap<LocalKey, Allotment>>]>,
+    shards: Box<[Mutex<Shard>]>,
     hasher: foldhash::fast::FixedState,
 }
+
+type Shard = HashMap<LocalKey, Allotment, foldhash::fast::FixedState>;
 
 const SHARDS: usize = 16;
 
@@ -126,7 +133,7 @@ impl Allotments {
         }
     }
 
-    fn shard(&self, key: &LocalKey) -> &Mutex<HashMap<LocalKey, Allotment>> {
+    fn shard(&self, key: &LocalKey) -> &Mutex<Shard> {
         let hash = self.hasher.hash_one(key);
         &self.shards[(hash as usize) % SHARDS]
     }
@@ -135,8 +142,12 @@ impl Allotments {
     /// call that finds no token and no refill under way is the one to ask Redis.
     pub(crate) fn spend(&self, key: &LocalKey, now: Instant) -> Spend {
         let mut shard = lock(self.shard(key));
-        let allotment = shard.entry(key.clone()).or_default();
-        let view = |allotment: &Allotment, extra: u64| {
+        // The key is cloned only the first time it is seen.
+        if !shard.contains_key(key) {
+            shard.insert(key.clone(), Allotment::default());
+        }
+        let allotment = shard.get_mut(key).expect("inserted above");
+        let view = |allotment: &Allotment, extra: u64| -> Views {
             allotment
                 .windows
                 .iter()
@@ -146,7 +157,7 @@ impl Allotments {
                         w.reset_at.saturating_duration_since(now),
                     )
                 })
-                .collect::<Vec<_>>()
+                .collect()
         };
         let done = |local| Spend {
             local,
@@ -298,13 +309,13 @@ impl Fallback {
         windows: &[Window],
         cost: u64,
         now: Instant,
-    ) -> (Vec<(u64, Duration)>, Option<Duration>) {
+    ) -> (Views, Option<Duration>) {
         let elapsed = now.saturating_duration_since(self.start);
         let mut counters = lock(&self.counters);
         if counters.len() > 100_000 {
             counters.clear(); // a bound on memory during a long outage
         }
-        let mut views = Vec::with_capacity(windows.len());
+        let mut views = Views::new();
         let mut retry = None;
         let mut entries = Vec::with_capacity(windows.len());
         for window in windows {

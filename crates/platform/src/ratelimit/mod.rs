@@ -37,12 +37,13 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ::metrics::Counter;
+use smallvec::SmallVec;
 use tokio_util::sync::CancellationToken;
 
 use self::local::{Allotments, Fallback, Grant, Local, LocalKey, Subject};
 use self::plans::Plans;
 use self::store::{RuleQuery, Store, Unanswered};
-use crate::auth::Caller;
+use crate::auth::{Caller, SubjectKey};
 use crate::config::CacheArgs;
 use crate::error::{Error, Result};
 
@@ -91,7 +92,7 @@ impl Table {
 
 /// The methods a server serves, numbered.
 pub(crate) struct Methods {
-    index: HashMap<&'static str, usize>,
+    index: HashMap<&'static str, usize, foldhash::fast::FixedState>,
     /// (`package.Service/Method`, `Method`).
     names: Vec<(&'static str, &'static str)>,
 }
@@ -261,11 +262,6 @@ impl RateLimiter {
         format!("{}-{n}", self.inner.grant_prefix)
     }
 
-    /// Whether allowed calls' responses carry the limit state (rejections always do).
-    pub(crate) fn sends_headers(&self) -> bool {
-        self.inner.headers
-    }
-
     /// The proof that a call was counted here, for the calls it makes to other services.
     pub(crate) fn hop_key(&self) -> &hop::HopKey {
         &self.inner.hops
@@ -284,15 +280,16 @@ impl RateLimiter {
         let plan = caller
             .and_then(|caller| caller.tenant)
             .and_then(|tenant| self.inner.plans.of(tenant));
+        // Borrowed: only a call that must wait for Redis takes a reference of its own.
         let applied = match &plan {
-            Some(plan) => plan.table.by_method[method].clone(),
-            None => defaults.by_method[method].clone(),
+            Some(plan) => &plan.table.by_method[method],
+            None => &defaults.by_method[method],
         };
         if applied.is_empty() {
             return None;
         }
         let now = Instant::now();
-        let mut checks = Vec::with_capacity(applied.len());
+        let mut checks = Checks::new();
         for (index, applied) in applied.iter().enumerate() {
             let Some(subject) = subject_of(applied.rule.key, caller, address) else {
                 continue;
@@ -308,19 +305,17 @@ impl RateLimiter {
                 state: spend.local,
             });
         }
-        let pending = Pending {
-            applied,
-            checks,
-            now,
-        };
-        if pending
-            .checks
+        if checks
             .iter()
             .any(|check| matches!(check.state, Local::Ask | Local::Wait(_)))
         {
-            Some(Err(pending))
+            Some(Err(Pending {
+                applied: applied.clone(),
+                checks,
+                now,
+            }))
         } else {
-            Some(Ok(self.decide(pending)))
+            Some(Ok(self.decide(applied, &checks, now)))
         }
     }
 
@@ -344,7 +339,7 @@ impl RateLimiter {
                 other => other,
             };
         }
-        let asked: Vec<usize> = (0..pending.checks.len())
+        let asked: SmallVec<[usize; INLINE_CHECKS]> = (0..pending.checks.len())
             .filter(|&i| matches!(pending.checks[i].state, Local::Ask))
             .collect();
         let answered = match &self.inner.store {
@@ -366,7 +361,7 @@ impl RateLimiter {
                 };
             }
         }
-        self.decide(pending)
+        self.decide(&pending.applied, &pending.checks, pending.now)
     }
 
     /// One trip to Redis for every check memory could not decide; false when Redis did
@@ -455,25 +450,23 @@ impl RateLimiter {
         });
     }
 
-    /// The decision once every check is known: counted, and undone locally when rejected.
-    fn decide(&self, pending: Pending) -> Decision {
-        let mut decision = Decision {
-            allowed: true,
-            report: Vec::with_capacity(pending.checks.len()),
-            rejections: Vec::new(),
-            unix_now: self.inner.epoch_unix + pending.now.duration_since(self.inner.epoch),
-        };
-        for check in &pending.checks {
-            let applied = &pending.applied[check.index];
-            let rule = &applied.rule;
+    /// The decision once every check is known: counted, and undone locally when rejected;
+    /// with the limit state's fields when responses carry them (rejections always do).
+    fn decide(&self, applied: &[Applied], checks: &[Check], now: Instant) -> Decision {
+        let mut allowed = true;
+        let mut windows = SmallVec::new();
+        let mut rejections = Vec::new();
+        for check in checks {
+            let rule_applied = &applied[check.index];
+            let rule = &rule_applied.rule;
             let (views, retry) = match &check.state {
                 Local::Spent(views) => (views, None),
                 Local::Blocked(retry, views) => (views, Some(*retry)),
                 Local::Ask | Local::Wait(_) => continue,
             };
             for (window, view) in views.iter().enumerate() {
-                decision.report.push(Reported {
-                    rule: rule.clone(),
+                windows.push(Reported {
+                    applied: check.index,
                     window,
                     remaining: if retry.is_some() { 0 } else { view.0 },
                     reset: view.1,
@@ -481,10 +474,10 @@ impl RateLimiter {
             }
             match (retry, rule.mode) {
                 (None, _) => {}
-                (Some(_), Mode::Shadow) => applied.counters[2].increment(1),
+                (Some(_), Mode::Shadow) => rule_applied.counters[2].increment(1),
                 (Some(retry), Mode::Enforce) => {
-                    decision.allowed = false;
-                    decision.rejections.push(Rejection {
+                    allowed = false;
+                    rejections.push(Rejection {
                         rule: rule.name.clone(),
                         subject: format!("{}:{}", rule.key.name(), check.key.1),
                         retry,
@@ -492,21 +485,33 @@ impl RateLimiter {
                 }
             }
         }
-        for check in &pending.checks {
-            let applied = &pending.applied[check.index];
+        for check in checks {
+            let rule_applied = &applied[check.index];
             match &check.state {
-                Local::Spent(_) if decision.allowed => applied.counters[0].increment(1),
+                Local::Spent(_) if allowed => rule_applied.counters[0].increment(1),
                 Local::Spent(_) => {
                     self.inner.allotments.unspend(&check.key);
-                    applied.counters[1].increment(1);
+                    rule_applied.counters[1].increment(1);
                 }
-                Local::Blocked(..) if applied.rule.mode == Mode::Enforce => {
-                    applied.counters[1].increment(1)
+                Local::Blocked(..) if rule_applied.rule.mode == Mode::Enforce => {
+                    rule_applied.counters[1].increment(1)
                 }
                 _ => {}
             }
         }
-        decision
+        let report = Report {
+            applied,
+            windows,
+            unix_now: self.inner.epoch_unix + now.duration_since(self.inner.epoch),
+        };
+        let fields = (self.inner.headers || !allowed)
+            .then(|| headers::fields(&report))
+            .flatten();
+        Decision {
+            allowed,
+            rejections,
+            fields,
+        }
     }
 
     /// A sign-in attempt on `account` (tenant slug and email) through `method`
@@ -608,9 +613,9 @@ fn lease_for<'a>(windows: impl IntoIterator<Item = &'a (u64, Duration)>) -> Dura
 /// What a caller is counted as under a rule of `key`, if the rule applies to it.
 fn subject_of(key: Key, caller: Option<&Caller>, address: Option<IpAddr>) -> Option<Subject> {
     match (key, caller) {
-        (Key::User, Some(caller)) => Some(match uuid::Uuid::try_parse(&caller.subject) {
-            Ok(id) => Subject::Id(id),
-            Err(_) => Subject::Name(caller.subject.as_str().into()),
+        (Key::User, Some(caller)) => Some(match caller.subject_key() {
+            SubjectKey::Id(id) => Subject::Id(*id),
+            SubjectKey::Name(name) => Subject::Name(name.clone()),
         }),
         (Key::Tenant, Some(caller)) => caller.tenant.map(Subject::Id),
         (Key::Address, None) => address.map(Subject::Address),
@@ -629,6 +634,10 @@ fn account_digest(tenant: &str, email: &str) -> String {
     digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Rules one call is checked against, held inline (a method rarely has more).
+const INLINE_CHECKS: usize = 4;
+type Checks = SmallVec<[Check; INLINE_CHECKS]>;
+
 /// One rule's check within a call.
 pub(crate) struct Check {
     index: usize,
@@ -639,22 +648,39 @@ pub(crate) struct Check {
 /// A call that memory alone could not decide.
 pub(crate) struct Pending {
     applied: Arc<[Applied]>,
-    checks: Vec<Check>,
+    checks: Checks,
     now: Instant,
 }
 
 /// One window's state, for the response's metadata.
 pub(crate) struct Reported {
-    pub rule: Arc<Rule>,
+    /// Which of the report's rules ([`Report::rule`]).
+    pub applied: usize,
     pub window: usize,
     pub remaining: u64,
     pub reset: Duration,
 }
 
+/// Every window of every rule that counted a call, as the call left them.
+pub(crate) struct Report<'a> {
+    /// The rules of the call's method.
+    applied: &'a [Applied],
+    /// Inline for up to two rules of two windows each.
+    pub windows: SmallVec<[Reported; 4]>,
+    pub unix_now: Duration,
+}
+
+impl Report<'_> {
+    /// The rule `reported` is a window of.
+    pub(crate) fn rule(&self, reported: &Reported) -> &Rule {
+        &self.applied[reported.applied].rule
+    }
+}
+
 /// A call decided.
 pub(crate) struct Decision {
     pub allowed: bool,
-    pub report: Vec<Reported>,
     pub rejections: Vec<Rejection>,
-    pub unix_now: Duration,
+    /// The limit state's fields, for the response.
+    pub fields: Option<headers::Fields>,
 }

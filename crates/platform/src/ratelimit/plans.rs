@@ -7,6 +7,7 @@
 //! reads the version every `RATE_LIMIT_PLAN_REFRESH` and the hash when it moved.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -26,6 +27,8 @@ pub(crate) struct Plan {
 /// The plans a replica applies.
 pub(crate) struct Plans {
     current: RwLock<Arc<HashMap<Uuid, Arc<Plan>>>>,
+    /// Whether any tenant has a plan: while none has, calls take no lock.
+    any: AtomicBool,
     refresh: Duration,
 }
 
@@ -44,16 +47,17 @@ impl Plans {
     pub(crate) fn new(refresh: Duration) -> Self {
         Self {
             current: RwLock::default(),
+            any: AtomicBool::new(false),
             refresh: refresh.max(Duration::from_millis(100)),
         }
     }
 
     /// `tenant`'s plan, if it has one.
     pub(crate) fn of(&self, tenant: Uuid) -> Option<Arc<Plan>> {
-        let current = self.current.read().unwrap_or_else(|p| p.into_inner());
-        if current.is_empty() {
+        if !self.any.load(Ordering::Acquire) {
             return None;
         }
+        let current = self.current.read().unwrap_or_else(|p| p.into_inner());
         current.get(&tenant).cloned()
     }
 
@@ -105,7 +109,9 @@ impl Plans {
                 }
             }
             tracing::info!(plans = plans.len(), "tenant rate limit plans applied");
+            let any = !plans.is_empty();
             *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(plans);
+            self.any.store(any, Ordering::Release);
             seen = Some(version.unwrap_or(0));
         }
     }

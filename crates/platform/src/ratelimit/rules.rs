@@ -112,6 +112,10 @@ pub struct Rule {
     methods: Vec<String>,
     /// `"<name>-<window>";q=<limit>;w=<seconds>` per window, for `ratelimit-policy`.
     pub policies: Vec<String>,
+    /// `"<name>-<window>"` per window: the policy's name as `ratelimit` quotes it.
+    pub quoted_names: Vec<String>,
+    /// Each window's limit as an `x-ratelimit-limit` value, built once.
+    pub limit_headers: Vec<http::HeaderValue>,
     /// The `ratelimit-policy` field of this rule alone (every window), built once.
     pub policy_header: http::HeaderValue,
 }
@@ -167,9 +171,10 @@ fn unit_name(period: Duration) -> &'static str {
 
 /// Longest rule name: it travels in every response's metadata.
 const MAX_NAME_LEN: usize = 64;
-/// Most rules in a file or plan, and windows per rule.
+/// Most rules in a file or plan.
 pub const MAX_RULES: usize = 32;
-const MAX_WINDOWS: usize = 4;
+/// Most windows of one rule (a second, a minute, an hour, a day).
+pub(crate) const MAX_WINDOWS: usize = 4;
 const MAX_METHODS: usize = 32;
 
 /// Checks `specs` (`field` names where they came from in errors: `rules` for a plan's
@@ -245,16 +250,18 @@ pub fn compile(specs: &[RuleSpec], field: &str, default_mode: Mode) -> Result<Ve
         windows.sort_by_key(|w| w.period);
         let mode = spec.mode.unwrap_or(default_mode);
         let name: Arc<str> = spec.name.as_str().into();
+        let quoted_names: Vec<String> = windows
+            .iter()
+            .map(|w| format!("\"{name}-{}\"", unit_name(w.period)))
+            .collect();
         let policies: Vec<String> = windows
             .iter()
-            .map(|w| {
-                format!(
-                    "\"{name}-{}\";q={};w={}",
-                    unit_name(w.period),
-                    w.limit,
-                    w.period.as_secs()
-                )
-            })
+            .zip(&quoted_names)
+            .map(|(w, quoted)| format!("{quoted};q={};w={}", w.limit, w.period.as_secs()))
+            .collect();
+        let limit_headers = windows
+            .iter()
+            .map(|w| http::HeaderValue::from(w.limit))
             .collect();
         // Names are checked above to be letters, digits, '-' and '_': a valid value.
         let policy_header = http::HeaderValue::try_from(policies.join(", "))
@@ -267,6 +274,8 @@ pub fn compile(specs: &[RuleSpec], field: &str, default_mode: Mode) -> Result<Ve
             mode,
             methods: spec.methods.clone(),
             policies,
+            quoted_names,
+            limit_headers,
             policy_header,
         }));
     }

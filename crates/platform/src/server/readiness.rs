@@ -3,7 +3,9 @@
 //! database starts or stops answering, and shutdown flips them back before draining.
 //!
 //! grpc.health.v1 is served over the fixed set of names a server registers (its services
-//! and "").
+//! and ""), and [`LIVENESS`], which answers `SERVING` while the process runs, whatever
+//! its database does: Kubernetes' gRPC liveness and startup probes ask it, so a pod that
+//! lost PostgreSQL leaves the balancing (readiness) without being restarted.
 //!
 //! tonic-health's own service keeps its statuses in a map behind an async lock, keyed by
 //! `String` and hashed with SipHash, because names may come and go at run time. Ours are
@@ -25,10 +27,15 @@ use tonic_health::ServingStatus;
 use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 
+/// The grpc.health.v1 name that is `SERVING` while the process runs.
+pub const LIVENESS: &str = "liveness";
+
 /// The statuses of a server's names; clones share them.
 #[derive(Clone)]
 pub struct HealthStatuses {
     names: Arc<[(&'static str, watch::Sender<ServingStatus>)]>,
+    /// [`LIVENESS`]'s status: always `SERVING`.
+    live: watch::Sender<ServingStatus>,
 }
 
 impl HealthStatuses {
@@ -39,6 +46,7 @@ impl HealthStatuses {
                 .iter()
                 .map(|name| (*name, watch::Sender::new(initial)))
                 .collect(),
+            live: watch::Sender::new(ServingStatus::Serving),
         }
     }
 
@@ -68,6 +76,7 @@ impl HealthStatuses {
                 registered.len() == name.len() && (name.is_empty() || *registered == name)
             })
             .map(|(_, sender)| sender)
+            .or_else(|| (name == LIVENESS).then_some(&self.live))
             .ok_or_else(|| Status::not_found("service not registered"))
     }
 }

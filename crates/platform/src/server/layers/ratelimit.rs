@@ -18,6 +18,7 @@ use tower::{Layer, Service};
 use super::auth::ALWAYS_PUBLIC;
 use crate::auth::Caller;
 use crate::error::rate_limited_status;
+use crate::ratelimit::headers::Fields;
 use crate::ratelimit::hop::{COUNTED_HEADER, Counted};
 use crate::ratelimit::{Decision, RateLimiter, headers};
 
@@ -79,18 +80,19 @@ where
         if ALWAYS_PUBLIC.iter().any(|prefix| path.starts_with(prefix)) {
             return pass(self.inner.call(request));
         }
-        let caller = request.extensions().get::<Arc<Caller>>().cloned();
-        if caller.is_some() && counted_upstream(limiter, &request) {
+        let caller = request.extensions().get::<Arc<Caller>>();
+        let has_caller = caller.is_some();
+        if has_caller && counted_upstream(limiter, &request) {
             request
                 .extensions_mut()
                 .insert(Counted(limiter.hop_key().clone()));
             return pass(self.inner.call(request));
         }
         let address = peer_ip(&request);
-        let Some(begun) = limiter.begin(path, caller.as_deref(), address) else {
+        let Some(begun) = limiter.begin(path, caller.map(|caller| &**caller), address) else {
             return pass(self.inner.call(request));
         };
-        if caller.is_some() {
+        if has_caller {
             request
                 .extensions_mut()
                 .insert(Counted(limiter.hop_key().clone()));
@@ -98,7 +100,7 @@ where
         match begun {
             Ok(decision) if decision.allowed => Either::Left(Decorated {
                 inner: self.inner.call(request),
-                decision: limiter.sends_headers().then_some(decision),
+                fields: decision.fields,
             }),
             Ok(decision) => Either::Right(Box::pin(std::future::ready(Ok(rejected(&decision))))),
             Err(pending) => {
@@ -112,9 +114,7 @@ where
                         return Ok(rejected(&decision));
                     }
                     let mut response = inner.call(request).await?;
-                    if limiter.sends_headers() {
-                        headers::insert(&decision, response.headers_mut());
-                    }
+                    headers::insert(&decision, response.headers_mut());
                     Ok(response)
                 }))
             }
@@ -125,22 +125,26 @@ where
 fn pass<F, R>(future: F) -> Either<Decorated<F>, R> {
     Either::Left(Decorated {
         inner: future,
-        decision: None,
+        fields: None,
     })
 }
+
+/// The proof's header name, parsed once (a lookup by `&str` parses it on every call).
+static COUNTED: http::HeaderName = http::HeaderName::from_static(COUNTED_HEADER);
 
 /// Whether a service counted this call's caller already and proves it.
 fn counted_upstream<B>(limiter: &RateLimiter, request: &http::Request<B>) -> bool {
     let headers = request.headers();
-    match (
-        headers.get(COUNTED_HEADER),
-        headers.get(http::header::AUTHORIZATION),
-    ) {
-        (Some(proof), Some(authorization)) => limiter
-            .hop_key()
-            .verify(authorization.as_bytes(), proof.as_bytes()),
-        _ => false,
-    }
+    let Some(proof) = headers.get(&COUNTED) else {
+        return false;
+    };
+    headers
+        .get(http::header::AUTHORIZATION)
+        .is_some_and(|authorization| {
+            limiter
+                .hop_key()
+                .verify(authorization.as_bytes(), proof.as_bytes())
+        })
 }
 
 fn peer_ip<B>(request: &http::Request<B>) -> Option<IpAddr> {
@@ -164,7 +168,7 @@ pin_project! {
     pub struct Decorated<F> {
         #[pin]
         inner: F,
-        decision: Option<Decision>,
+        fields: Option<Fields>,
     }
 }
 
@@ -177,8 +181,8 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let mut output = std::task::ready!(this.inner.poll(cx));
-        if let (Ok(response), Some(decision)) = (&mut output, this.decision.take()) {
-            headers::insert(&decision, response.headers_mut());
+        if let (Ok(response), Some(fields)) = (&mut output, this.fields.take()) {
+            fields.insert_into(response.headers_mut());
         }
         Poll::Ready(output)
     }

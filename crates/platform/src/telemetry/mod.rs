@@ -7,13 +7,17 @@
 use opentelemetry::KeyValue;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider,
+};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::{LogFormat, TelemetryArgs};
 use crate::error::{Error, Result};
+
+mod bounded;
 
 /// Flushes and shuts down trace export when dropped: keep it alive until exit.
 #[must_use = "dropping the guard stops trace export"]
@@ -126,9 +130,18 @@ fn otlp_provider(
         .unwrap_or_else(|| format!("agentic-{service}"));
     let attributes = resource_attributes(args.otel_resource_attributes.as_deref().unwrap_or(""))?;
     // Spans wait in a bounded queue and leave in batches from a thread of their own: a
-    // dead or hung collector costs dropped spans, never a slower request.
+    // dead or hung collector costs dropped spans (counted), never a slower request.
+    let capacity = args.otel_bsp_max_queue_size as usize;
+    let in_flight = bounded::InFlight::default();
+    let batches = BatchSpanProcessor::builder(bounded::Releasing::new(exporter, in_flight.clone()))
+        .with_batch_config(
+            BatchConfigBuilder::default()
+                .with_max_queue_size(capacity)
+                .build(),
+        )
+        .build();
     let provider = SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
+        .with_span_processor(bounded::Bounded::new(batches, in_flight, capacity))
         .with_sampler(sampler(args)?)
         .with_resource(
             opentelemetry_sdk::Resource::builder()
