@@ -77,6 +77,40 @@ fn rendered() -> Vec<Value> {
     documents(&build(&deploy("k8s/base")))
 }
 
+/// A Kubernetes memory quantity (`256Mi`, `1Gi`) in MiB.
+fn mebibytes(quantity: &Value) -> u64 {
+    let text = quantity.as_str().expect("a memory limit");
+    let (number, unit) = text.split_at(text.trim_end_matches(char::is_alphabetic).len());
+    let number: u64 = number.parse().expect("a number");
+    match unit {
+        "Mi" => number,
+        "Gi" => number * 1024,
+        other => panic!("unexpected memory unit {other} in {text}"),
+    }
+}
+
+/// A setting's value in the rendered ConfigMap, if it sets it.
+fn config_value(objects: &[Value], key: &str) -> Option<String> {
+    objects
+        .iter()
+        .filter(|o| o["kind"] == "ConfigMap")
+        .find_map(|o| o["data"][key].as_str().map(str::to_owned))
+}
+
+/// Any service's arguments: the shared settings are the same in each.
+type ServiceArgsOf = UserApp;
+
+/// The default of the setting read from `env`, from service `S`'s definition.
+fn default_of<S: ServiceType>(env: &str) -> String {
+    ServiceCli::<S>::augment_args(clap::Command::new("s"))
+        .get_arguments()
+        .find(|arg| arg.get_env().is_some_and(|e| e == env))
+        .and_then(|arg| arg.get_default_values().first().cloned())
+        .unwrap_or_else(|| panic!("{env} has no default"))
+        .to_string_lossy()
+        .into_owned()
+}
+
 /// The environment variables service `S` reads, from its command-line definition.
 fn accepted<S: ServiceType>() -> BTreeSet<String> {
     ServiceCli::<S>::augment_args(clap::Command::new("s"))
@@ -187,6 +221,25 @@ fn every_reference_resolves_and_every_port_and_probe_matches_the_service() {
                 );
             }
             assert_eq!(container["args"][1], *name, "{name}: serves itself");
+            // Memory: well under the seeds' 2 GB, and room for the L1 cache's budget
+            // (its setting in the pod or the ConfigMap, else the service's default) and
+            // the process beside it.
+            let limit = mebibytes(&container["resources"]["limits"]["memory"]);
+            assert!(limit <= 2048, "{name}: a memory limit of {limit} MiB");
+            let l1 = container["env"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|v| v["name"] == "CACHE_L1_MAX_MB")
+                .and_then(|v| v["value"].as_str().map(str::to_owned))
+                .or_else(|| config_value(&objects, "CACHE_L1_MAX_MB"))
+                .unwrap_or_else(|| default_of::<ServiceArgsOf>("CACHE_L1_MAX_MB"))
+                .parse::<u64>()
+                .expect("CACHE_L1_MAX_MB is a number");
+            assert!(
+                l1 + 96 <= limit,
+                "{name}: an L1 budget of {l1} MB leaves too little of {limit} MiB"
+            );
             for variable in container["env"].as_array().into_iter().flatten() {
                 let key = variable["name"].as_str().expect("env name");
                 assert!(env.contains(key), "{name} does not read {key}");

@@ -660,3 +660,30 @@ async fn the_fields_parse_as_structured_fields() {
         assert!(item.bare_item.as_integer().is_some(), "{name}");
     }
 }
+
+#[tokio::test]
+async fn remaining_far_from_the_limit_is_rounded_down_to_three_significant_digits() {
+    let (_db, services) = user_replicas(
+        limits(&[
+            "--rate-limit-per-minute",
+            "1000000000",
+            "--rate-limit-per-hour",
+            "2000000000",
+        ]),
+        1,
+    )
+    .await;
+    let mut client = as_user(&services[0], Uuid::now_v7(), Uuid::now_v7()).await;
+    for _ in 0..3 {
+        let metadata = list(&mut client).await.expect("far from the limit");
+        // 999,999,99x left of the minute's billion: never more than is left.
+        assert_eq!(number(&metadata, "x-ratelimit-remaining"), 999_000_000);
+        assert_eq!(number(&metadata, "x-ratelimit-limit"), 1_000_000_000);
+        let state = header(&metadata, "ratelimit");
+        assert!(
+            state.contains("\"per-user-minute\";r=999000000;")
+                && state.contains("\"per-user-hour\";r=1990000000;"),
+            "{state}"
+        );
+    }
+}

@@ -2,7 +2,8 @@
 //! declares public must carry `authorization: Bearer <token>` with a token [`Tokens`]
 //! verifies; the verified [`Caller`] goes into the request's extensions.
 
-use std::future::Ready;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -48,6 +49,9 @@ impl<S> Layer<S> for AuthLayer {
     }
 }
 
+/// A refused call's answer, sent once the request's body is read ([`super::early`]).
+pub type Refused<R, E> = Pin<Box<dyn Future<Output = Result<R, E>> + Send>>;
+
 /// The service [`AuthLayer`] wraps around the inner one.
 #[derive(Clone)]
 pub struct AuthService<S> {
@@ -59,11 +63,14 @@ impl<S, B, RB> Service<http::Request<B>> for AuthService<S>
 where
     S: Service<http::Request<B>, Response = http::Response<RB>>,
     S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: http_body::Body + Send + 'static,
     RB: Default + Send + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = Either<Ready<Result<S::Response, S::Error>>, S::Future>;
+    /// Only refused calls pay for a boxed future.
+    type Future = Either<Refused<S::Response, S::Error>, S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -77,7 +84,9 @@ where
                 }
                 Err(error) => {
                     let response = tonic::Status::from(error).into_http();
-                    return Either::Left(std::future::ready(Ok(response)));
+                    return Either::Left(Box::pin(async move {
+                        Ok(super::early::after_body(request, response).await)
+                    }));
                 }
             }
         }

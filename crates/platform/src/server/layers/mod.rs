@@ -16,6 +16,9 @@
 //! 7. [`ratelimit`]: the caller (its user or tenant, or the address of a call without a
 //!    token) must have calls left; the limit state goes on every response.
 //! 8. [`principal`]: the caller's tenant and user must still exist and be active.
+//!
+//! Answers these layers give before the request's body is read wait for it briefly
+//! first ([`early`]).
 
 // In the order the server applies them (blank lines keep rustfmt from sorting them).
 pub mod panic;
@@ -33,6 +36,9 @@ pub mod auth;
 pub mod ratelimit;
 
 pub mod principal;
+
+/// Shared by the layers that answer before a request's body is read.
+mod early;
 
 pub use auth::AuthLayer;
 pub use consistency::ConsistencyLayer;

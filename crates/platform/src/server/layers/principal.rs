@@ -49,7 +49,7 @@ impl<S, B, RB> Service<http::Request<B>> for PrincipalService<S>
 where
     S: Service<http::Request<B>, Response = http::Response<RB>> + Clone + Send + 'static,
     S::Future: Send + 'static,
-    B: Send + 'static,
+    B: http_body::Body + Send + 'static,
     RB: Default + Send + 'static,
 {
     type Response = S::Response;
@@ -77,7 +77,10 @@ where
         Either::Right(Box::pin(async move {
             match check.check(&caller).await {
                 Ok(()) => inner.call(request).await,
-                Err(error) => Ok(tonic::Status::from(error).into_http()),
+                Err(error) => {
+                    let response = tonic::Status::from(error).into_http();
+                    Ok(super::early::after_body(request, response).await)
+                }
             }
         }))
     }

@@ -60,7 +60,7 @@ where
     S: Service<http::Request<B>, Response = http::Response<RB>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
-    B: Send + 'static,
+    B: http_body::Body + Send + 'static,
     RB: Default + Send + 'static,
 {
     type Response = S::Response;
@@ -102,7 +102,9 @@ where
                 inner: self.inner.call(request),
                 fields: decision.fields,
             }),
-            Ok(decision) => Either::Right(Box::pin(std::future::ready(Ok(rejected(&decision))))),
+            Ok(decision) => Either::Right(Box::pin(async move {
+                Ok(super::early::after_body(request, rejected(&decision)).await)
+            })),
             Err(pending) => {
                 // The ready inner service goes with the call; a clone waits for the next.
                 let clone = self.inner.clone();
@@ -111,7 +113,7 @@ where
                 Either::Right(Box::pin(async move {
                     let decision = limiter.finish(pending).await;
                     if !decision.allowed {
-                        return Ok(rejected(&decision));
+                        return Ok(super::early::after_body(request, rejected(&decision)).await);
                     }
                     let mut response = inner.call(request).await?;
                     headers::insert(&decision, response.headers_mut());
