@@ -17,8 +17,12 @@ impl Cache {
         let Some(inner) = &self.inner else {
             return vec![None; keys.len()];
         };
-        // One span for the batch, with how many keys each level answered.
-        let span = tracing::info_span!(
+        // One span for the batch, with how many keys each level answered, where spans
+        // are exported.
+        let span = if !crate::telemetry::exporting() {
+            tracing::Span::none()
+        } else {
+            tracing::info_span!(
             "cache",
             otel.name = %format_args!("cache {} batch", kind.name),
             cache.kind = kind.name,
@@ -26,7 +30,8 @@ impl Cache {
             cache.l1_hits = tracing::field::Empty,
             cache.l2_hits = tracing::field::Empty,
             cache.misses = tracing::field::Empty,
-        );
+            )
+        };
         let full_keys: Vec<String> = keys.iter().map(|key| inner.full_key(kind, key)).collect();
         let mut values = Vec::with_capacity(keys.len());
         for full_key in &full_keys {

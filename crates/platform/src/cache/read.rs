@@ -182,8 +182,11 @@ impl Inner {
 /// loader, whose database spans are the lookup's children).
 const LEVEL: &str = "cache.level";
 
-/// A span per lookup within a call, with the cache kind; free where nothing records it.
+/// A span per lookup within a call, with the cache kind, where spans are exported.
 fn lookup_span(kind: &CacheKind) -> tracing::Span {
+    if !crate::telemetry::exporting() {
+        return tracing::Span::none();
+    }
     tracing::info_span!(
         "cache",
         otel.name = %format_args!("cache {}", kind.name),

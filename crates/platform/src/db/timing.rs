@@ -1,6 +1,6 @@
 //! `db_query_duration_seconds`: each statement's time from diesel's start event to its
 //! finish event, by pool and operation (`select`, `insert`, `update`, `delete`, `other`);
-//! and, where spans are on, a CLIENT span per statement under the call's own span
+//! and, where spans are exported, a CLIENT span per statement under the call's own span
 //! (`db.system.name` `postgresql`, `db.operation.name`, `db.collection.name`; never the
 //! statement's text or its bound values).
 //!
@@ -61,7 +61,7 @@ impl QueryTimer {
 fn statement_span(statement: &dyn fmt::Display, operation: &str) -> Span {
     // Statements outside a call (readiness pings, a new connection's settings) would each
     // be a trace of their own: noise, not insight.
-    if Span::current().is_none() {
+    if !crate::telemetry::exporting() || Span::current().is_none() {
         return Span::none();
     }
     let span = tracing::info_span!(

@@ -19,6 +19,15 @@ use crate::error::{Error, Result};
 
 mod bounded;
 
+/// Whether spans leave the process: the finer spans (statements, cache look-ups) are
+/// made only then, since nothing else shows them.
+static EXPORTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether this process exports spans (`OTEL_EXPORTER_OTLP_ENDPOINT` is set).
+pub(crate) fn exporting() -> bool {
+    EXPORTING.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Flushes and shuts down trace export when dropped: keep it alive until exit.
 #[must_use = "dropping the guard stops trace export"]
 pub struct TelemetryGuard {
@@ -50,6 +59,7 @@ pub fn init(args: &TelemetryArgs, service: &'static str) -> Result<TelemetryGuar
         Some(endpoint) => Some(otlp_provider(endpoint, args, service)?),
         None => None,
     };
+    EXPORTING.store(provider.is_some(), std::sync::atomic::Ordering::Relaxed);
     let otel_layer = provider
         .as_ref()
         .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer(service)));
