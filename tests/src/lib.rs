@@ -8,6 +8,8 @@ pub mod echo;
 pub mod rag;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Command;
 
 use agentic_platform::auth::roles;
 use agentic_platform::service::ServiceType;
@@ -109,6 +111,34 @@ pub fn metric_sum(page: &str, name: &str, filters: &[&str]) -> f64 {
         .filter(|line| line.starts_with(name) && filters.iter().all(|f| line.contains(f)))
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// A command-line tool `scripts/tools.sh` installs into `.local/bin` (`make test` runs it).
+pub fn local_tool(name: &str) -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../.local/bin")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{name} is missing at {}: run scripts/tools.sh (make test does)",
+        path.display()
+    );
+    path
+}
+
+/// Runs `command`, failing the test with `what` and its output unless it succeeds; its
+/// standard output.
+pub fn run_to_success(command: &mut Command, what: &str) -> String {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    assert!(
+        output.status.success(),
+        "{what}:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("UTF-8 output")
 }
 
 /// A short unique slug for a tenant.

@@ -13,6 +13,7 @@ use std::process::Command;
 
 use agentic_agent::AgentApp;
 use agentic_conversation::ConversationApp;
+use agentic_e2e::{local_tool, run_to_success};
 use agentic_platform::server::readiness::LIVENESS;
 use agentic_platform::service::{ServiceCli, ServiceSpec, ServiceType};
 use agentic_rag::RagApp;
@@ -25,15 +26,6 @@ fn deploy(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../deploy")
         .join(path)
-}
-
-fn tool(name: &str) -> PathBuf {
-    let path = deploy("../.local/bin").join(name);
-    assert!(
-        path.exists(),
-        "{path:?} is missing: `make tools` installs it"
-    );
-    path
 }
 
 /// Every kustomization (the base and each overlay), as `deploy/k8s/...` directories.
@@ -52,17 +44,10 @@ fn kustomizations() -> Vec<PathBuf> {
 
 /// What `kustomize build` renders of `dir`.
 fn build(dir: &Path) -> String {
-    let output = Command::new(tool("kustomize"))
-        .arg("build")
-        .arg(dir)
-        .output()
-        .expect("run kustomize");
-    assert!(
-        output.status.success(),
-        "kustomize build {dir:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("UTF-8")
+    run_to_success(
+        Command::new(local_tool("kustomize")).arg("build").arg(dir),
+        &format!("kustomize build {dir:?}"),
+    )
 }
 
 fn documents(text: &str) -> Vec<Value> {
@@ -312,16 +297,11 @@ fn every_kustomization_renders_and_passes_strict_kubernetes_validation() {
         );
         let file = out.join("rendered.yaml");
         std::fs::write(&file, &text).expect("write the rendered manifests");
-        let output = Command::new(tool("kubernetes-validate"))
-            .args(["--strict", "--quiet"])
-            .arg(&file)
-            .output()
-            .expect("run kubernetes-validate");
-        assert!(
-            output.status.success(),
-            "kubernetes-validate --strict on {dir:?}:\n{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
+        run_to_success(
+            Command::new(local_tool("kubernetes-validate"))
+                .args(["--strict", "--quiet"])
+                .arg(&file),
+            &format!("kubernetes-validate --strict on {dir:?}"),
         );
     }
     std::fs::remove_dir_all(&out).ok();
@@ -387,15 +367,10 @@ fn each_service_has_an_autoscaler_at_the_seeds_cpu_target_and_a_disruption_budge
 
 #[test]
 fn the_compose_file_passes_the_compose_specification_schema() {
-    let output = Command::new(tool("check-jsonschema"))
-        .args(["--builtin-schema", "vendor.compose-spec"])
-        .arg(deploy("compose/compose.yaml"))
-        .output()
-        .expect("run check-jsonschema");
-    assert!(
-        output.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+    run_to_success(
+        Command::new(local_tool("check-jsonschema"))
+            .args(["--builtin-schema", "vendor.compose-spec"])
+            .arg(deploy("compose/compose.yaml")),
+        "check-jsonschema against the Compose specification",
     );
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use agentic_e2e::conversation::{Suite, new_conversation};
-use agentic_e2e::{metric_sum, slug};
+use agentic_e2e::{local_tool, metric_sum, run_to_success, slug};
 use agentic_platform::auth::roles;
 use agentic_platform::service::ServiceType;
 use agentic_platform::testsuite::{Options, TestDatabase, TestService};
@@ -22,16 +22,6 @@ fn observability(file: &str) -> PathBuf {
     root().join("deploy/observability").join(file)
 }
 
-/// promtool, as `make test` installs it (scripts/tools.sh).
-fn promtool() -> PathBuf {
-    let path = root().join(".local/bin/promtool");
-    assert!(
-        path.exists(),
-        "promtool is missing: run scripts/tools.sh (make test does)"
-    );
-    path
-}
-
 #[test]
 fn the_alert_rules_pass_promtool_and_their_unit_tests() {
     let dir = observability("prometheus");
@@ -39,16 +29,11 @@ fn the_alert_rules_pass_promtool_and_their_unit_tests() {
         vec!["check", "rules", "alerts.yml"],
         vec!["test", "rules", "alerts_test.yml"],
     ] {
-        let output = std::process::Command::new(promtool())
-            .args(&args)
-            .current_dir(&dir)
-            .output()
-            .expect("run promtool");
-        assert!(
-            output.status.success(),
-            "promtool {args:?}: {}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
+        run_to_success(
+            std::process::Command::new(local_tool("promtool"))
+                .args(&args)
+                .current_dir(&dir),
+            &format!("promtool {args:?}"),
         );
     }
 }

@@ -23,13 +23,13 @@ impl Cache {
             tracing::Span::none()
         } else {
             tracing::info_span!(
-            "cache",
-            otel.name = %format_args!("cache {} batch", kind.name),
-            cache.kind = kind.name,
-            cache.keys = keys.len(),
-            cache.l1_hits = tracing::field::Empty,
-            cache.l2_hits = tracing::field::Empty,
-            cache.misses = tracing::field::Empty,
+                "cache",
+                otel.name = %format_args!("cache {} batch", kind.name),
+                cache.kind = kind.name,
+                cache.keys = keys.len(),
+                cache.l1_hits = tracing::field::Empty,
+                cache.l2_hits = tracing::field::Empty,
+                cache.misses = tracing::field::Empty,
             )
         };
         let full_keys: Vec<String> = keys.iter().map(|key| inner.full_key(kind, key)).collect();

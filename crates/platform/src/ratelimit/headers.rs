@@ -37,6 +37,11 @@ static RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
 /// Remaining counts up to this are reported exactly.
 pub(crate) const EXACT_UP_TO: u64 = 100_000;
 
+/// Whether `window`'s remaining count is reported exactly (and changes on every call).
+fn exact(window: &Reported) -> bool {
+    window.remaining <= EXACT_UP_TO
+}
+
 /// `remaining` as reported: exact up to [`EXACT_UP_TO`], else rounded down to three
 /// significant digits.
 pub(crate) fn reported(remaining: u64) -> u64 {
@@ -53,8 +58,7 @@ pub(crate) fn reported(remaining: u64) -> u64 {
 /// A value that changes from call to call is marked so HPACK sends it as a literal
 /// instead of filling the connection's header table with values never seen again; a
 /// value that repeats is left to be indexed.
-fn field(value: HeaderValue, changes: bool) -> HeaderValue {
-    let mut value = value;
+fn field(mut value: HeaderValue, changes: bool) -> HeaderValue {
     value.set_sensitive(changes);
     value
 }
@@ -76,8 +80,7 @@ pub(crate) fn fields(report: &Report<'_>) -> Option<Fields> {
     if report.windows.is_empty() {
         return None;
     }
-    let exact = report.windows.iter().any(|r| r.remaining <= EXACT_UP_TO);
-    if exact {
+    if report.windows.iter().any(exact) {
         return render(report);
     }
     let signature = Signature::of(report);
@@ -194,7 +197,6 @@ fn render(report: &Report<'_>) -> Option<Fields> {
     };
     let mut state = Scratch::new();
     let mut digits = itoa::Buffer::new();
-    let exact = |r: &Reported| r.remaining <= EXACT_UP_TO;
     for (i, window) in report.windows.iter().enumerate() {
         if i > 0 {
             state.extend_from_slice(b", ");

@@ -2,13 +2,13 @@
 //! declares public must carry `authorization: Bearer <token>` with a token [`Tokens`]
 //! verifies; the verified [`Caller`] goes into the request's extensions.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::future::Either;
 use tower::{Layer, Service};
+
+use super::Boxed;
 
 use crate::auth::{Caller, Tokens};
 use crate::error::{Error, Result};
@@ -49,9 +49,6 @@ impl<S> Layer<S> for AuthLayer {
     }
 }
 
-/// A refused call's answer, sent once the request's body is read ([`super::early`]).
-pub type Refused<R, E> = Pin<Box<dyn Future<Output = Result<R, E>> + Send>>;
-
 /// The service [`AuthLayer`] wraps around the inner one.
 #[derive(Clone)]
 pub struct AuthService<S> {
@@ -69,8 +66,9 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    /// Only refused calls pay for a boxed future.
-    type Future = Either<Refused<S::Response, S::Error>, S::Future>;
+    /// Only refused calls pay for a boxed future (answered once the request's body is
+    /// read, [`super::early`]).
+    type Future = Either<Boxed<S::Response, S::Error>, S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)

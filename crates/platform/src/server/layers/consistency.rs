@@ -3,12 +3,12 @@
 //! database. [`ConsistencyLayer`] carries the choice to the cache through a task-local,
 //! as the deadline layer does the deadline (see [`crate::request`]).
 
-use std::future::Future;
-use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures::future::Either;
 use tower::{Layer, Service};
+
+use super::Boxed;
 
 use crate::request::{CONSISTENCY_HEADER, strong};
 
@@ -41,8 +41,7 @@ where
     type Response = S::Response;
     type Error = S::Error;
     /// Only strong requests pay for a boxed future.
-    type Future =
-        Either<S::Future, Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>>;
+    type Future = Either<S::Future, Boxed<S::Response, S::Error>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)

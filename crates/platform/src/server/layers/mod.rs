@@ -40,6 +40,10 @@ pub mod principal;
 /// Shared by the layers that answer before a request's body is read.
 mod early;
 
+/// A layer's own future for the calls it does not simply pass on (answered itself, or
+/// after waiting for something); boxed, so only those calls pay for it.
+pub type Boxed<R, E> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<R, E>> + Send>>;
+
 pub use auth::AuthLayer;
 pub use consistency::ConsistencyLayer;
 pub use deadline::DeadlineLayer;

@@ -3,13 +3,13 @@
 //! and calls without a caller pass untouched, and so does everything when the check is
 //! off (`PRINCIPAL_CHECK=false`).
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::future::Either;
 use tower::{Layer, Service};
+
+use super::Boxed;
 
 use crate::auth::Caller;
 use crate::principal::PrincipalCheck;
@@ -55,8 +55,7 @@ where
     type Response = S::Response;
     type Error = S::Error;
     /// Only checked calls pay for a boxed future.
-    type Future =
-        Either<S::Future, Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>>;
+    type Future = Either<S::Future, Boxed<S::Response, S::Error>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)

@@ -15,6 +15,7 @@ use pin_project_lite::pin_project;
 use tonic::transport::server::TcpConnectInfo;
 use tower::{Layer, Service};
 
+use super::Boxed;
 use super::auth::ALWAYS_PUBLIC;
 use crate::auth::Caller;
 use crate::error::rate_limited_status;
@@ -52,8 +53,6 @@ pub struct RateLimitService<S> {
     inner: S,
     limiter: Option<RateLimiter>,
 }
-
-type Boxed<R, E> = Pin<Box<dyn Future<Output = Result<R, E>> + Send>>;
 
 impl<S, B, RB> Service<http::Request<B>> for RateLimitService<S>
 where
