@@ -44,12 +44,17 @@ impl Suite {
 
     /// The three services with `options` (the conversation service's URLs added).
     pub async fn start_with(options: Options) -> Self {
+        Self::start_with_agents(options.clone(), options).await
+    }
+
+    /// [`Suite::start_with`], the agent service with `agent_options` of its own.
+    pub async fn start_with_agents(options: Options, agent_options: Options) -> Self {
         let user_db = TestDatabase::create(UserApp::SPEC.name, UserApp::MIGRATIONS).await;
         let agent_db = TestDatabase::create(AgentApp::SPEC.name, AgentApp::MIGRATIONS).await;
         let conversation_db =
             TestDatabase::create(ConversationApp::SPEC.name, ConversationApp::MIGRATIONS).await;
         let users = UserService::start_on(&user_db.url, &user_db.name, &options).await;
-        let agents = AgentService::start_on(&agent_db.url, &agent_db.name, &options).await;
+        let agents = AgentService::start_on(&agent_db.url, &agent_db.name, &agent_options).await;
         let conversations = Self::start_conversations_with(
             &conversation_db,
             &format!("http://{}", users.addr),

@@ -3,6 +3,7 @@
 //! private) Redis, called over real gRPC. What is specific to the user service is here.
 
 pub mod agent;
+pub mod chat;
 pub mod conversation;
 pub mod echo;
 pub mod rag;

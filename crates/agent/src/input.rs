@@ -12,6 +12,7 @@ use uuid::Uuid;
 use crate::model::{
     AgentChanges, McpServerChanges, StepJson, ToolJson, agent_status_name, transport_name,
 };
+use crate::run::chat::{ChatMessage, Role};
 
 pub(crate) const MAX_NAME_LEN: usize = 200;
 pub(crate) const MAX_DESCRIPTION_LEN: usize = 2_000;
@@ -579,6 +580,78 @@ pub(crate) fn workflow_update(
     }
     violations.into_result()?;
     Ok(update)
+}
+
+/// Turns of history RunAgent takes at most.
+pub(crate) const MAX_HISTORY_TURNS: usize = 1_000;
+/// Characters of a message or a turn.
+pub(crate) const MAX_MESSAGE_LEN: usize = 100_000;
+
+/// A checked RunAgentRequest.
+pub(crate) struct RunInput {
+    pub agent: Uuid,
+    pub history: Vec<ChatMessage>,
+    pub message: ChatMessage,
+    pub max_tokens: Option<i32>,
+    pub temperature: Option<f32>,
+    pub stop: Vec<String>,
+}
+
+pub(crate) fn run(request: &pb::RunAgentRequest) -> Result<RunInput> {
+    let overrides = request.overrides.clone().unwrap_or_default();
+    let (agent, history, message, ()) = validate::all((
+        validate::id("agent_id", &request.agent_id),
+        history(&request.history),
+        validate::multiline("message", &request.message, MAX_MESSAGE_LEN).and_then(|m| {
+            if m.trim().is_empty() {
+                Err(Error::invalid("message", "is required"))
+            } else {
+                Ok(m)
+            }
+        }),
+        validate::generation_overrides("overrides", &overrides),
+    ))?;
+    Ok(RunInput {
+        agent,
+        history,
+        message: ChatMessage::new(Role::User, message),
+        max_tokens: overrides.max_tokens,
+        temperature: overrides.temperature,
+        stop: overrides.stop,
+    })
+}
+
+fn history(turns: &[pb::Turn]) -> Result<Vec<ChatMessage>> {
+    if turns.len() > MAX_HISTORY_TURNS {
+        return Err(Error::invalid(
+            "history",
+            format!("must hold at most {MAX_HISTORY_TURNS} turns"),
+        ));
+    }
+    let mut violations = Violations::new();
+    let mut out = Vec::with_capacity(turns.len());
+    for (index, turn) in turns.iter().enumerate() {
+        let role = match pb::TurnRole::try_from(turn.role) {
+            Ok(pb::TurnRole::User) => Some(Role::User),
+            Ok(pb::TurnRole::Assistant) => Some(Role::Assistant),
+            Ok(pb::TurnRole::System) => Some(Role::System),
+            Ok(pb::TurnRole::Tool) => Some(Role::Tool),
+            _ => {
+                violations.add(format!("history[{index}].role"), "is required");
+                None
+            }
+        };
+        let content = violations.check(validate::multiline(
+            &format!("history[{index}].content"),
+            &turn.content,
+            MAX_MESSAGE_LEN,
+        ));
+        if let (Some(role), Some(content)) = (role, content) {
+            out.push(ChatMessage::new(role, content));
+        }
+    }
+    violations.into_result()?;
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 pub mod args;
 mod input;
 pub mod model;
+pub mod run;
 pub mod schema;
 pub mod service;
 pub mod store;
@@ -59,8 +60,19 @@ impl ServiceType for AgentApp {
     ];
 
     /// A fixed key: tests seal and open headers in one process.
-    const TEST_FLAGS: &'static [&'static str] =
-        &["--secrets-key", "e2e-test-secrets-key-0123456789abcdef"];
+    /// A fixed key: tests seal and open headers in one process. The repository's own
+    /// model, loaded by the tests that use it.
+    const TEST_FLAGS: &'static [&'static str] = &[
+        "--secrets-key",
+        "e2e-test-secrets-key-0123456789abcdef",
+        "--local-model-path",
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../.local/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+        ),
+        "--local-model-preload",
+        "false",
+    ];
 
     type Args = AgentArgs;
 
@@ -69,6 +81,14 @@ impl ServiceType for AgentApp {
         let pool = context.pool.clone();
         services.background(move |stop| request_ids.clean_up(pool, stop));
         let service = service::AgentService::new(context, args)?;
+        if args.models.local_model_preload {
+            let models = service.models();
+            services.background(move |_stop| async move {
+                if let Err(error) = models.load_local().await {
+                    tracing::warn!(%error, "the local chat model is not available");
+                }
+            });
+        }
         services.add(agentic_platform::grpc_server!(
             AgentServiceServer::new(service),
             context

@@ -6,6 +6,7 @@ use agentic_platform::idempotency;
 use agentic_platform::json;
 use agentic_platform::paging;
 use agentic_platform::validate::{self, Violations};
+use agentic_proto::agent::v1 as agent_pb;
 use agentic_proto::conversation::v1 as pb;
 use uuid::Uuid;
 
@@ -283,4 +284,49 @@ pub(crate) fn messages(values: &[pb::Message]) -> Result<Vec<NewMessage>> {
     }
     violations.into_result()?;
     Ok(out)
+}
+
+/// A checked RespondRequest.
+pub(crate) struct RespondInput {
+    pub(crate) conversation: Uuid,
+    pub(crate) question: NewMessage,
+    pub(crate) overrides: agent_pb::GenerationOverrides,
+}
+
+pub(crate) fn respond(request: &pb::RespondRequest) -> Result<RespondInput> {
+    let overrides = request.overrides.clone().unwrap_or_default();
+    let (conversation, question, ()) = validate::all((
+        validate::id("conversation_id", &request.conversation_id),
+        question(request.message.as_ref()),
+        validate::generation_overrides("overrides", &overrides),
+    ))?;
+    Ok(RespondInput {
+        conversation,
+        question,
+        overrides,
+    })
+}
+
+/// The user's message of a Respond: a user message with content, no tool call.
+fn question(value: Option<&pb::Message>) -> Result<NewMessage> {
+    let value = value.ok_or_else(|| Error::invalid("message", "is required"))?;
+    let mut violations = Violations::new();
+    let role = pb::MessageRole::try_from(value.role).unwrap_or_default();
+    if !matches!(role, pb::MessageRole::User | pb::MessageRole::Unspecified) {
+        violations.add("message.role", "must be MESSAGE_ROLE_USER (or unset)");
+    }
+    if value.tool_call.is_some() {
+        violations.add(
+            "message.tool_call",
+            "must be unset: Respond answers a user message",
+        );
+    }
+    let as_user = pb::Message {
+        role: pb::MessageRole::User as i32,
+        tool_call: None,
+        ..value.clone()
+    };
+    let question = message("message", &as_user, &mut violations);
+    violations.into_result()?;
+    question.ok_or_else(|| Error::invalid("message", "is not a valid message"))
 }

@@ -2,6 +2,7 @@
 
 use agentic_platform::json;
 use agentic_platform::time::to_timestamp;
+use agentic_proto::agent::v1::FinishReason;
 use agentic_proto::conversation::v1 as pb;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -122,6 +123,12 @@ pub struct MessageRow {
     pub tool_result: Option<String>,
     pub metadata: serde_json::Value,
     pub created_at: DateTime<Utc>,
+    /// For answers stored by Respond: the user message answered.
+    pub reply_to: Option<Uuid>,
+    /// For answers stored by Respond: why it ended; `None` while being answered.
+    pub finish_reason: Option<String>,
+    /// The lease of the call answering it.
+    pub answering_until: Option<DateTime<Utc>>,
 }
 
 impl NewMessage {
@@ -188,6 +195,35 @@ impl From<MessageRow> for pb::Message {
             tool_call,
             metadata: Some(json::to_struct(&row.metadata)),
             create_time: Some(to_timestamp(row.created_at)),
+            finish_reason: row
+                .finish_reason
+                .as_deref()
+                .map_or(FinishReason::Unspecified, finish_reason_from_name)
+                as i32,
+            reply_to_id: row.reply_to.map(|id| id.to_string()).unwrap_or_default(),
         }
+    }
+}
+
+/// A finish reason as the database spells it.
+pub fn finish_reason_name(reason: FinishReason) -> Option<&'static str> {
+    Some(match reason {
+        FinishReason::Stop => "stop",
+        FinishReason::Length => "length",
+        FinishReason::Cancelled => "cancelled",
+        FinishReason::Deadline => "deadline",
+        FinishReason::Error => "error",
+        FinishReason::Unspecified => return None,
+    })
+}
+
+fn finish_reason_from_name(name: &str) -> FinishReason {
+    match name {
+        "stop" => FinishReason::Stop,
+        "length" => FinishReason::Length,
+        "cancelled" => FinishReason::Cancelled,
+        "deadline" => FinishReason::Deadline,
+        "error" => FinishReason::Error,
+        _ => FinishReason::Unspecified,
     }
 }

@@ -30,6 +30,9 @@ diesel::table! {
         tool_result -> Nullable<Text>,
         metadata -> Jsonb,
         created_at -> Timestamptz,
+        reply_to -> Nullable<Uuid>,
+        finish_reason -> Nullable<Text>,
+        answering_until -> Nullable<Timestamptz>,
     }
 }
 

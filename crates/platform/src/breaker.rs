@@ -5,7 +5,8 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-pub(crate) struct Breaker {
+/// One dependency's breaker (a chat provider's, a service's).
+pub struct Breaker {
     threshold: u32,
     cooldown: Duration,
     start: Instant,
@@ -18,7 +19,7 @@ pub(crate) struct Breaker {
 
 /// What the breaker allows a call to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Permit {
+pub enum Permit {
     /// Closed: go ahead.
     Call,
     /// Half-open: this call is the probe.
@@ -28,7 +29,8 @@ pub(crate) enum Permit {
 }
 
 impl Breaker {
-    pub(crate) fn new(threshold: u32, cooldown: Duration) -> Self {
+    /// Opens after `threshold` consecutive failures, for `cooldown`.
+    pub fn new(threshold: u32, cooldown: Duration) -> Self {
         Self {
             threshold: threshold.max(1),
             cooldown,
@@ -43,7 +45,8 @@ impl Breaker {
         self.start.elapsed().as_millis() as u64 + 1
     }
 
-    pub(crate) fn permit(&self) -> Permit {
+    /// Whether a call may go ahead now; hand the permit back with the outcome.
+    pub fn permit(&self) -> Permit {
         let open_until = self.open_until_ms.load(Ordering::Acquire);
         if open_until == 0 {
             return Permit::Call;
@@ -63,7 +66,8 @@ impl Breaker {
         }
     }
 
-    pub(crate) fn succeeded(&self, permit: Permit) {
+    /// The call got an answer: closes the breaker.
+    pub fn succeeded(&self, permit: Permit) {
         self.consecutive_failures.store(0, Ordering::Release);
         if permit == Permit::Probe || self.open_until_ms.load(Ordering::Acquire) != 0 {
             self.open_until_ms.store(0, Ordering::Release);
@@ -72,7 +76,7 @@ impl Breaker {
     }
 
     /// Records a failure of the dependency itself; true if the breaker opened now.
-    pub(crate) fn failed(&self, permit: Permit) -> bool {
+    pub fn failed(&self, permit: Permit) -> bool {
         let failures = self.consecutive_failures.fetch_add(1, Ordering::AcqRel) + 1;
         if permit == Permit::Probe || failures >= self.threshold {
             let was = self.open_until_ms.swap(
@@ -85,7 +89,8 @@ impl Breaker {
         false
     }
 
-    pub(crate) fn is_open(&self) -> bool {
+    /// Whether calls fail at once for now.
+    pub fn is_open(&self) -> bool {
         self.open_until_ms.load(Ordering::Acquire) != 0
     }
 }

@@ -55,6 +55,10 @@ pub enum Error {
     /// and `ErrorInfo`).
     #[error("rate limit exceeded")]
     RateLimited(Vec<Rejection>),
+    /// Busy for now: retry after the delay (`RESOURCE_EXHAUSTED` with `RetryInfo` and
+    /// `grpc-retry-pushback-ms`). A model at capacity, a provider that said 429.
+    #[error("{0}")]
+    Overloaded(String, Duration),
     /// A dependency of this service (its database) is down (`UNAVAILABLE` with
     /// `RetryInfo`).
     #[error("{0}")]
@@ -183,6 +187,15 @@ impl From<Error> for Status {
             Error::DeadlineExceeded(message) => Status::deadline_exceeded(message),
             Error::ResourceExhausted(message) => Status::resource_exhausted(message),
             Error::RateLimited(rejections) => rate_limited_status(&rejections),
+            Error::Overloaded(message, retry) => {
+                let details = ErrorDetails::with_retry_info(Some(retry));
+                let mut status =
+                    Status::with_error_details(Code::ResourceExhausted, message, details);
+                if let Ok(value) = retry.as_millis().to_string().parse() {
+                    status.metadata_mut().insert(RETRY_PUSHBACK, value);
+                }
+                status
+            }
             Error::Unavailable(cause) => {
                 tracing::warn!(%cause, "dependency unavailable");
                 let details = ErrorDetails::with_retry_info(Some(Duration::from_secs(1)));

@@ -26,7 +26,7 @@
 pub mod auth;
 pub mod batch;
 pub mod blocking;
-pub(crate) mod breaker;
+pub mod breaker;
 pub mod cache;
 pub mod client;
 pub mod config;

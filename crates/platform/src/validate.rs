@@ -286,6 +286,49 @@ pub fn identifier(
     Ok(value)
 }
 
+/// The most stop sequences an answer may have.
+pub const MAX_STOP_SEQUENCES: usize = 4;
+/// A stop sequence's most characters.
+pub const MAX_STOP_LEN: usize = 100;
+
+/// An answer's settings that take the place of an agent's own (`GenerationOverrides`,
+/// under `field`): max_tokens 1 to 1,000,000, temperature 0 to 2, up to
+/// [`MAX_STOP_SEQUENCES`] stop sequences of 1 to [`MAX_STOP_LEN`] characters. Checked
+/// where the request comes in, so a bad value is refused before anything is stored.
+pub fn generation_overrides(
+    field: &str,
+    overrides: &agentic_proto::agent::v1::GenerationOverrides,
+) -> Result<()> {
+    let (max_tokens, temperature, stop) =
+        (overrides.max_tokens, overrides.temperature, &overrides.stop);
+    let mut violations = Violations::new();
+    if let Some(max_tokens) = max_tokens.filter(|n| !(1..=1_000_000).contains(n)) {
+        violations.add(
+            format!("{field}.max_tokens"),
+            format!("must be from 1 to 1000000, not {max_tokens}"),
+        );
+    }
+    if temperature.is_some_and(|t| !(0.0..=2.0).contains(&t)) {
+        violations.add(format!("{field}.temperature"), "must be from 0 to 2");
+    }
+    if stop.len() > MAX_STOP_SEQUENCES {
+        violations.add(
+            format!("{field}.stop"),
+            format!("must hold at most {MAX_STOP_SEQUENCES} sequences"),
+        );
+    }
+    for (index, sequence) in stop.iter().enumerate() {
+        let length = sequence.chars().count();
+        if length == 0 || length > MAX_STOP_LEN {
+            violations.add(
+                format!("{field}.stop[{index}]"),
+                format!("must be 1 to {MAX_STOP_LEN} characters"),
+            );
+        }
+    }
+    violations.into_result()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,7 +31,7 @@ const UPDATABLE_FIELDS: &[&str] = &[
 ];
 
 impl AgentService {
-    async fn cached_agent(&self, tenant: Uuid, id: Uuid) -> Result<Option<pb::Agent>> {
+    pub(super) async fn cached_agent(&self, tenant: Uuid, id: Uuid) -> Result<Option<pb::Agent>> {
         self.cache
             .get_or_load(&self.kinds.agent, ScopedKey(tenant, id), || {
                 self.pool.read(async |conn| {

@@ -4,8 +4,10 @@
 
 mod agents;
 mod mcp_servers;
+mod runs;
 mod workflows;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use agentic_platform::cache::{Cache, CacheKind, ScopedKey};
@@ -21,6 +23,7 @@ use tonic::{Request, Response, Status};
 
 use crate::args::AgentArgs;
 use crate::kinds;
+use crate::run::Models;
 
 /// Where the service keeps idempotent creates' request ids.
 pub const REQUEST_IDS: &str = "agents.request_ids";
@@ -37,6 +40,8 @@ pub struct AgentService {
     kinds: Kinds,
     /// Idempotent creates' request ids.
     request_ids: RequestIds,
+    /// The chat models agents run on.
+    models: Arc<Models>,
 }
 
 /// Cached kinds: agents by id and by slug, MCP servers and workflows by id.
@@ -60,6 +65,7 @@ impl AgentService {
             pages: context.pages.clone(),
             sealer: Sealer::new(&args.secrets_key)?,
             request_ids: context.request_ids(REQUEST_IDS),
+            models: Arc::new(Models::new(&args.models)?),
             kinds: Kinds {
                 agent: cache.kind(&kinds::AGENT),
                 agent_by_slug: cache.kind(&kinds::AGENT_BY_SLUG),
@@ -70,8 +76,24 @@ impl AgentService {
     }
 }
 
+impl AgentService {
+    /// The chat models, to load the local one ahead of its first answer.
+    pub fn models(&self) -> Arc<Models> {
+        self.models.clone()
+    }
+}
+
 #[tonic::async_trait]
 impl Api for AgentService {
+    type RunAgentStream = runs::RunStream;
+
+    async fn run_agent(
+        &self,
+        request: Request<pb::RunAgentRequest>,
+    ) -> Result<Response<Self::RunAgentStream>, Status> {
+        runs::run(self, request).await
+    }
+
     async fn create_agent(
         &self,
         request: Request<pb::CreateAgentRequest>,

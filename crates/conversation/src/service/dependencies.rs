@@ -141,4 +141,28 @@ impl Dependencies {
             .map(|agent| (agent.id, agent.name))
             .collect())
     }
+
+    /// Starts the agent's answer (RunAgent) with the caller's credentials. A status the
+    /// agent service answered with is passed on as it is: it names the caller's mistake
+    /// (a field, the agent's model) or the model's state (busy, its provider down).
+    pub(super) async fn run_agent(
+        &self,
+        credentials: &Credentials,
+        request: agent_pb::RunAgentRequest,
+    ) -> Result<tonic::Streaming<agent_pb::RunAgentEvent>, tonic::Status> {
+        self.agents
+            .call(
+                Rpc::write("agentic.agent.v1.AgentService", "RunAgent"),
+                credentials,
+                request,
+                |channel, request| async move {
+                    AgentServiceClient::new(channel).run_agent(request).await
+                },
+            )
+            .await
+            .map_err(|error| match error {
+                CallError::Status(status) => status,
+                other => Error::from(other).into(),
+            })
+    }
 }

@@ -5,6 +5,7 @@
 mod conversations;
 mod dependencies;
 mod messages;
+mod respond;
 
 use agentic_platform::cache::{Cache, CacheKind, ScopedKey};
 use agentic_platform::db::Pool;
@@ -77,6 +78,15 @@ impl ConversationService {
 
 #[tonic::async_trait]
 impl Api for ConversationService {
+    type RespondStream = respond::RespondStream;
+
+    async fn respond(
+        &self,
+        request: Request<pb::RespondRequest>,
+    ) -> Result<Response<Self::RespondStream>, Status> {
+        respond::respond(self, request).await
+    }
+
     async fn create_conversation(
         &self,
         request: Request<pb::CreateConversationRequest>,

@@ -13,7 +13,7 @@ use crate::schema::messages;
 /// Returns every requested message as stored, in request order. A message whose id is
 /// already stored is not written again; if it differs from the stored one, nothing of the
 /// append is kept and the error names it (`ALREADY_EXISTS`).
-async fn append_raw(
+pub(super) async fn append_raw(
     conn: &mut AsyncPgConnection,
     tenant: Uuid,
     conversation: Uuid,

@@ -167,6 +167,10 @@ impl From<CallError> for Error {
                 Error::DeadlineExceeded("a dependency did not answer in time")
             }
             CallError::Status(status) => match status.code() {
+                Code::Unavailable => Error::Unavailable(format!(
+                    "a dependency answered that its own dependency is down: {}",
+                    status.message()
+                )),
                 Code::Unauthenticated => Error::Unauthenticated("the token was refused"),
                 Code::PermissionDenied => {
                     Error::PermissionDenied("the token may not do what this call needs")
@@ -331,7 +335,8 @@ impl Dependency {
                 Err(_) => Status::deadline_exceeded("no answer before the deadline"),
             };
             let dependency_failed =
-                matches!(error.code(), Code::Unavailable | Code::DeadlineExceeded);
+                matches!(error.code(), Code::Unavailable | Code::DeadlineExceeded)
+                    && !blames_its_own_dependency(&error);
             if !dependency_failed {
                 // An answer: the dependency works, whatever it said.
                 self.breaker.succeeded(permit);
@@ -385,6 +390,29 @@ impl Dependency {
         });
         request
     }
+}
+
+/// The delay an HTTP server asked for in `Retry-After` (seconds; the date form is not
+/// used by the model servers the suite calls).
+pub fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
+    headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+/// Whether `status` is a callee's answer that a dependency of its own is down
+/// (`ErrorInfo` `DEPENDENCY_UNAVAILABLE`): the callee works, so its breaker stays closed
+/// and the call is not repeated.
+fn blames_its_own_dependency(status: &Status) -> bool {
+    use tonic_types::StatusExt;
+    status
+        .get_details_error_info()
+        .is_some_and(|info| info.reason == "DEPENDENCY_UNAVAILABLE")
 }
 
 /// The host and port of the first of `urls` (port 80 or 443 when it names none).

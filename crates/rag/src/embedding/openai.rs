@@ -105,12 +105,7 @@ impl OpenAi {
             .map_err(|e| Failure::Retry(format!("embedding server unreachable: {e}"), None))?;
         let status = response.status();
         if !status.is_success() {
-            let retry_after = response
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
+            let retry_after = agentic_platform::client::retry_after(response.headers());
             let body = response.text().await.unwrap_or_default();
             let body: String = body.chars().take(MAX_REASON_CHARS).collect();
             let reason = format!("embedding server answered {status}: {body}");
