@@ -22,6 +22,7 @@ use uuid::Uuid;
 
 use crate::agent::{AgentFixture, agent, create_agent};
 use crate::conversation::{Suite, Tenant, create_conversation};
+use crate::rag::RagHarness;
 use crate::{UserFixture, create_user};
 
 /// What the server does with one request.
@@ -197,6 +198,8 @@ enum Ending {
 /// `fake/…` from `chat` (when given) and the local model.
 pub struct AnswerSuite {
     pub suite: Suite,
+    /// The RAG service, which holds agents' knowledge.
+    pub rag: RagHarness,
 }
 
 /// The prefix of models the fake provider serves.
@@ -204,7 +207,12 @@ pub const FAKE_PREFIX: &str = "fake/";
 
 impl AnswerSuite {
     pub async fn start(chat: Option<&ChatServer>, agent_flags: &[&str]) -> Self {
+        let rag = RagHarness::start().await;
         let mut flags: Vec<String> = agent_flags.iter().map(|f| (*f).to_owned()).collect();
+        flags.extend([
+            "--rag-service-url".to_owned(),
+            format!("http://{}", rag.service.addr),
+        ]);
         if let Some(chat) = chat {
             flags.extend([
                 "--chat-providers".to_owned(),
@@ -217,18 +225,31 @@ impl AnswerSuite {
         };
         Self {
             suite: Suite::start_with_agents(Options::default(), agent_options).await,
+            rag,
         }
     }
 
     /// A tenant whose agent runs on `model` with `system_prompt`, and a conversation of
     /// its user with that agent.
     pub async fn tenant(&self, slug: &str, model: &str, system_prompt: &str) -> (Tenant, String) {
+        self.tenant_with(slug, model, system_prompt, &[]).await
+    }
+
+    /// [`AnswerSuite::tenant`], the agent answering from `collections`.
+    pub async fn tenant_with(
+        &self,
+        slug: &str,
+        model: &str,
+        system_prompt: &str,
+        collections: &[String],
+    ) -> (Tenant, String) {
         let (id, mut users) = self.suite.users.tenant(slug).await;
         let user = create_user(&mut users, &format!("{slug}@example.com")).await;
         let mut agents = self.suite.agents.client_as(id, roles::ADMIN).await;
         let mut new = agent(&format!("{slug}-agent"), model);
         new.system_prompt = system_prompt.to_owned();
         new.temperature = Some(0.0);
+        new.collection_ids = collections.to_vec();
         let created = create_agent(&mut agents, new).await;
         let mut tenant = Tenant {
             id,
@@ -260,6 +281,7 @@ pub fn respond(conversation: &str, content: &str) -> pb::RespondRequest {
 #[derive(Debug, Default)]
 pub struct Answer {
     pub started: Option<pb::RespondStarted>,
+    pub context: Option<agent_pb::RunAgentContext>,
     pub deltas: Vec<String>,
     pub done: Option<pb::RespondDone>,
     pub error: Option<tonic::Status>,
@@ -286,6 +308,7 @@ pub async fn collect(mut stream: tonic::Streaming<pb::RespondEvent>) -> Answer {
         match stream.message().await {
             Ok(Some(event)) => match event.event {
                 Some(pb::respond_event::Event::Started(started)) => answer.started = Some(started),
+                Some(pb::respond_event::Event::Context(context)) => answer.context = Some(context),
                 Some(pb::respond_event::Event::Delta(delta)) => answer.deltas.push(delta),
                 Some(pb::respond_event::Event::Done(done)) => answer.done = Some(done),
                 None => {}

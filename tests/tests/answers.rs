@@ -506,3 +506,175 @@ async fn the_local_model_beyond_its_capacity_refuses_with_retry_info() {
     assert!(error.get_details_retry_info().is_some(), "RetryInfo");
     drop(first);
 }
+
+/// A collection of `tenant` in the suite's RAG service holding the fact and two others.
+async fn knowledge(answers: &AnswerSuite, tenant: uuid::Uuid, slug: &str) -> (String, String) {
+    use agentic_e2e::rag::{create_collection, document, ingest_ready, rag_client};
+    let mut rag = rag_client(
+        &answers.rag.service,
+        tenant,
+        agentic_platform::auth::roles::ADMIN,
+    )
+    .await;
+    let collection = create_collection(&mut rag, slug, 200, 0).await;
+    let documents = ingest_ready(
+        &mut rag,
+        &collection.id,
+        vec![
+            agentic_e2e::rag::document(
+                "Zorblax reactor",
+                "The Zorblax reactor is cooled by liquid neon at 27 kelvin.",
+            ),
+            document(
+                "Gardening",
+                "Tomatoes grow best in full sun with regular watering.",
+            ),
+            document("Trains", "The night train leaves the station at eleven."),
+        ],
+    )
+    .await;
+    (collection.id, documents[0].id.clone())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retrieval_puts_the_agents_knowledge_in_the_prompt_and_the_context_event() {
+    let chat = ChatServer::start(vec![Reply::answer(&["Liquid neon."])]).await;
+    let answers = AnswerSuite::start(Some(&chat), &[]).await;
+    let tenant_slug = slug("know");
+    let (probe, _) = answers.tenant(&tenant_slug, "fake/m", "").await;
+    let (collection, fact) = knowledge(&answers, probe.id, "facts").await;
+    let mut agents = probe.agents.clone();
+    let mut bound = agentic_e2e::agent::agent(&format!("{tenant_slug}-knows"), "fake/m");
+    bound.system_prompt = "You answer questions about reactors.".into();
+    bound.collection_ids = vec![collection.clone()];
+    let bound = agentic_e2e::agent::create_agent(&mut agents, bound).await;
+    assert_eq!(bound.collection_ids, vec![collection.clone()]);
+    let retrieval = bound.retrieval.expect("retrieval settings");
+    assert_eq!(
+        (retrieval.top_k, retrieval.mode),
+        (Some(5), agent_pb::RetrievalMode::Hybrid as i32)
+    );
+    let mut tenant = probe;
+    tenant.agent_id = bound.id.clone();
+    let conversation = agentic_e2e::conversation::create_conversation(&mut tenant, "knowledge")
+        .await
+        .id;
+
+    let got = answer_of(
+        &mut tenant.conversations,
+        respond(&conversation, "How is the Zorblax reactor cooled?"),
+    )
+    .await;
+    assert!(got.error.is_none(), "{:?}", got.error);
+    let context = got.context.expect("a context event");
+    assert_eq!(context.chunks[0].document_id, fact, "the fact ranks first");
+    assert_eq!(context.chunks[0].title, "Zorblax reactor");
+    assert!(context.chunks[0].text.contains("liquid neon"));
+    let sent = &chat.requests()[0]["messages"];
+    let system = sent[0]["content"].as_str().expect("a system message");
+    assert!(
+        system.starts_with("You answer questions about reactors."),
+        "{system}"
+    );
+    assert!(
+        system.contains("Context from the knowledge base"),
+        "marked as context: {system}"
+    );
+    assert!(system.contains("cooled by liquid neon"), "{system}");
+    let stored = got.done.expect("done").message.expect("stored");
+    let sources = stored
+        .metadata
+        .as_ref()
+        .and_then(|m| m.fields.get("sources"))
+        .expect("sources");
+    assert!(format!("{sources:?}").contains(&fact), "{sources:?}");
+
+    // Another tenant cannot bind this tenant's collection, on create or on update.
+    let (mut other, _) = answers.tenant(&slug("thief"), "fake/m", "").await;
+    let mut stolen = agentic_e2e::agent::agent(&slug("stolen"), "fake/m");
+    stolen.collection_ids = vec![collection.clone()];
+    let error = other
+        .agents
+        .create_agent(agent_pb::CreateAgentRequest {
+            agent: Some(stolen),
+            request_id: String::new(),
+        })
+        .await
+        .expect_err("another tenant's collection");
+    assert_eq!(error.code(), Code::FailedPrecondition, "{error:?}");
+    assert!(
+        error.message().contains("agent.collection_ids[0]"),
+        "{}",
+        error.message()
+    );
+    let error = other
+        .agents
+        .update_agent(agent_pb::UpdateAgentRequest {
+            agent: Some(agent_pb::Agent {
+                id: other.agent_id.clone(),
+                collection_ids: vec![collection.clone()],
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["collection_ids".into()],
+            }),
+        })
+        .await
+        .expect_err("another tenant's collection");
+    assert_eq!(error.code(), Code::FailedPrecondition, "{error:?}");
+    // Bad settings name their field.
+    let mut bad = agentic_e2e::agent::agent(&slug("bad"), "fake/m");
+    bad.retrieval = Some(agent_pb::Retrieval {
+        top_k: Some(0),
+        ..Default::default()
+    });
+    bad.collection_ids = vec!["not-a-uuid".into()];
+    let error = other
+        .agents
+        .create_agent(agent_pb::CreateAgentRequest {
+            agent: Some(bad),
+            request_id: String::new(),
+        })
+        .await
+        .expect_err("bad settings");
+    assert_eq!(error.code(), Code::InvalidArgument);
+    assert!(
+        error.message().contains("agent.retrieval.top_k"),
+        "{}",
+        error.message()
+    );
+    assert!(
+        error.message().contains("agent.collection_ids[0]"),
+        "{}",
+        error.message()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_local_model_answers_from_the_agents_knowledge() {
+    let answers = AnswerSuite::start(None, &[]).await;
+    let tenant_slug = slug("localknow");
+    let (mut tenant, _) = answers.tenant(&tenant_slug, LOCAL, "").await;
+    let (collection, _) = knowledge(&answers, tenant.id, "facts").await;
+    let mut bound = agentic_e2e::agent::agent(&format!("{tenant_slug}-knows"), LOCAL);
+    bound.system_prompt = "You are a helpful assistant.".into();
+    bound.temperature = Some(0.0);
+    bound.collection_ids = vec![collection];
+    tenant.agent_id = agentic_e2e::agent::create_agent(&mut tenant.agents, bound)
+        .await
+        .id;
+    let conversation = agentic_e2e::conversation::create_conversation(&mut tenant, "knowledge")
+        .await
+        .id;
+    let got = answer_of(
+        &mut tenant.conversations,
+        respond(&conversation, "What is the Zorblax reactor cooled by?"),
+    )
+    .await;
+    assert!(got.error.is_none(), "{:?}", got.error);
+    assert!(
+        got.text().to_lowercase().contains("neon"),
+        "the fact from the knowledge: {}",
+        got.text()
+    );
+}

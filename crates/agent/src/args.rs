@@ -20,6 +20,14 @@ pub struct AgentArgs {
     /// The chat models agents run on.
     #[command(flatten)]
     pub models: ModelArgs,
+    /// The RAG service, which holds agents' knowledge: one URL, several comma-separated,
+    /// or a DNS name of many pods.
+    #[arg(
+        long,
+        env = "RAG_SERVICE_URL",
+        default_value = "http://127.0.0.1:50054"
+    )]
+    pub rag_service_url: String,
 }
 
 /// The chat models agents run on.

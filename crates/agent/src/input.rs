@@ -10,7 +10,8 @@ use agentic_proto::agent::v1 as pb;
 use uuid::Uuid;
 
 use crate::model::{
-    AgentChanges, McpServerChanges, StepJson, ToolJson, agent_status_name, transport_name,
+    AgentChanges, McpServerChanges, StepJson, ToolJson, agent_status_name, retrieval_mode_name,
+    transport_name,
 };
 use crate::run::chat::{ChatMessage, Role};
 
@@ -173,6 +174,16 @@ pub(crate) struct AgentInput {
     pub(crate) config: serde_json::Value,
     pub(crate) mcp_server_ids: Vec<Uuid>,
     pub(crate) status: &'static str,
+    pub(crate) collection_ids: Vec<Uuid>,
+    pub(crate) retrieval: RetrievalInput,
+}
+
+/// How an agent's collections are searched.
+#[derive(Debug)]
+pub(crate) struct RetrievalInput {
+    pub(crate) top_k: i32,
+    pub(crate) min_score: Option<f32>,
+    pub(crate) mode: &'static str,
 }
 
 pub(crate) fn new_agent(agent: &pb::Agent) -> Result<AgentInput> {
@@ -187,6 +198,8 @@ pub(crate) fn new_agent(agent: &pb::Agent) -> Result<AgentInput> {
         config,
         mcp_server_ids,
         status,
+        collection_ids,
+        retrieval,
     ) = validate::all((
         name("agent.name", &agent.name),
         slug("agent.slug", &agent.slug),
@@ -206,6 +219,8 @@ pub(crate) fn new_agent(agent: &pb::Agent) -> Result<AgentInput> {
         config("agent.config", agent.config.as_ref()),
         mcp_server_ids("agent.mcp_server_ids", &agent.mcp_server_ids),
         agent_status("agent.status", agent.status, Some(pb::AgentStatus::Active)),
+        collection_ids("agent.collection_ids", &agent.collection_ids),
+        retrieval("agent.retrieval", agent.retrieval.as_ref()),
     ))?;
     Ok(AgentInput {
         name,
@@ -218,6 +233,8 @@ pub(crate) fn new_agent(agent: &pb::Agent) -> Result<AgentInput> {
         config,
         mcp_server_ids,
         status,
+        collection_ids,
+        retrieval,
     })
 }
 
@@ -265,8 +282,81 @@ pub(crate) fn agent_changes(agent: &pb::Agent, mask: &FieldPaths) -> Result<Agen
             .check(agent_status("agent.status", agent.status, None))
             .map(str::to_owned);
     }
+    if mask.includes("collection_ids") {
+        changes.collection_ids = violations.check(collection_ids(
+            "agent.collection_ids",
+            &agent.collection_ids,
+        ));
+    }
+    if mask.includes("retrieval")
+        && let Some(retrieval) =
+            violations.check(retrieval("agent.retrieval", agent.retrieval.as_ref()))
+    {
+        changes.retrieval_top_k = Some(retrieval.top_k);
+        changes.retrieval_min_score = Some(retrieval.min_score);
+        changes.retrieval_mode = Some(retrieval.mode.to_owned());
+    }
     violations.into_result()?;
     Ok(changes)
+}
+
+/// Collections an agent answers from at most.
+pub(crate) const MAX_COLLECTIONS: usize = 16;
+/// The most chunks retrieval puts in a prompt, and the default.
+pub(crate) const MAX_RETRIEVAL_TOP_K: i32 = 50;
+pub(crate) const DEFAULT_RETRIEVAL_TOP_K: i32 = 5;
+
+/// Up to [`MAX_COLLECTIONS`] distinct collection ids (that they exist is checked with the
+/// RAG service).
+pub(crate) fn collection_ids(field: &str, values: &[String]) -> Result<Vec<Uuid>> {
+    if values.len() > MAX_COLLECTIONS {
+        return Err(Error::invalid(
+            field,
+            format!("must hold at most {MAX_COLLECTIONS} ids"),
+        ));
+    }
+    let ids = values
+        .iter()
+        .enumerate()
+        .map(|(index, value)| validate::id(&format!("{field}[{index}]"), value))
+        .collect::<Result<Vec<_>>>()?;
+    let mut seen = std::collections::HashSet::new();
+    if let Some(index) = ids.iter().position(|id| !seen.insert(*id)) {
+        return Err(Error::invalid(
+            format!("{field}[{index}]"),
+            "repeats an earlier id",
+        ));
+    }
+    Ok(ids)
+}
+
+/// Retrieval settings: top_k 1 to 50 (5), a finite min_score if any, dense or hybrid.
+pub(crate) fn retrieval(field: &str, value: Option<&pb::Retrieval>) -> Result<RetrievalInput> {
+    let value = value.copied().unwrap_or_default();
+    let top_k = value.top_k.unwrap_or(DEFAULT_RETRIEVAL_TOP_K);
+    let mut violations = Violations::new();
+    if !(1..=MAX_RETRIEVAL_TOP_K).contains(&top_k) {
+        violations.add(
+            format!("{field}.top_k"),
+            format!("must be from 1 to {MAX_RETRIEVAL_TOP_K}"),
+        );
+    }
+    if value.min_score.is_some_and(|score| !score.is_finite()) {
+        violations.add(format!("{field}.min_score"), "must be a finite number");
+    }
+    let mode = match pb::RetrievalMode::try_from(value.mode) {
+        Ok(mode) => Some(retrieval_mode_name(mode)),
+        Err(_) => {
+            violations.add(format!("{field}.mode"), "must be DENSE or HYBRID");
+            None
+        }
+    };
+    violations.into_result()?;
+    Ok(RetrievalInput {
+        top_k,
+        min_score: value.min_score,
+        mode: mode.unwrap_or(crate::model::HYBRID),
+    })
 }
 
 // ---- MCP servers ----

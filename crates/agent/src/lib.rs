@@ -8,6 +8,7 @@
 
 pub mod args;
 mod input;
+pub mod knowledge;
 pub mod model;
 pub mod run;
 pub mod schema;

@@ -37,6 +37,10 @@ pub struct AgentRow {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub deleted_at: Option<DateTime<Utc>>,
+    pub collection_ids: Vec<Uuid>,
+    pub retrieval_top_k: i32,
+    pub retrieval_min_score: Option<f32>,
+    pub retrieval_mode: String,
 }
 
 #[derive(Debug, Insertable)]
@@ -55,6 +59,10 @@ pub struct NewAgent {
     pub mcp_server_ids: Vec<Uuid>,
     pub status: String,
     pub created_by: String,
+    pub collection_ids: Vec<Uuid>,
+    pub retrieval_top_k: i32,
+    pub retrieval_min_score: Option<f32>,
+    pub retrieval_mode: String,
 }
 
 /// The columns an update writes; `None` leaves a column as it is.
@@ -71,6 +79,10 @@ pub struct AgentChanges {
     pub config: Option<serde_json::Value>,
     pub mcp_server_ids: Option<Vec<Uuid>>,
     pub status: Option<String>,
+    pub collection_ids: Option<Vec<Uuid>>,
+    pub retrieval_top_k: Option<i32>,
+    pub retrieval_min_score: Option<Option<f32>>,
+    pub retrieval_mode: Option<String>,
 }
 
 /// Filters of an agent listing.
@@ -131,7 +143,30 @@ impl From<AgentRow> for pb::Agent {
             create_time: Some(to_timestamp(row.created_at)),
             update_time: Some(to_timestamp(row.updated_at)),
             etag: etag(row.updated_at),
+            collection_ids: row.collection_ids.iter().map(Uuid::to_string).collect(),
+            retrieval: Some(pb::Retrieval {
+                top_k: Some(row.retrieval_top_k),
+                min_score: row.retrieval_min_score,
+                mode: retrieval_mode_from_name(&row.retrieval_mode) as i32,
+            }),
         }
+    }
+}
+
+/// The stored retrieval mode of every agent that names none.
+pub const HYBRID: &str = "hybrid";
+
+pub fn retrieval_mode_name(mode: pb::RetrievalMode) -> &'static str {
+    match mode {
+        pb::RetrievalMode::Dense => "dense",
+        pb::RetrievalMode::Hybrid | pb::RetrievalMode::Unspecified => HYBRID,
+    }
+}
+
+pub fn retrieval_mode_from_name(name: &str) -> pb::RetrievalMode {
+    match name {
+        "dense" => pb::RetrievalMode::Dense,
+        _ => pb::RetrievalMode::Hybrid,
     }
 }
 
@@ -154,6 +189,8 @@ agentic_platform::read_mask!(
         create_time,
         update_time,
         etag,
+        collection_ids,
+        retrieval,
     ]
 );
 

@@ -36,6 +36,10 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         deleted_at -> Nullable<Timestamptz>,
+        collection_ids -> Array<Uuid>,
+        retrieval_top_k -> Int4,
+        retrieval_min_score -> Nullable<Float4>,
+        retrieval_mode -> Text,
     }
 }
 

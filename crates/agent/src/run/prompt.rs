@@ -3,8 +3,55 @@
 //! leaving room for the answer.
 
 use agentic_platform::error::{Error, Result};
+use agentic_proto::agent::v1::ContextChunk;
 
 use super::chat::{ChatMessage, Role};
+
+/// Retrieved context takes at most this share of the context window; the best chunks
+/// are kept.
+const CONTEXT_SHARE: usize = 2;
+
+/// The best of `chunks` (best first) that fit in a share of the model's window.
+pub fn fitting_context(measure: &dyn Measure, chunks: Vec<ContextChunk>) -> Vec<ContextChunk> {
+    let mut room = measure.context_window() / CONTEXT_SHARE;
+    let mut kept = Vec::with_capacity(chunks.len());
+    for chunk in chunks {
+        let tokens = measure.message_tokens(&ChatMessage::new(Role::System, chunk.text.as_str()));
+        if tokens > room {
+            break;
+        }
+        room -= tokens;
+        kept.push(chunk);
+    }
+    kept
+}
+
+/// The agent's system prompt, then the retrieved context marked as such.
+pub fn with_context(system: &str, chunks: &[ContextChunk]) -> String {
+    let mut text = String::with_capacity(
+        system.len() + chunks.iter().map(|c| c.text.len() + 64).sum::<usize>(),
+    );
+    text.push_str(system);
+    if !system.is_empty() {
+        text.push_str("\n\n");
+    }
+    if chunks.is_empty() {
+        text.push_str("No context was found in the knowledge base for this message.");
+        return text;
+    }
+    text.push_str(
+        "Context from the knowledge base, most relevant first. Answer from it; if it does not hold the answer, say so.",
+    );
+    for (index, chunk) in chunks.iter().enumerate() {
+        text.push_str(&format!(
+            "\n\n[{}] {}\n{}",
+            index + 1,
+            chunk.title,
+            chunk.text
+        ));
+    }
+    text
+}
 
 /// What a prompt is measured against: the model's context window, and its own count of a
 /// message's tokens (template included).

@@ -2,6 +2,7 @@
 
 use agentic_platform::auth::Caller;
 use agentic_platform::cache::ScopedKey;
+use agentic_platform::client::Credentials;
 use agentic_platform::error::{Error, Result};
 use agentic_platform::fieldmask::{self, FieldPaths};
 use agentic_platform::idempotency;
@@ -28,6 +29,8 @@ const UPDATABLE_FIELDS: &[&str] = &[
     "config",
     "mcp_server_ids",
     "status",
+    "collection_ids",
+    "retrieval",
 ];
 
 impl AgentService {
@@ -97,6 +100,14 @@ pub(super) async fn create(
         input::new_agent(agent),
         idempotency::request_id(&message.request_id),
     ))?;
+    service
+        .knowledge
+        .require_collections(
+            &Credentials::of(&request)?,
+            "agent.collection_ids",
+            &input.collection_ids,
+        )
+        .await?;
     let new_agent = NewAgent {
         id: Uuid::now_v7(),
         tenant_id: tenant,
@@ -111,6 +122,10 @@ pub(super) async fn create(
         mcp_server_ids: input.mcp_server_ids,
         status: input.status.to_owned(),
         created_by: caller.subject.clone(),
+        collection_ids: input.collection_ids,
+        retrieval_top_k: input.retrieval.top_k,
+        retrieval_min_score: input.retrieval.min_score,
+        retrieval_mode: input.retrieval.mode.to_owned(),
     };
     let response = service
         .request_ids
@@ -255,6 +270,12 @@ pub(super) async fn update(
     let expected = input::etag("agent.etag", &agent.etag)?;
     let mask = fieldmask::update_mask(message.update_mask.as_ref(), UPDATABLE_FIELDS)?;
     let changes = input::agent_changes(agent, &mask)?;
+    if let Some(ids) = &changes.collection_ids {
+        service
+            .knowledge
+            .require_collections(&Credentials::of(&request)?, "agent.collection_ids", ids)
+            .await?;
+    }
 
     let (before, after) = service
         .pool

@@ -23,6 +23,7 @@ use tonic::{Request, Response, Status};
 
 use crate::args::AgentArgs;
 use crate::kinds;
+use crate::knowledge::Knowledge;
 use crate::run::Models;
 
 /// Where the service keeps idempotent creates' request ids.
@@ -42,6 +43,8 @@ pub struct AgentService {
     request_ids: RequestIds,
     /// The chat models agents run on.
     models: Arc<Models>,
+    /// Agents' collections, in the RAG service.
+    knowledge: Knowledge,
 }
 
 /// Cached kinds: agents by id and by slug, MCP servers and workflows by id.
@@ -66,6 +69,7 @@ impl AgentService {
             sealer: Sealer::new(&args.secrets_key)?,
             request_ids: context.request_ids(REQUEST_IDS),
             models: Arc::new(Models::new(&args.models)?),
+            knowledge: Knowledge::new(args)?,
             kinds: Kinds {
                 agent: cache.kind(&kinds::AGENT),
                 agent_by_slug: cache.kind(&kinds::AGENT_BY_SLUG),

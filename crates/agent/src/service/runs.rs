@@ -8,6 +8,7 @@
 use std::time::{Duration, Instant};
 
 use agentic_platform::auth::Caller;
+use agentic_platform::client::Credentials;
 use agentic_platform::error::{Error, Result};
 use agentic_platform::request;
 use agentic_proto::agent::v1 as pb;
@@ -48,6 +49,20 @@ pub(super) async fn run(
         return Err(Error::FailedPrecondition("agent_id: the agent is not active".into()).into());
     }
     let model = service.models.resolve(&agent.model).await?;
+    let context = if agent.collection_ids.is_empty() {
+        None
+    } else {
+        let credentials = Credentials::of(&request)?;
+        let found = service
+            .knowledge
+            .search(&credentials, &agent, &run.message.content)
+            .instrument(tracing::info_span!(
+                "retrieval",
+                collections = agent.collection_ids.len()
+            ))
+            .await?;
+        Some(prompt::fitting_context(model.measure(), found))
+    };
     let mut settings = Settings {
         max_tokens: run
             .max_tokens
@@ -62,9 +77,13 @@ pub(super) async fn run(
     };
     let fitted =
         tracing::info_span!("prompt.assemble", history = run.history.len()).in_scope(|| {
+            let system = match &context {
+                Some(chunks) => prompt::with_context(&agent.system_prompt, chunks),
+                None => agent.system_prompt.clone(),
+            };
             prompt::fit(
                 model.measure(),
-                &agent.system_prompt,
+                &system,
                 run.history,
                 run.message,
                 settings.max_tokens,
@@ -94,6 +113,7 @@ pub(super) async fn run(
     let deadline = request::remaining().map(|left| asked + left.saturating_sub(DEADLINE_MARGIN));
     let (events, stream) = mpsc::channel(EVENTS_AHEAD);
     let relay = Relay {
+        context: context.map(|chunks| pb::RunAgentContext { chunks }),
         model: agent.model,
         kind,
         prompt_tokens: fitted.tokens as u32,
@@ -106,6 +126,8 @@ pub(super) async fn run(
 
 /// Passes one generation's pieces on as RunAgent events.
 struct Relay {
+    /// What retrieval found, sent before the answer.
+    context: Option<pb::RunAgentContext>,
     model: String,
     kind: &'static str,
     prompt_tokens: u32,
@@ -116,7 +138,10 @@ struct Relay {
 type Events = mpsc::Sender<Result<pb::RunAgentEvent, Status>>;
 
 impl Relay {
-    async fn run(self, mut generation: Generation, events: Events) {
+    async fn run(mut self, mut generation: Generation, events: Events) {
+        if let Some(context) = self.context.take() {
+            let _ = send(&events, pb::run_agent_event::Event::Context(context)).await;
+        }
         metrics::gauge!("llm_generations_in_flight", "model_kind" => self.kind).increment(1.0);
         let mut first_token = None;
         let deadline = async {

@@ -267,6 +267,7 @@ impl Relay {
         let mut text = String::new();
         let mut deltas = 0i32;
         let mut first_token = None;
+        let mut sources: Vec<serde_json::Value> = Vec::new();
         let ending = loop {
             let event = tokio::select! {
                 _ = events.closed() => break Ending::cut(FinishReason::Cancelled, None),
@@ -283,6 +284,29 @@ impl Relay {
                     let delta = pb::respond_event::Event::Delta(piece);
                     if events
                         .send(Ok(pb::RespondEvent { event: Some(delta) }))
+                        .await
+                        .is_err()
+                    {
+                        break Ending::cut(FinishReason::Cancelled, None);
+                    }
+                }
+                Ok(Some(agent_pb::run_agent_event::Event::Context(context))) => {
+                    sources = context
+                        .chunks
+                        .iter()
+                        .map(|c| {
+                            serde_json::json!({
+                                "collection_id": c.collection_id,
+                                "document_id": c.document_id,
+                                "chunk_id": c.chunk_id,
+                                "title": c.title,
+                                "score": c.score,
+                            })
+                        })
+                        .collect();
+                    let event = pb::respond_event::Event::Context(context);
+                    if events
+                        .send(Ok(pb::RespondEvent { event: Some(event) }))
                         .await
                         .is_err()
                     {
@@ -312,11 +336,14 @@ impl Relay {
         };
         // Stops the agent's run if it is still going.
         drop(upstream);
-        let metadata = serde_json::json!({
+        let mut metadata = serde_json::json!({
             "model": ending.model,
             "prompt_tokens": ending.prompt_tokens,
             "time_to_first_token_ms": first_token.map(|d| d.as_millis() as i64),
         });
+        if !sources.is_empty() {
+            metadata["sources"] = serde_json::Value::Array(sources);
+        }
         let finished = Finished {
             content: &text,
             completion_tokens: ending.completion_tokens.unwrap_or(deltas),
