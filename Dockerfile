@@ -17,7 +17,8 @@ RUN apt-get update && apt-get install -y --no-install-recommends python3-pip \
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /agentic /usr/local/bin/agentic
 COPY --from=build /src/.local/models /usr/local/share/agentic/models
-ENV EMBEDDING_MODEL_DIR=/usr/local/share/agentic/models
+ENV EMBEDDING_MODEL_DIR=/usr/local/share/agentic/models \
+    LOCAL_MODEL_PATH=/usr/local/share/agentic/models/SmolLM2-135M-Instruct.Q4_1.gguf
 USER nonroot
 EXPOSE 50051 50052 50053 50054 9151 9152 9153 9154
 ENTRYPOINT ["/usr/local/bin/agentic"]

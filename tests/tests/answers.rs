@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use agentic_e2e::chat::{
     AnswerSuite, ChatServer, FAKE_PREFIX, Reply, answer_of, collect, finish, respond,
 };
-use agentic_e2e::slug;
+use agentic_e2e::{metric_sum, slug};
 use agentic_proto::agent::v1 as agent_pb;
 use agentic_proto::conversation::v1 as pb;
 use tonic::Code;
@@ -122,6 +122,26 @@ async fn the_provider_gets_the_system_prompt_then_the_history_in_order_then_the_
     let done = answer.done.expect("done");
     assert_eq!((done.prompt_tokens, done.completion_tokens), (11, 3));
     assert_eq!(done.message.expect("stored").content, "Hello!");
+
+    // Operators see it.
+    let (_, page) = answers.suite.agents.admin_get("/metrics").await;
+    let finished = ["model_kind=\"provider\"", "finish=\"stop\""];
+    assert_eq!(
+        metric_sum(&page, "llm_generations_total", &finished),
+        1.0,
+        "{page}"
+    );
+    assert_eq!(
+        metric_sum(&page, "llm_time_to_first_token_seconds_count", &[]),
+        1.0
+    );
+    assert_eq!(metric_sum(&page, "llm_overhead_seconds_count", &[]), 1.0);
+    assert_eq!(metric_sum(&page, "llm_completion_tokens_total", &[]), 3.0);
+    let (_, page) = answers.suite.conversations.admin_get("/metrics").await;
+    assert_eq!(
+        metric_sum(&page, "respond_answers_total", &["finish=\"stop\""]),
+        1.0
+    );
 
     let requests = chat.requests();
     assert_eq!(requests.len(), 1);
