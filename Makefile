@@ -19,7 +19,7 @@ stop: ## stop the local PostgreSQL and Redis that infra started
 	@scripts/infra.sh down
 
 .PHONY: tools
-tools: ## install grpcurl, promtool, kustomize and the manifest checkers into .local, and the local embedding model
+tools: ## install grpcurl, promtool, kustomize and the manifest checkers into .local, and the local models
 	@scripts/tools.sh
 	@scripts/models.sh
 
@@ -35,9 +35,11 @@ run: infra tools ## run the suite on this machine, in the foreground, until Ctrl
 migrate: infra ## apply migrations to the local database
 	@$(ENV) $(CARGO) run --quiet --bin agentic -- migrate
 
+# RAYON_NUM_THREADS: the local chat model's math threads. The agent service sets it itself
+# at start; services under test run in the test's process and cannot.
 .PHONY: test
 test: infra tools ## run every test against real PostgreSQL and Redis
-	@$(ENV) if $(CARGO) nextest --version >/dev/null 2>&1; then \
+	@$(ENV) export RAYON_NUM_THREADS=$${RAYON_NUM_THREADS:-$$(nproc)} && if $(CARGO) nextest --version >/dev/null 2>&1; then \
 	  $(CARGO) nextest run --workspace --profile $${NEXTEST_PROFILE:-default}; \
 	else \
 	  $(CARGO) test --workspace; \
@@ -56,6 +58,10 @@ fmt: ## format the code
 .PHONY: bench
 bench: infra tools ## measure throughput and latency over gRPC; writes bench/out/report.md
 	@scripts/bench.sh
+
+.PHONY: bench-llm
+bench-llm: infra tools ## only the answering part of bench (local model, overhead); writes bench/out/llm.md
+	@scripts/bench_llm.sh
 
 .PHONY: clean
 clean: stop ## stop infrastructure and remove build output and local data

@@ -308,3 +308,9 @@ lines += ["", f"Resident memory after the run: cached user service {rss_cached} 
 open(f"{out}/report.md", "w").write("\n".join(lines))
 print("\n".join(lines))
 PY
+
+# Answering (the local model beside llama.cpp, the suite's overhead, health under load).
+cleanup
+pids=()
+scripts/bench_llm.sh
+cat "$OUT/llm.md" >>"$OUT/report.md"

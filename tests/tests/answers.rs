@@ -679,6 +679,7 @@ async fn the_local_model_answers_from_the_agents_knowledge() {
     let mut bound = agentic_e2e::agent::agent(&format!("{tenant_slug}-knows"), LOCAL);
     bound.system_prompt = "You are a helpful assistant.".into();
     bound.temperature = Some(0.0);
+    bound.max_tokens = Some(64);
     bound.collection_ids = vec![collection];
     tenant.agent_id = agentic_e2e::agent::create_agent(&mut tenant.agents, bound)
         .await
@@ -696,5 +697,51 @@ async fn the_local_model_answers_from_the_agents_knowledge() {
         got.text().to_lowercase().contains("neon"),
         "the fact from the knowledge: {}",
         got.text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_provider_that_keeps_failing_opens_its_breaker_and_calls_fail_fast() {
+    let chat = ChatServer::start(vec![Reply::Status {
+        status: 500,
+        retry_after: None,
+    }])
+    .await;
+    let answers = AnswerSuite::start(
+        Some(&chat),
+        &[
+            "--chat-breaker-threshold",
+            "2",
+            "--chat-breaker-cooldown",
+            "60s",
+        ],
+    )
+    .await;
+    let (mut tenant, conversation) = answers
+        .tenant(&slug("breaker"), &format!("{FAKE_PREFIX}m"), "")
+        .await;
+    // Two failed tries (the first and its retry) open the breaker.
+    let error = tenant
+        .conversations
+        .respond(respond(&conversation, "one"))
+        .await
+        .expect_err("unavailable");
+    assert_eq!(error.code(), Code::Unavailable);
+    assert_eq!(chat.requests().len(), 2);
+    for message in ["two", "three"] {
+        let error = tenant
+            .conversations
+            .respond(respond(&conversation, message))
+            .await
+            .expect_err("fails fast");
+        assert_eq!(error.code(), Code::Unavailable, "{error:?}");
+    }
+    assert_eq!(chat.requests().len(), 2, "the open breaker sends nothing");
+    // The conversation service still calls the agent service: its own breaker stays shut.
+    let (_, page) = answers.suite.conversations.admin_get("/metrics").await;
+    assert_eq!(
+        metric_sum(&page, "client_breaker_opened_total", &[]),
+        0.0,
+        "{page}"
     );
 }

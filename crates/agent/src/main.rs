@@ -4,5 +4,6 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    agentic_agent::run::local::settle_math_threads();
     agentic_platform::service::main::<agentic_agent::AgentApp>()
 }

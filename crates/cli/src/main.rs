@@ -96,7 +96,13 @@ struct TokenArgs {
 #[tokio::main]
 async fn main() -> ExitCode {
     let result = match Cli::parse().command {
-        Command::Serve { service } => service.run().await.map_err(anyhow::Error::from),
+        Command::Serve { service } => {
+            if service.name() == "agent" {
+                // Before anything starts: it may execute this program again.
+                agentic_agent::run::local::settle_math_threads();
+            }
+            service.run().await.map_err(anyhow::Error::from)
+        }
         Command::Migrate {
             database_url,
             service,

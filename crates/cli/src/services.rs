@@ -48,11 +48,19 @@ pub(crate) const ALL: &[Entry] = &[
 ];
 
 /// `agentic serve <service> [flags]`: the chosen service, configured.
-pub(crate) struct Serve(Running);
+pub(crate) struct Serve {
+    name: &'static str,
+    running: Running,
+}
 
 impl Serve {
+    /// The service's name.
+    pub(crate) fn name(&self) -> &'static str {
+        self.name
+    }
+
     pub(crate) async fn run(self) -> agentic_platform::Result<()> {
-        self.0.await
+        self.running.await
     }
 }
 
@@ -65,7 +73,10 @@ impl FromArgMatches for Serve {
             .iter()
             .find(|entry| entry.spec.name == name)
             .ok_or_else(|| clap::Error::new(clap::error::ErrorKind::InvalidSubcommand))?;
-        (entry.run)(sub).map(Self)
+        (entry.run)(sub).map(|running| Self {
+            name: entry.spec.name,
+            running,
+        })
     }
 
     fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {

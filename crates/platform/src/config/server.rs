@@ -24,6 +24,11 @@ pub struct ServerArgs {
     #[arg(long, env = "REQUEST_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
 
+    /// The same for server-streaming calls (an agent's answer), which run as long as the
+    /// model writes.
+    #[arg(long, env = "STREAM_TIMEOUT", default_value = "300s", value_parser = humantime::parse_duration)]
+    pub stream_timeout: Duration,
+
     /// Largest request message accepted, in bytes (compressed or not); larger ones get
     /// RESOURCE_EXHAUSTED.
     #[arg(long, env = "GRPC_MAX_MESSAGE_SIZE", default_value_t = DEFAULT_MAX_MESSAGE_SIZE)]

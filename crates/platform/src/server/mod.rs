@@ -30,7 +30,7 @@ pub mod layers;
 pub mod readiness;
 
 use self::coalesce::CoalescedWrites;
-use self::layers::rpc::known_methods;
+use self::layers::rpc::{known_methods, streaming_methods};
 use self::layers::{
     AuthLayer, CatchPanicLayer, ConsistencyLayer, DeadlineLayer, MessageLimitLayer, PrincipalLayer,
     RateLimitLayer, RpcLayer,
@@ -241,6 +241,7 @@ impl Server {
             tonic_reflection::pb::v1alpha::server_reflection_server::SERVICE_NAME,
         ]);
         let methods = known_methods(&descriptors, &served);
+        let streaming = streaming_methods(&descriptors, &served);
         if let Some(limiter) = &self.limiter {
             limiter.bind(&methods);
             tokio::spawn(limiter.clone().run_upkeep(background.clone()));
@@ -249,7 +250,12 @@ impl Server {
             .layer(CatchPanicLayer)
             .layer(RpcLayer::new(&methods, self.args.slow_request_threshold))
             .layer(MessageLimitLayer::new(self.args.grpc_max_message_size))
-            .layer(DeadlineLayer::new(self.args.request_timeout, self.name))
+            .layer(DeadlineLayer::new(
+                self.args.request_timeout,
+                self.args.stream_timeout,
+                streaming,
+                self.name,
+            ))
             .layer(ConsistencyLayer)
             .layer(self.auth.clone())
             .layer(RateLimitLayer::new(self.limiter.clone()))

@@ -10,6 +10,7 @@
 mod decode;
 mod generate;
 mod gguf;
+mod threads;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use super::chat::{ChatMessage, Generation, Settings};
 use super::prompt::Measure;
 use generate::Job;
+pub use threads::settle_math_threads;
 
 /// The workers' nice value: below the runtime's threads (as the platform's CPU pool).
 const WORKER_NICENESS: i32 = 10;

@@ -35,18 +35,31 @@ pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
     })
 }
 
-/// Bounds every request by the caller's deadline, capped by the server's request timeout.
+/// Bounds every request by the caller's deadline, capped by the server's request timeout
+/// (or, for server-streaming methods, its stream timeout).
 #[derive(Debug, Clone)]
 pub struct DeadlineLayer {
     max: Duration,
+    stream_max: Duration,
+    streaming: std::sync::Arc<[String]>,
     service: &'static str,
 }
 
 impl DeadlineLayer {
-    /// `max` applies when the caller sets no deadline or a longer one; `service` labels
-    /// the metric of callers' deadlines.
-    pub fn new(max: Duration, service: &'static str) -> Self {
-        Self { max, service }
+    /// `max` applies when the caller sets no deadline or a longer one, `stream_max` in its
+    /// place for the `streaming` paths; `service` labels the metric of callers' deadlines.
+    pub fn new(
+        max: Duration,
+        stream_max: Duration,
+        streaming: Vec<String>,
+        service: &'static str,
+    ) -> Self {
+        Self {
+            max,
+            stream_max,
+            streaming: streaming.into(),
+            service,
+        }
     }
 }
 
@@ -57,6 +70,8 @@ impl<S> Layer<S> for DeadlineLayer {
         DeadlineService {
             inner,
             max: self.max,
+            stream_max: self.stream_max,
+            streaming: self.streaming.clone(),
             asked: metrics::histogram!("grpc_server_caller_deadline_seconds", "service" => self.service),
         }
     }
@@ -67,6 +82,9 @@ impl<S> Layer<S> for DeadlineLayer {
 pub struct DeadlineService<S> {
     inner: S,
     max: Duration,
+    stream_max: Duration,
+    /// Sorted paths of the server-streaming methods (a handful).
+    streaming: std::sync::Arc<[String]>,
     /// The deadlines callers arrive with (calls without one are not counted): shows
     /// whether upstream services pass theirs on.
     asked: metrics::Histogram,
@@ -102,8 +120,18 @@ where
         }
         // Answer a little before the caller gives up, so it hears why (tonic's own
         // handling of grpc-timeout, outside these layers, would answer CANCELLED).
-        let timeout = asked.map_or(self.max, |asked| {
-            (asked - (asked / 20).min(ANSWER_MARGIN)).min(self.max)
+        let max = if !self.streaming.is_empty()
+            && self
+                .streaming
+                .binary_search_by(|path| path.as_str().cmp(request.uri().path()))
+                .is_ok()
+        {
+            self.stream_max
+        } else {
+            self.max
+        };
+        let timeout = asked.map_or(max, |asked| {
+            (asked - (asked / 20).min(ANSWER_MARGIN)).min(max)
         });
         let deadline = Instant::now() + timeout;
         Deadlined {

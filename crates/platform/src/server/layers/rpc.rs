@@ -102,6 +102,33 @@ pub(crate) fn known_methods(
     methods
 }
 
+/// The paths of the server-streaming methods among `services` in `descriptor_sets`.
+pub(crate) fn streaming_methods(descriptor_sets: &[&[u8]], services: &[&str]) -> Vec<String> {
+    let mut paths = Vec::new();
+    for set in descriptor_sets {
+        let Ok(set) = prost_types::FileDescriptorSet::decode(*set) else {
+            continue;
+        };
+        for file in &set.file {
+            for service in &file.service {
+                let full = match file.package() {
+                    "" => service.name().to_owned(),
+                    package => format!("{package}.{}", service.name()),
+                };
+                if !services.contains(&full.as_str()) {
+                    continue;
+                }
+                for method in service.method.iter().filter(|m| m.server_streaming()) {
+                    paths.push(format!("/{full}/{}", method.name()));
+                }
+            }
+        }
+    }
+    paths.sort_unstable();
+    paths.dedup();
+    paths
+}
+
 /// One span and one set of metrics per RPC; a warning for each slow one.
 #[derive(Debug, Clone)]
 pub struct RpcLayer {
@@ -306,6 +333,15 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn streaming_methods_are_the_server_streaming_ones() {
+        let paths = streaming_methods(
+            &[tonic_health::pb::FILE_DESCRIPTOR_SET],
+            &["grpc.health.v1.Health"],
+        );
+        assert_eq!(paths, vec!["/grpc.health.v1.Health/Watch".to_owned()]);
+    }
 
     #[test]
     fn known_methods_come_from_the_registered_services_descriptors() {
