@@ -27,8 +27,15 @@ use super::prompt::Measure;
 use generate::Job;
 pub use threads::settle_math_threads;
 
-/// The workers' nice value: below the runtime's threads (as the platform's CPU pool).
+/// The model's threads' nice value: below the runtime's threads (as the platform's CPU
+/// pool), so health checks and other calls go first.
 const WORKER_NICENESS: i32 = 10;
+
+/// Puts the calling thread, and the threads it starts from now on (candle's math
+/// threads), at [`WORKER_NICENESS`]. Per thread on Linux; failing is harmless.
+fn lower_priority() {
+    let _ = rustix::process::setpriority_process(None, WORKER_NICENESS);
+}
 
 /// Pieces a generation may have produced ahead of its reader.
 const PIECES_AHEAD: usize = 64;
@@ -54,7 +61,17 @@ impl LocalModel {
     /// Loads the model at `path` and starts `concurrency` workers.
     pub fn load(path: &Path, concurrency: usize, queue_limit: usize) -> Result<Self> {
         let started = Instant::now();
-        let loaded = gguf::load(path)?;
+        // On a thread at the workers' priority: the math threads candle starts while it
+        // re-quantises the weights inherit it, and live on for every answer.
+        let loaded = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    lower_priority();
+                    gguf::load(path)
+                })
+                .join()
+        })
+        .map_err(|_| Error::internal("loading the local model panicked"))??;
         tracing::info!(
             path = %path.display(),
             context_window = loaded.context_window,
@@ -70,9 +87,7 @@ impl LocalModel {
             std::thread::Builder::new()
                 .name(format!("agentic-model-{index}"))
                 .spawn(move || {
-                    // Per thread on Linux; the math threads candle starts from here
-                    // inherit it. Failing to lower it is harmless.
-                    let _ = rustix::process::setpriority_process(None, WORKER_NICENESS);
+                    lower_priority();
                     for (job, slot) in queue {
                         shared.generate(job);
                         drop(slot);
