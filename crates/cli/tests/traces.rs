@@ -385,3 +385,112 @@ async fn a_hung_collector_costs_no_request_anything() {
         "calls slowed once spans were dropped: {early:?} then {late:?}"
     );
 }
+
+/// The repository's local chat model.
+const LOCAL_MODEL: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../.local/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+);
+
+#[tokio::test]
+async fn an_answer_is_one_trace_with_its_prompt_and_model_spans() {
+    let receiver = OtlpReceiver::start().await;
+    let suite = suite(&receiver.endpoint(), &[("LOCAL_MODEL_PATH", LOCAL_MODEL)]).await;
+    let tokens = Tokens::new(&auth_args()).expect("tokens");
+    let (admin, user_id, _) = tenant(&suite, &tokens).await;
+    let mut agents = agent_pb::agent_service_client::AgentServiceClient::new(
+        grpc_channel(suite.agents.addr).await.expect("channel"),
+    );
+    let agent = agents
+        .create_agent(bearer(
+            agent_pb::CreateAgentRequest {
+                agent: Some(agent_pb::Agent {
+                    name: "answers".into(),
+                    slug: "answers-agent".into(),
+                    model: "local/smollm2-135m-instruct".into(),
+                    temperature: Some(0.0),
+                    max_tokens: Some(8),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .expect("create agent")
+        .into_inner()
+        .agent
+        .expect("agent");
+    let mut conversations =
+        conversation_pb::conversation_service_client::ConversationServiceClient::new(
+            grpc_channel(suite.conversations.addr)
+                .await
+                .expect("channel"),
+        );
+    let conversation = conversations
+        .create_conversation(bearer(
+            conversation_pb::CreateConversationRequest {
+                agent_id: agent.id,
+                user_id,
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .expect("create conversation")
+        .into_inner()
+        .conversation
+        .expect("conversation");
+    let mut stream = conversations
+        .respond(bearer(
+            conversation_pb::RespondRequest {
+                conversation_id: conversation.id,
+                message: Some(conversation_pb::Message {
+                    content: "Hello!".into(),
+                    ..Default::default()
+                }),
+                overrides: None,
+            },
+            &admin,
+        ))
+        .await
+        .expect("respond")
+        .into_inner();
+    while stream.message().await.expect("an answer").is_some() {}
+
+    let spans = receiver
+        .wait_for(Duration::from_secs(20), |spans| {
+            spans.iter().any(|s| s.name == "llm.generate")
+                && spans.iter().any(|s| s.name.ends_with("/Respond"))
+        })
+        .await;
+    let respond = spans
+        .iter()
+        .find(|s| s.service.ends_with("conversation") && s.name.ends_with("/Respond"))
+        .unwrap_or_else(|| panic!("no Respond span in {spans:#?}"));
+    for name in ["prompt.assemble", "llm.generate"] {
+        let span = spans
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no {name} span in {spans:#?}"));
+        assert_eq!(
+            span.trace_id, respond.trace_id,
+            "{name} is in the Respond trace"
+        );
+        assert!(
+            span.service.ends_with("agent"),
+            "{name} comes from the agent service"
+        );
+    }
+    let generate = spans
+        .iter()
+        .find(|s| s.name == "llm.generate")
+        .expect("generate");
+    assert_eq!(
+        generate
+            .attributes
+            .get("gen_ai.request.model")
+            .map(String::as_str),
+        Some("local/smollm2-135m-instruct")
+    );
+}
