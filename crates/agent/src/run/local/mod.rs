@@ -2,8 +2,8 @@
 //! inside the service, on threads of its own.
 //!
 //! A fixed number of generations run at once (`LOCAL_MODEL_CONCURRENCY`), each on a
-//! worker thread niced below the async runtime, so health checks and other calls stay
-//! fast however busy the model is. Callers beyond that wait in a bounded queue
+//! worker thread niced below the async runtime (never on the runtime's threads), so
+//! health checks and other calls go first. Callers beyond that wait in a bounded queue
 //! (`LOCAL_MODEL_QUEUE`) within their deadline, then get `RESOURCE_EXHAUSTED` with
 //! `RetryInfo`.
 
