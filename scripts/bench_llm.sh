@@ -56,7 +56,8 @@ trap cleanup EXIT
 "$LLM" fake-provider --addr 127.0.0.1:27080 >"$OUT/llm-provider.log" 2>&1 &
 pids+=($!)
 start() { # service grpc admin
-  env DATABASE_URL="$DB" REDIS_URL="$REDIS_URL" CACHE_KEY_PREFIX="bench-llm-$$" RUST_LOG=warn \
+  env DATABASE_URL="$DB" REDIS_URL="$REDIS_URL" CACHE_KEY_PREFIX="bench-llm-$$" \
+    RUST_LOG="warn,agentic_agent::run::local=info" \
     RATE_LIMIT_ENABLED=false PRINCIPAL_CHECK=true \
     USER_SERVICE_URL=http://127.0.0.1:27081 AGENT_SERVICE_URL=http://127.0.0.1:27082 \
     RAG_SERVICE_URL=http://127.0.0.1:27084 CHAT_PROVIDERS="bench/=http://127.0.0.1:27080" \
@@ -73,6 +74,12 @@ start() { # service grpc admin
 start user 27081 9181
 start agent 27082 9182
 start conversation 27083 9183
+# The agent service loads the local model in the background at start (a second or two of
+# both cores): measuring before it is done would time the loading.
+for _ in $(seq 1 600); do
+  grep -q "local chat model loaded" "$OUT/llm-agent.log" && break
+  sleep 0.1
+done
 URLS=(--user-url http://127.0.0.1:27081 --agent-url http://127.0.0.1:27082)
 echo "[bench-llm] overhead over an instant provider ($CALLS answers per target and concurrency)" >&2
 "$LLM" overhead "${URLS[@]}" --conversation-url http://127.0.0.1:27083 \

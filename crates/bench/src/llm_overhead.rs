@@ -29,6 +29,9 @@ const CHUNKS: usize = 8;
 /// History turns before each message.
 const HISTORY: usize = 20;
 
+/// The pause between making the fixtures and timing.
+const SETTLE: Duration = Duration::from_secs(3);
+
 #[derive(clap::Args)]
 pub(crate) struct OverheadArgs {
     #[arg(long, default_value = "http://127.0.0.1:50051")]
@@ -330,6 +333,9 @@ pub(crate) async fn overhead(args: OverheadArgs) -> anyhow::Result<()> {
     .to_string();
     for &concurrency in &levels {
         let pool = conversations(&tenant, &args.conversation_url, args.calls).await?;
+        // Let the database finish what a thousand inserts leave it (WAL, autovacuum)
+        // before anything is timed.
+        tokio::time::sleep(SETTLE).await;
         // The provider alone: time to its first chunk.
         let provider = measure(args.calls, concurrency, |_| {
             let (http, endpoint, body) = (http.clone(), endpoint.clone(), body.clone());
