@@ -18,10 +18,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use uuid::Uuid;
 
 use crate::agent::{AgentFixture, agent, create_agent};
-use crate::conversation::{Suite, Tenant, create_conversation};
+use crate::conversation::{Suite, Tenant, create_conversation, user_message};
 use crate::rag::RagHarness;
 use crate::{UserFixture, create_user};
 
@@ -268,11 +267,7 @@ impl AnswerSuite {
 pub fn respond(conversation: &str, content: &str) -> pb::RespondRequest {
     pb::RespondRequest {
         conversation_id: conversation.to_owned(),
-        message: Some(pb::Message {
-            id: Uuid::now_v7().to_string(),
-            content: content.to_owned(),
-            ..Default::default()
-        }),
+        message: Some(user_message(content)),
         overrides: None,
     }
 }

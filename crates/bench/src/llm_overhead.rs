@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use agentic_platform::auth::{Tokens, roles};
 use agentic_platform::config::AuthArgs;
+use agentic_platform::testsuite::Bearer;
 use agentic_proto::agent::v1 as agent_pb;
 use agentic_proto::agent::v1::agent_service_client::AgentServiceClient;
 use agentic_proto::conversation::v1 as pb;
@@ -18,8 +19,6 @@ use axum::body::{Body, Bytes};
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use tokio::sync::Mutex;
-use tonic::metadata::MetadataValue;
-use tonic::service::Interceptor;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
@@ -101,23 +100,8 @@ pub(crate) async fn fake_provider(addr: SocketAddr) -> anyhow::Result<()> {
 
 // ---- fixtures ----
 
-#[derive(Clone)]
-struct Bearer(MetadataValue<tonic::metadata::Ascii>);
-
-impl Interceptor for Bearer {
-    fn call(
-        &mut self,
-        mut request: tonic::Request<()>,
-    ) -> Result<tonic::Request<()>, tonic::Status> {
-        request
-            .metadata_mut()
-            .insert("authorization", self.0.clone());
-        Ok(request)
-    }
-}
-
-fn bearer(token: &str) -> anyhow::Result<Bearer> {
-    Ok(Bearer(format!("Bearer {token}").parse()?))
+fn bearer(token: &str) -> Bearer {
+    Bearer::new(Some(token))
 }
 
 async fn channel(url: &str) -> anyhow::Result<Channel> {
@@ -140,7 +124,7 @@ async fn tenant(
     let users = channel(user_url).await?;
     let (platform, _) = tokens.issue("agentic-llm-bench", None, roles::PLATFORM, None)?;
     let run = Uuid::now_v7().simple().to_string();
-    let tenant = UserServiceClient::with_interceptor(users.clone(), bearer(&platform)?)
+    let tenant = UserServiceClient::with_interceptor(users.clone(), bearer(&platform))
         .create_tenant(user_pb::CreateTenantRequest {
             name: "llm bench".into(),
             slug: format!("llm-{}", &run[..20]),
@@ -153,7 +137,7 @@ async fn tenant(
         .context("tenant")?;
     let tenant_id: Uuid = tenant.id.parse()?;
     let (admin, _) = tokens.issue("agentic-llm-bench", Some(tenant_id), roles::ADMIN, None)?;
-    let admin = bearer(&admin)?;
+    let admin = bearer(&admin);
     let user = UserServiceClient::with_interceptor(users, admin.clone())
         .create_user(user_pb::CreateUserRequest {
             email: "bench@llm.example".into(),

@@ -74,6 +74,22 @@ fn bearer<T>(message: T, token: &str) -> Request<T> {
 
 /// A tenant with a user and an agent; returns the admin token and their ids.
 async fn tenant(suite: &Suite, tokens: &Tokens) -> (String, String, String) {
+    let agent = agent_pb::Agent {
+        name: "traced".into(),
+        slug: "traced-agent".into(),
+        model: "m".into(),
+        system_prompt: "a prompt never traced".into(),
+        ..Default::default()
+    };
+    tenant_with(suite, tokens, agent).await
+}
+
+/// [`tenant`] with `agent` as the tenant's agent.
+async fn tenant_with(
+    suite: &Suite,
+    tokens: &Tokens,
+    agent: agent_pb::Agent,
+) -> (String, String, String) {
     let tenant = create_tenant(
         grpc_channel(suite.users.addr).await.expect("user channel"),
         tokens,
@@ -107,13 +123,7 @@ async fn tenant(suite: &Suite, tokens: &Tokens) -> (String, String, String) {
     let agent = agents
         .create_agent(bearer(
             agent_pb::CreateAgentRequest {
-                agent: Some(agent_pb::Agent {
-                    name: "traced".into(),
-                    slug: "traced-agent".into(),
-                    model: "m".into(),
-                    system_prompt: "a prompt never traced".into(),
-                    ..Default::default()
-                }),
+                agent: Some(agent),
                 ..Default::default()
             },
             &admin,
@@ -397,30 +407,15 @@ async fn an_answer_is_one_trace_with_its_prompt_and_model_spans() {
     let receiver = OtlpReceiver::start().await;
     let suite = suite(&receiver.endpoint(), &[("LOCAL_MODEL_PATH", LOCAL_MODEL)]).await;
     let tokens = Tokens::new(&auth_args()).expect("tokens");
-    let (admin, user_id, _) = tenant(&suite, &tokens).await;
-    let mut agents = agent_pb::agent_service_client::AgentServiceClient::new(
-        grpc_channel(suite.agents.addr).await.expect("channel"),
-    );
-    let agent = agents
-        .create_agent(bearer(
-            agent_pb::CreateAgentRequest {
-                agent: Some(agent_pb::Agent {
-                    name: "answers".into(),
-                    slug: "answers-agent".into(),
-                    model: "local/smollm2-135m-instruct".into(),
-                    temperature: Some(0.0),
-                    max_tokens: Some(8),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-            &admin,
-        ))
-        .await
-        .expect("create agent")
-        .into_inner()
-        .agent
-        .expect("agent");
+    let local = agent_pb::Agent {
+        name: "answers".into(),
+        slug: "answers-agent".into(),
+        model: "local/smollm2-135m-instruct".into(),
+        temperature: Some(0.0),
+        max_tokens: Some(8),
+        ..Default::default()
+    };
+    let (admin, user_id, agent_id) = tenant_with(&suite, &tokens, local).await;
     let mut conversations =
         conversation_pb::conversation_service_client::ConversationServiceClient::new(
             grpc_channel(suite.conversations.addr)
@@ -430,7 +425,7 @@ async fn an_answer_is_one_trace_with_its_prompt_and_model_spans() {
     let conversation = conversations
         .create_conversation(bearer(
             conversation_pb::CreateConversationRequest {
-                agent_id: agent.id,
+                agent_id,
                 user_id,
                 ..Default::default()
             },

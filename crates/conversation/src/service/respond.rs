@@ -92,10 +92,12 @@ pub(super) async fn respond(
                 .await
             })
             .await?;
-        service
-            .forget_conversation(tenant, input.conversation)
-            .await;
         if opened.claimed {
+            // Only the call that takes the lease can have appended (a fresh answer row
+            // is always claimable): the message count changed, or nothing did.
+            service
+                .forget_conversation(tenant, input.conversation)
+                .await;
             break opened;
         }
         if opened.answer.finish_reason.is_some() {
