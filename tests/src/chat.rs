@@ -38,9 +38,29 @@ pub enum Reply {
     FailMidStream { pieces: Vec<String> },
     /// Streams `pieces`, then sends nothing more, holding the connection open.
     Stall { pieces: Vec<String> },
+    /// Asks for tool calls: (id, function name, arguments as JSON text), each streamed
+    /// in two pieces as OpenAI does, then `finish_reason: tool_calls`.
+    ToolCalls(Vec<(String, String, String)>),
 }
 
 impl Reply {
+    /// A round of tool calls of (function name, arguments as JSON).
+    pub fn tools(calls: &[(&str, serde_json::Value)]) -> Self {
+        Reply::ToolCalls(
+            calls
+                .iter()
+                .enumerate()
+                .map(|(i, (name, arguments))| {
+                    (
+                        format!("call_{i}"),
+                        (*name).to_owned(),
+                        arguments.to_string(),
+                    )
+                })
+                .collect(),
+        )
+    }
+
     /// An answer of `pieces` sent at once.
     pub fn answer(pieces: &[&str]) -> Self {
         Reply::Answer {
@@ -148,6 +168,7 @@ async fn completions(State(shared): State<Arc<Shared>>, body: Bytes) -> Response
             }
             return response;
         }
+        Reply::ToolCalls(calls) => return tool_calls(calls),
         Reply::Answer { pieces, gap } => (pieces, gap, Ending::Done),
         Reply::FailMidStream { pieces } => (pieces, Duration::ZERO, Ending::Break),
         Reply::Stall { pieces } => (pieces, Duration::ZERO, Ending::Stall),
@@ -183,6 +204,38 @@ async fn completions(State(shared): State<Arc<Shared>>, body: Bytes) -> Response
     Response::builder()
         .header(axum::http::header::CONTENT_TYPE, "text/event-stream")
         .body(Body::from_stream(stream))
+        .expect("response")
+}
+
+/// A stream asking for `calls`: each call's name first, its arguments in two pieces.
+fn tool_calls(calls: Vec<(String, String, String)>) -> Response {
+    let mut events = String::new();
+    let mut push = |delta: serde_json::Value, finish: serde_json::Value| {
+        let event = serde_json::json!({
+            "id": "chatcmpl-test", "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]
+        });
+        events.push_str(&format!("data: {event}\n\n"));
+    };
+    for (index, (id, name, arguments)) in calls.iter().enumerate() {
+        let (head, tail) = arguments.split_at(arguments.len() / 2);
+        push(
+            serde_json::json!({"tool_calls": [{"index": index, "id": id, "type": "function",
+                "function": {"name": name, "arguments": head}}]}),
+            serde_json::Value::Null,
+        );
+        push(
+            serde_json::json!({"tool_calls": [{"index": index, "function": {"arguments": tail}}]}),
+            serde_json::Value::Null,
+        );
+    }
+    push(serde_json::json!({}), serde_json::json!("tool_calls"));
+    let usage =
+        serde_json::json!({"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 3}});
+    events.push_str(&format!("data: {usage}\n\ndata: [DONE]\n\n"));
+    Response::builder()
+        .header(axum::http::header::CONTENT_TYPE, "text/event-stream")
+        .body(Body::from(events))
         .expect("response")
 }
 
@@ -280,6 +333,10 @@ pub struct Answer {
     pub deltas: Vec<String>,
     pub done: Option<pb::RespondDone>,
     pub error: Option<tonic::Status>,
+    pub tool_calls: Vec<agent_pb::ToolCallRequested>,
+    pub tool_results: Vec<agent_pb::ToolResult>,
+    /// Every event's kind, in order: started, context, delta, tool_call, tool_result, done.
+    pub order: Vec<&'static str>,
 }
 
 impl Answer {
@@ -302,10 +359,30 @@ pub async fn collect(mut stream: tonic::Streaming<pb::RespondEvent>) -> Answer {
     loop {
         match stream.message().await {
             Ok(Some(event)) => match event.event {
-                Some(pb::respond_event::Event::Started(started)) => answer.started = Some(started),
-                Some(pb::respond_event::Event::Context(context)) => answer.context = Some(context),
-                Some(pb::respond_event::Event::Delta(delta)) => answer.deltas.push(delta),
-                Some(pb::respond_event::Event::Done(done)) => answer.done = Some(done),
+                Some(pb::respond_event::Event::Started(started)) => {
+                    answer.order.push("started");
+                    answer.started = Some(started);
+                }
+                Some(pb::respond_event::Event::Context(context)) => {
+                    answer.order.push("context");
+                    answer.context = Some(context);
+                }
+                Some(pb::respond_event::Event::Delta(delta)) => {
+                    answer.order.push("delta");
+                    answer.deltas.push(delta);
+                }
+                Some(pb::respond_event::Event::Done(done)) => {
+                    answer.order.push("done");
+                    answer.done = Some(done);
+                }
+                Some(pb::respond_event::Event::ToolCall(call)) => {
+                    answer.order.push("tool_call");
+                    answer.tool_calls.push(call);
+                }
+                Some(pb::respond_event::Event::ToolResult(result)) => {
+                    answer.order.push("tool_result");
+                    answer.tool_results.push(result);
+                }
                 None => {}
             },
             Ok(None) => return answer,

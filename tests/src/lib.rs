@@ -6,6 +6,7 @@ pub mod agent;
 pub mod chat;
 pub mod conversation;
 pub mod echo;
+pub mod mcp;
 pub mod rag;
 
 use std::net::SocketAddr;

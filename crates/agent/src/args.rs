@@ -20,6 +20,12 @@ pub struct AgentArgs {
     /// The chat models agents run on.
     #[command(flatten)]
     pub models: ModelArgs,
+    /// How MCP tool servers are reached.
+    #[command(flatten)]
+    pub mcp: McpArgs,
+    /// Workflow runs.
+    #[command(flatten)]
+    pub workflow_runs: WorkflowRunArgs,
     /// The RAG service, which holds agents' knowledge: one URL, several comma-separated,
     /// or a DNS name of many pods.
     #[arg(
@@ -78,4 +84,36 @@ pub struct ModelArgs {
     /// How long an open breaker fails calls at once before one probes again.
     #[arg(long, env = "CHAT_BREAKER_COOLDOWN", default_value = "10s", value_parser = humantime::parse_duration)]
     pub chat_breaker_cooldown: Duration,
+}
+
+/// How workflow runs are run.
+#[derive(Debug, Clone, Args)]
+pub struct WorkflowRunArgs {
+    /// How long a run may take in all, steps and tool rounds included; past it the run
+    /// fails.
+    #[arg(long, env = "WORKFLOW_RUN_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub workflow_run_timeout: Duration,
+    /// How long a run's lease lasts: a run whose process died is taken up by another
+    /// replica within about this long. Renewed every third of it.
+    #[arg(long, env = "WORKFLOW_RUN_LEASE", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub workflow_run_lease: Duration,
+}
+
+/// How MCP servers are reached.
+#[derive(Debug, Clone, Args)]
+pub struct McpArgs {
+    /// Run stdio MCP servers (a local command per server). Off: such servers are stored but
+    /// never started, since their command would run inside this service's container.
+    #[arg(long, env = "MCP_ALLOW_COMMANDS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub mcp_allow_commands: bool,
+    /// How long connecting to an MCP server and its handshake may take.
+    #[arg(long, env = "MCP_CONNECT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub mcp_connect_timeout: Duration,
+    /// How long one tool call may take; past it the model is told the tool timed out.
+    #[arg(long, env = "MCP_TOOL_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub mcp_tool_timeout: Duration,
+    /// Rounds of tool calls in one answer at most; the round after the last offers no
+    /// tools, so the model answers.
+    #[arg(long, env = "MCP_MAX_TOOL_ROUNDS", default_value_t = 8)]
+    pub mcp_max_tool_rounds: u32,
 }

@@ -9,11 +9,13 @@
 pub mod args;
 mod input;
 pub mod knowledge;
+pub mod mcp;
 pub mod model;
 pub mod run;
 pub mod schema;
 pub mod service;
 pub mod store;
+pub mod workflow;
 
 use std::sync::Arc;
 
@@ -60,7 +62,6 @@ impl ServiceType for AgentApp {
         kinds::WORKFLOW,
     ];
 
-    /// A fixed key: tests seal and open headers in one process.
     /// A fixed key: tests seal and open headers in one process. The repository's own
     /// model, loaded by the tests that use it.
     const TEST_FLAGS: &'static [&'static str] = &[
@@ -82,6 +83,8 @@ impl ServiceType for AgentApp {
         let pool = context.pool.clone();
         services.background(move |stop| request_ids.clean_up(pool, stop));
         let service = service::AgentService::new(context, args)?;
+        let resumer = service.clone();
+        services.background(move |stop| resumer.resume_lapsed_runs(stop));
         if args.models.local_model_preload {
             let models = service.models();
             services.background(move |_stop| async move {
@@ -91,7 +94,7 @@ impl ServiceType for AgentApp {
             });
         }
         services.add(agentic_platform::grpc_server!(
-            AgentServiceServer::new(service),
+            AgentServiceServer::from_arc(service),
             context
         ));
         Ok(())

@@ -8,7 +8,7 @@ use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::schema::{agents, mcp_servers, workflows};
+use crate::schema::{agents, mcp_servers, workflow_runs, workflows};
 
 /// The etag of a row: its update time in microseconds, which every write moves forward
 /// (see `store::next_update_time`).
@@ -212,6 +212,8 @@ pub struct McpServerRow {
     pub tools: serde_json::Value,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub discovered_at: Option<DateTime<Utc>>,
+    pub discovery_error: String,
 }
 
 #[derive(Debug, Insertable)]
@@ -298,6 +300,8 @@ impl From<McpServerRow> for pb::McpServer {
             create_time: Some(to_timestamp(row.created_at)),
             update_time: Some(to_timestamp(row.updated_at)),
             etag: etag(row.updated_at),
+            discover_time: row.discovered_at.map(to_timestamp),
+            discovery_error: row.discovery_error,
         }
     }
 }
@@ -369,6 +373,183 @@ impl From<WorkflowRow> for pb::Workflow {
             create_time: Some(to_timestamp(row.created_at)),
             update_time: Some(to_timestamp(row.updated_at)),
             etag: etag(row.updated_at),
+        }
+    }
+}
+
+// ---- workflow runs ----
+
+pub const RUN_QUEUED: &str = "queued";
+pub const RUN_RUNNING: &str = "running";
+pub const RUN_SUCCEEDED: &str = "succeeded";
+pub const RUN_FAILED: &str = "failed";
+pub const RUN_CANCELLED: &str = "cancelled";
+
+pub fn run_status_name(status: pb::WorkflowRunStatus) -> Option<&'static str> {
+    Some(match status {
+        pb::WorkflowRunStatus::Queued => RUN_QUEUED,
+        pb::WorkflowRunStatus::Running => RUN_RUNNING,
+        pb::WorkflowRunStatus::Succeeded => RUN_SUCCEEDED,
+        pb::WorkflowRunStatus::Failed => RUN_FAILED,
+        pb::WorkflowRunStatus::Cancelled => RUN_CANCELLED,
+        pb::WorkflowRunStatus::Unspecified => return None,
+    })
+}
+
+fn run_status_from_name(name: &str) -> pb::WorkflowRunStatus {
+    match name {
+        RUN_QUEUED => pb::WorkflowRunStatus::Queued,
+        RUN_RUNNING => pb::WorkflowRunStatus::Running,
+        RUN_SUCCEEDED => pb::WorkflowRunStatus::Succeeded,
+        RUN_FAILED => pb::WorkflowRunStatus::Failed,
+        RUN_CANCELLED => pb::WorkflowRunStatus::Cancelled,
+        _ => pb::WorkflowRunStatus::Unspecified,
+    }
+}
+
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
+#[diesel(table_name = workflow_runs, check_for_backend(diesel::pg::Pg))]
+pub struct WorkflowRunRow {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub workflow_id: Uuid,
+    pub request_id: Option<Uuid>,
+    pub status: String,
+    pub input: String,
+    pub overrides: serde_json::Value,
+    pub plan: serde_json::Value,
+    pub steps: serde_json::Value,
+    pub output: String,
+    pub error: String,
+    pub created_by: String,
+    pub attempts: i32,
+    pub lease_owner: Option<Uuid>,
+    pub lease_until: Option<DateTime<Utc>>,
+    pub deadline: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = workflow_runs)]
+pub struct NewWorkflowRun {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub workflow_id: Uuid,
+    pub request_id: Option<Uuid>,
+    pub status: &'static str,
+    pub input: String,
+    pub overrides: serde_json::Value,
+    pub plan: serde_json::Value,
+    pub created_by: String,
+    pub attempts: i32,
+    pub lease_owner: Option<Uuid>,
+    pub lease_until: Option<DateTime<Utc>>,
+    pub deadline: DateTime<Utc>,
+}
+
+/// The overrides a run applies to every step, as stored.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct OverridesJson {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stop: Vec<String>,
+}
+
+/// One started step of a run, as stored in `steps`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct StepRecord {
+    pub index: i32,
+    #[serde(default)]
+    pub name: String,
+    pub agent_id: Uuid,
+    /// A run status name: running, succeeded, failed or cancelled.
+    pub status: String,
+    #[serde(default)]
+    pub input: String,
+    #[serde(default)]
+    pub output: String,
+    #[serde(default)]
+    pub prompt_tokens: i32,
+    #[serde(default)]
+    pub completion_tokens: i32,
+    /// A `FinishReason` number.
+    #[serde(default)]
+    pub finish_reason: i32,
+    pub started_at: DateTime<Utc>,
+    #[serde(default)]
+    pub finished_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub error: String,
+}
+
+impl From<&StepRecord> for pb::WorkflowRunStep {
+    fn from(step: &StepRecord) -> Self {
+        Self {
+            index: step.index,
+            name: step.name.clone(),
+            agent_id: step.agent_id.to_string(),
+            status: run_status_from_name(&step.status) as i32,
+            input: step.input.clone(),
+            output: step.output.clone(),
+            prompt_tokens: step.prompt_tokens,
+            completion_tokens: step.completion_tokens,
+            finish_reason: step.finish_reason,
+            start_time: Some(to_timestamp(step.started_at)),
+            end_time: step.finished_at.map(to_timestamp),
+            error: step.error.clone(),
+        }
+    }
+}
+
+impl WorkflowRunRow {
+    pub fn plan(&self) -> Vec<StepJson> {
+        serde_json::from_value(self.plan.clone()).unwrap_or_default()
+    }
+
+    pub fn steps(&self) -> Vec<StepRecord> {
+        serde_json::from_value(self.steps.clone()).unwrap_or_default()
+    }
+
+    pub fn overrides(&self) -> OverridesJson {
+        serde_json::from_value(self.overrides.clone()).unwrap_or_default()
+    }
+
+    pub fn is_finished(&self) -> bool {
+        !matches!(self.status.as_str(), RUN_QUEUED | RUN_RUNNING)
+    }
+}
+
+impl From<&WorkflowRunRow> for pb::WorkflowRun {
+    fn from(row: &WorkflowRunRow) -> Self {
+        let overrides = row.overrides();
+        Self {
+            id: row.id.to_string(),
+            tenant_id: row.tenant_id.to_string(),
+            workflow_id: row.workflow_id.to_string(),
+            status: run_status_from_name(&row.status) as i32,
+            input: row.input.clone(),
+            steps: row.steps().iter().map(pb::WorkflowRunStep::from).collect(),
+            output: row.output.clone(),
+            error: row.error.clone(),
+            request_id: row.request_id.map(|id| id.to_string()).unwrap_or_default(),
+            created_by: row.created_by.clone(),
+            overrides: Some(pb::GenerationOverrides {
+                max_tokens: overrides.max_tokens,
+                temperature: overrides.temperature,
+                stop: overrides.stop,
+            }),
+            create_time: Some(to_timestamp(row.created_at)),
+            start_time: row.started_at.map(to_timestamp),
+            end_time: row.finished_at.map(to_timestamp),
+            update_time: Some(to_timestamp(row.updated_at)),
+            attempts: row.attempts,
+            deadline: Some(to_timestamp(row.deadline)),
         }
     }
 }

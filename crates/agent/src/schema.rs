@@ -15,6 +15,8 @@ diesel::table! {
         tools -> Jsonb,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        discovered_at -> Nullable<Timestamptz>,
+        discovery_error -> Text,
     }
 }
 
@@ -55,4 +57,29 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(mcp_servers, agents, workflows);
+diesel::table! {
+    agents.workflow_runs (id) {
+        id -> Uuid,
+        tenant_id -> Uuid,
+        workflow_id -> Uuid,
+        request_id -> Nullable<Uuid>,
+        status -> Text,
+        input -> Text,
+        overrides -> Jsonb,
+        plan -> Jsonb,
+        steps -> Jsonb,
+        output -> Text,
+        error -> Text,
+        created_by -> Text,
+        attempts -> Int4,
+        lease_owner -> Nullable<Uuid>,
+        lease_until -> Nullable<Timestamptz>,
+        deadline -> Timestamptz,
+        created_at -> Timestamptz,
+        started_at -> Nullable<Timestamptz>,
+        finished_at -> Nullable<Timestamptz>,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(mcp_servers, agents, workflows, workflow_runs);

@@ -80,6 +80,7 @@ async fn main() -> anyhow::Result<()> {
                     max_tokens: tokens,
                     temperature: 0.0,
                     stop: Vec::new(),
+                    tools: Vec::new(),
                 };
                 let started = Instant::now();
                 let mut generation = model.start(&messages, settings).await?;
@@ -94,6 +95,7 @@ async fn main() -> anyhow::Result<()> {
                             usage = Some(done);
                             break;
                         }
+                        Piece::ToolCalls(_) => {}
                     }
                 }
                 let total = started.elapsed();

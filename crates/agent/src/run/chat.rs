@@ -32,6 +32,10 @@ impl Role {
 pub struct ChatMessage {
     pub role: Role,
     pub content: String,
+    /// The calls an assistant message asked for (within an answer's tool rounds).
+    pub tool_calls: Vec<ToolCall>,
+    /// The call a tool message answers; None for a tool turn of an earlier answer.
+    pub tool_call_id: Option<String>,
 }
 
 impl ChatMessage {
@@ -39,8 +43,29 @@ impl ChatMessage {
         Self {
             role,
             content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
         }
     }
+}
+
+/// A tool offered to the model (an OpenAI `tools` function).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolSpec {
+    pub name: String,
+    pub description: String,
+    /// The tool's input as a JSON Schema.
+    pub parameters: serde_json::Value,
+}
+
+/// A tool call the model asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolCall {
+    /// The model's id of the call, which the result names.
+    pub id: String,
+    pub name: String,
+    /// JSON text, as the model wrote it.
+    pub arguments: String,
 }
 
 /// How one answer is produced.
@@ -52,6 +77,8 @@ pub struct Settings {
     pub temperature: f32,
     /// Sequences that end the answer; not part of it.
     pub stop: Vec<String>,
+    /// Tools the model may call (models that take tools; empty: none).
+    pub tools: Vec<ToolSpec>,
 }
 
 /// Why the model stopped on its own.
@@ -61,12 +88,16 @@ pub enum Finish {
     Stop,
     /// `max_tokens` or the context window was reached.
     Length,
+    /// The model asked for tool calls (a `ToolCalls` piece came before).
+    ToolCalls,
 }
 
-/// A generation's output, in order: texts, then one `Finished`.
+/// A generation's output, in order: texts, the tool calls asked for if any, then one
+/// `Finished`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Piece {
     Text(String),
+    ToolCalls(Vec<ToolCall>),
     Finished(Usage),
 }
 

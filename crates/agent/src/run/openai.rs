@@ -17,7 +17,7 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use super::chat::{ChatMessage, Finish, Generation, Piece, Settings, Usage};
+use super::chat::{ChatMessage, Finish, Generation, Piece, Role, Settings, ToolCall, Usage};
 
 /// Characters of an error body quoted in the reason.
 const MAX_REASON_CHARS: usize = 300;
@@ -58,12 +58,44 @@ struct ChatRequest<'a> {
     max_tokens: u32,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     stop: &'a [String],
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<WireTool<'a>>,
 }
 
 #[derive(Serialize)]
 struct WireMessage<'a> {
     role: &'static str,
     content: &'a str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<WireCall<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_call_id: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct WireTool<'a> {
+    r#type: &'static str,
+    function: WireFunction<'a>,
+}
+
+#[derive(Serialize)]
+struct WireFunction<'a> {
+    name: &'a str,
+    description: &'a str,
+    parameters: &'a serde_json::Value,
+}
+
+#[derive(Serialize)]
+struct WireCall<'a> {
+    id: &'a str,
+    r#type: &'static str,
+    function: WireCallFunction<'a>,
+}
+
+#[derive(Serialize)]
+struct WireCallFunction<'a> {
+    name: &'a str,
+    arguments: &'a str,
 }
 
 #[derive(Serialize)]
@@ -93,6 +125,27 @@ struct Choice {
 struct Delta {
     #[serde(default)]
     content: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<CallDelta>,
+}
+
+/// A piece of a streamed tool call: the first names it, the rest add to its arguments.
+#[derive(Deserialize)]
+struct CallDelta {
+    #[serde(default)]
+    index: usize,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    function: Option<FunctionDelta>,
+}
+
+#[derive(Deserialize)]
+struct FunctionDelta {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    arguments: Option<String>,
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -148,13 +201,7 @@ impl Provider {
         let model = model.strip_prefix(&self.prefix).unwrap_or(model);
         let body = ChatRequest {
             model,
-            messages: messages
-                .iter()
-                .map(|m| WireMessage {
-                    role: m.role.as_str(),
-                    content: &m.content,
-                })
-                .collect(),
+            messages: messages.iter().filter_map(wire_message).collect(),
             stream: true,
             stream_options: StreamOptions {
                 include_usage: true,
@@ -162,6 +209,18 @@ impl Provider {
             temperature: settings.temperature,
             max_tokens: settings.max_tokens,
             stop: &settings.stop,
+            tools: settings
+                .tools
+                .iter()
+                .map(|tool| WireTool {
+                    r#type: "function",
+                    function: WireFunction {
+                        name: &tool.name,
+                        description: &tool.description,
+                        parameters: &tool.parameters,
+                    },
+                })
+                .collect(),
         };
         let body = serde_json::to_vec(&body).map_err(Error::internal)?;
         let mut last = String::new();
@@ -246,6 +305,32 @@ impl Provider {
     }
 }
 
+/// A prompt message as the API takes it. A tool turn of an earlier answer (no call id) is
+/// left out: the API takes tool results only right after the call that asked for them,
+/// and the answer that used it is in the history.
+fn wire_message(message: &ChatMessage) -> Option<WireMessage<'_>> {
+    if message.role == Role::Tool && message.tool_call_id.is_none() {
+        return None;
+    }
+    Some(WireMessage {
+        role: message.role.as_str(),
+        content: &message.content,
+        tool_calls: message
+            .tool_calls
+            .iter()
+            .map(|call| WireCall {
+                id: &call.id,
+                r#type: "function",
+                function: WireCallFunction {
+                    name: &call.name,
+                    arguments: &call.arguments,
+                },
+            })
+            .collect(),
+        tool_call_id: message.tool_call_id.as_deref(),
+    })
+}
+
 /// `UNAVAILABLE` naming the provider as the dependency that is down (so the services
 /// calling this one do not take this service for down); the reason goes to the log.
 fn unavailable(reason: &str) -> Error {
@@ -265,6 +350,7 @@ async fn relay(
     let mut finish = None;
     let mut usage = None;
     let mut pieces = 0u32;
+    let mut calls: Vec<ToolCall> = Vec::new();
     let failure = loop {
         let event = tokio::select! {
             _ = out.closed() => return,
@@ -288,11 +374,14 @@ async fn relay(
         usage = chunk.usage.or(usage);
         for choice in chunk.choices {
             if let Some(reason) = choice.finish_reason {
-                finish = Some(if reason == "length" {
-                    Finish::Length
-                } else {
-                    Finish::Stop
+                finish = Some(match reason.as_str() {
+                    "length" => Finish::Length,
+                    "tool_calls" => Finish::ToolCalls,
+                    _ => Finish::Stop,
                 });
+            }
+            for delta in choice.delta.tool_calls {
+                add_call_delta(&mut calls, delta);
             }
             if let Some(text) = choice.delta.content.filter(|t| !t.is_empty()) {
                 pieces += 1;
@@ -310,12 +399,70 @@ async fn relay(
         }
         None => {
             breaker.succeeded(permit);
+            calls.retain(|call| !call.name.is_empty());
+            let finish = if calls.is_empty() {
+                finish
+                    .filter(|f| *f != Finish::ToolCalls)
+                    .unwrap_or(Finish::Stop)
+            } else {
+                if out.send(Ok(Piece::ToolCalls(calls))).await.is_err() {
+                    return;
+                }
+                Finish::ToolCalls
+            };
             Ok(Piece::Finished(Usage {
-                finish: finish.unwrap_or(Finish::Stop),
+                finish,
                 prompt_tokens: usage.map_or(0, |u| u.prompt_tokens),
                 completion_tokens: usage.map_or(pieces, |u| u.completion_tokens),
             }))
         }
     };
     let _ = out.send(piece).await;
+}
+
+/// Adds a streamed piece of a tool call to the calls so far (by its index).
+fn add_call_delta(calls: &mut Vec<ToolCall>, delta: CallDelta) {
+    while calls.len() <= delta.index {
+        calls.push(ToolCall {
+            id: format!("call_{}", calls.len()),
+            name: String::new(),
+            arguments: String::new(),
+        });
+    }
+    let call = &mut calls[delta.index];
+    if let Some(id) = delta.id.filter(|id| !id.is_empty()) {
+        call.id = id;
+    }
+    if let Some(function) = delta.function {
+        if let Some(name) = function.name {
+            call.name.push_str(&name);
+        }
+        if let Some(arguments) = function.arguments {
+            call.arguments.push_str(&arguments);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streamed_tool_calls_are_assembled_by_index() {
+        let mut calls = Vec::new();
+        let deltas: Vec<CallDelta> = serde_json::from_value(serde_json::json!([
+            {"index": 0, "id": "a", "function": {"name": "weather", "arguments": ""}},
+            {"index": 1, "id": "b", "function": {"name": "time", "arguments": "{}"}},
+            {"index": 0, "function": {"arguments": "{\"city\":"}},
+            {"index": 0, "function": {"arguments": "\"Oslo\"}"}}
+        ]))
+        .unwrap();
+        for delta in deltas {
+            add_call_delta(&mut calls, delta);
+        }
+        assert_eq!(calls.len(), 2);
+        assert_eq!(calls[0].id, "a");
+        assert_eq!(calls[0].arguments, r#"{"city":"Oslo"}"#);
+        assert_eq!(calls[1].name, "time");
+    }
 }

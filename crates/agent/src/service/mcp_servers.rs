@@ -17,6 +17,7 @@ use uuid::Uuid;
 use super::AgentService;
 use crate::input;
 use crate::kinds;
+use crate::mcp::session::{Endpoint, Failure, Session};
 use crate::model::{McpServerRow, NewMcpServer};
 use crate::store;
 
@@ -62,6 +63,76 @@ impl AgentService {
     fn mcp_server_key(&self, tenant: Uuid, id: Uuid) -> [super::StaleKey<'_>; 1] {
         [(&self.kinds.mcp_server, ScopedKey(tenant, id.to_string()))]
     }
+
+    /// Where `row` is, with its headers unsealed.
+    pub(super) fn endpoint(&self, row: &McpServerRow) -> Result<Endpoint> {
+        let headers = match &row.headers_sealed {
+            Some(sealed) => {
+                let plain = self
+                    .sealer
+                    .open(sealed, &seal_context(row.tenant_id, row.id))?;
+                serde_json::from_slice(&plain).map_err(Error::internal)?
+            }
+            None => BTreeMap::new(),
+        };
+        Ok(Endpoint {
+            id: row.id,
+            name: row.name.clone(),
+            transport: row.transport.clone(),
+            url: row.url.clone(),
+            command: row.command.clone(),
+            args: row.args.clone(),
+            headers,
+        })
+    }
+
+    /// Asks the server for its tools and stores what it said (the tools, or why not).
+    /// Returns the stored row, and the failure if there was one.
+    async fn discover(&self, row: &McpServerRow) -> Result<(McpServerRow, Option<Failure>)> {
+        let endpoint = self.endpoint(row)?;
+        let found = async {
+            let session = Session::open(&endpoint, &self.mcp).await?;
+            let tools = session.tools(self.mcp.mcp_connect_timeout).await;
+            session.close().await;
+            tools
+        }
+        .await;
+        let (stored, failure) = match found {
+            Ok(tools) => (
+                Ok(serde_json::to_value(limit_tools(tools)).map_err(Error::internal)?),
+                None,
+            ),
+            Err(failure) => (Err(failure.to_string()), Some(failure)),
+        };
+        let outcome = if failure.is_none() { "ok" } else { "error" };
+        metrics::counter!("mcp_discoveries_total", "outcome" => outcome).increment(1);
+        let (tenant, id) = (row.tenant_id, row.id);
+        let row = self
+            .pool
+            .run(async |conn| store::record_discovery(conn, tenant, id, stored).await)
+            .await?;
+        self.cache
+            .invalidate(&self.mcp_server_key(row.tenant_id, row.id))
+            .await;
+        Ok((row, failure))
+    }
+
+    /// Discovery after a write that set the server's endpoint: a failure is recorded on
+    /// the server, not returned.
+    async fn discover_after_write(&self, row: McpServerRow) -> Result<McpServerRow> {
+        if !row.enabled {
+            return Ok(row);
+        }
+        Ok(self.discover(&row).await?.0)
+    }
+}
+
+/// The tools a server may list that are kept.
+const MAX_TOOLS: usize = 256;
+
+fn limit_tools(mut tools: Vec<crate::model::ToolJson>) -> Vec<crate::model::ToolJson> {
+    tools.truncate(MAX_TOOLS);
+    tools
 }
 
 /// What a server's sealed headers are bound to.
@@ -114,7 +185,44 @@ pub(super) async fn create(
             },
         )
         .await?;
-    Ok(Response::new(response))
+    // A retry gets the first response; the server discovered is read again.
+    let created = service
+        .pool
+        .run(async |conn| store::find_mcp_servers(conn, tenant, &[id]).await)
+        .await?
+        .pop();
+    let mcp_server = match created {
+        Some(row) if row.discovered_at.is_none() => {
+            Some(service.discover_after_write(row).await?.into())
+        }
+        _ => response.mcp_server,
+    };
+    Ok(Response::new(pb::CreateMcpServerResponse { mcp_server }))
+}
+
+pub(super) async fn refresh_tools(
+    service: &AgentService,
+    request: Request<pb::RefreshMcpServerToolsRequest>,
+) -> Result<Response<pb::RefreshMcpServerToolsResponse>, Status> {
+    let tenant = Caller::of(&request)?.admin_tenant()?;
+    let id = validate::id("id", &request.get_ref().id)?;
+    let row = service
+        .pool
+        .run(async |conn| store::find_mcp_servers(conn, tenant, &[id]).await)
+        .await?
+        .pop()
+        .ok_or(Error::NotFound("MCP server"))?;
+    if !row.enabled {
+        return Err(Error::FailedPrecondition("id: the MCP server is disabled".into()).into());
+    }
+    let (row, failure) = service.discover(&row).await?;
+    match failure {
+        None => Ok(Response::new(pb::RefreshMcpServerToolsResponse {
+            mcp_server: Some(row.into()),
+        })),
+        Some(Failure::NotAllowed(reason)) => Err(Error::FailedPrecondition(reason).into()),
+        Some(unreachable) => Err(Error::Unavailable(unreachable.to_string()).into()),
+    }
 }
 
 pub(super) async fn get(
@@ -200,6 +308,16 @@ pub(super) async fn update(
         .cache
         .invalidate(&service.mcp_server_key(tenant, id))
         .await;
+    // A new endpoint (or headers, or a server enabled again) may offer other tools.
+    let endpoint_changed = ["transport", "url", "command", "args", "headers", "enabled"]
+        .iter()
+        .any(|path| mask.includes(path))
+        && !mask.includes("tools");
+    let row = if endpoint_changed {
+        service.discover_after_write(row).await?
+    } else {
+        row
+    };
     Ok(Response::new(pb::UpdateMcpServerResponse {
         mcp_server: Some(row.into()),
     }))

@@ -5,11 +5,13 @@
 mod agents;
 mod mcp_servers;
 mod runs;
+mod workflow_runs;
 mod workflows;
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use agentic_platform::auth::Tokens;
 use agentic_platform::cache::{Cache, CacheKind, ScopedKey};
 use agentic_platform::db::Pool;
 use agentic_platform::error::Result;
@@ -21,9 +23,10 @@ use agentic_proto::agent::v1 as pb;
 use agentic_proto::agent::v1::agent_service_server::AgentService as Api;
 use tonic::{Request, Response, Status};
 
-use crate::args::AgentArgs;
+use crate::args::{AgentArgs, WorkflowRunArgs};
 use crate::kinds;
 use crate::knowledge::Knowledge;
+use crate::mcp::McpArgs;
 use crate::run::Models;
 
 /// Where the service keeps idempotent creates' request ids.
@@ -45,6 +48,15 @@ pub struct AgentService {
     models: Arc<Models>,
     /// Agents' collections, in the RAG service.
     knowledge: Knowledge,
+    /// How MCP servers are reached.
+    mcp: McpArgs,
+    /// Signs the tokens workflow runs call other services with.
+    tokens: Arc<Tokens>,
+    workflow_runs: WorkflowRunArgs,
+    /// The workflow runs this process drives.
+    live: workflow_runs::RunOwner,
+    /// The service itself, for the tasks that drive workflow runs.
+    me: Weak<AgentService>,
 }
 
 /// Cached kinds: agents by id and by slug, MCP servers and workflows by id.
@@ -60,23 +72,36 @@ type StaleKey<'k> = (&'k CacheKind, ScopedKey<String>);
 
 impl AgentService {
     /// Fails if `SECRETS_KEY` is too short to seal MCP server headers with.
-    pub fn new(context: &Context, args: &AgentArgs) -> Result<Self> {
+    pub fn new(context: &Context, args: &AgentArgs) -> Result<Arc<Self>> {
         let cache = &context.cache;
-        Ok(Self {
+        let sealer = Sealer::new(&args.secrets_key)?;
+        let models = Arc::new(Models::new(&args.models)?);
+        let knowledge = Knowledge::new(args)?;
+        Ok(Arc::new_cyclic(|me| Self {
             pool: context.pool.clone(),
             cache: context.cache.clone(),
             pages: context.pages.clone(),
-            sealer: Sealer::new(&args.secrets_key)?,
+            sealer,
             request_ids: context.request_ids(REQUEST_IDS),
-            models: Arc::new(Models::new(&args.models)?),
-            knowledge: Knowledge::new(args)?,
+            models,
+            knowledge,
+            mcp: args.mcp.clone(),
+            tokens: context.tokens.clone(),
+            workflow_runs: args.workflow_runs.clone(),
+            live: workflow_runs::RunOwner::new(),
+            me: me.clone(),
             kinds: Kinds {
                 agent: cache.kind(&kinds::AGENT),
                 agent_by_slug: cache.kind(&kinds::AGENT_BY_SLUG),
                 mcp_server: cache.kind(&kinds::MCP_SERVER),
                 workflow: cache.kind(&kinds::WORKFLOW),
             },
-        })
+        }))
+    }
+
+    /// Takes up workflow runs whose process died, until `stop`.
+    pub async fn resume_lapsed_runs(self: Arc<Self>, stop: tokio_util::sync::CancellationToken) {
+        workflow_runs::resume_lapsed(self, stop).await;
     }
 }
 
@@ -90,12 +115,48 @@ impl AgentService {
 #[tonic::async_trait]
 impl Api for AgentService {
     type RunAgentStream = runs::RunStream;
+    type ExecuteWorkflowStream = workflow_runs::RunEvents;
+
+    async fn execute_workflow(
+        &self,
+        request: Request<pb::ExecuteWorkflowRequest>,
+    ) -> Result<Response<Self::ExecuteWorkflowStream>, Status> {
+        workflow_runs::execute(self, request).await
+    }
+
+    async fn get_workflow_run(
+        &self,
+        request: Request<pb::GetWorkflowRunRequest>,
+    ) -> Result<Response<pb::GetWorkflowRunResponse>, Status> {
+        workflow_runs::get(self, request).await
+    }
+
+    async fn list_workflow_runs(
+        &self,
+        request: Request<pb::ListWorkflowRunsRequest>,
+    ) -> Result<Response<pb::ListWorkflowRunsResponse>, Status> {
+        workflow_runs::list(self, request).await
+    }
+
+    async fn cancel_workflow_run(
+        &self,
+        request: Request<pb::CancelWorkflowRunRequest>,
+    ) -> Result<Response<pb::CancelWorkflowRunResponse>, Status> {
+        workflow_runs::cancel(self, request).await
+    }
 
     async fn run_agent(
         &self,
         request: Request<pb::RunAgentRequest>,
     ) -> Result<Response<Self::RunAgentStream>, Status> {
         runs::run(self, request).await
+    }
+
+    async fn refresh_mcp_server_tools(
+        &self,
+        request: Request<pb::RefreshMcpServerToolsRequest>,
+    ) -> Result<Response<pb::RefreshMcpServerToolsResponse>, Status> {
+        mcp_servers::refresh_tools(self, request).await
     }
 
     async fn create_agent(

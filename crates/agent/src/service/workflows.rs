@@ -1,5 +1,5 @@
-//! Workflows: ordered steps, each naming an agent and its input. Execution is elsewhere;
-//! Validate says whether every step could run now.
+//! Workflows: ordered steps, each naming an agent and its input. Runs are
+//! `workflow_runs/`; Validate says whether every step could run now.
 
 use agentic_platform::auth::Caller;
 use agentic_platform::cache::ScopedKey;
@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::AgentService;
 use crate::input;
-use crate::model::{ACTIVE, NewWorkflow, StepJson, WorkflowChanges, WorkflowRow};
+use crate::model::{NewWorkflow, StepJson, WorkflowChanges, WorkflowRow};
 use crate::store;
 
 /// Paths an `update_mask` may name.
@@ -176,38 +176,16 @@ pub(super) async fn validate(
     let tenant = Caller::of(&request)?.tenant()?;
     let id = validate::id("id", &request.get_ref().id)?;
     let workflow = service.cached_workflow(tenant, id).await?;
-    let ids: Vec<Uuid> = workflow
+    let steps: Vec<StepJson> = workflow
         .steps
         .iter()
-        .filter_map(|step| Uuid::try_parse(&step.agent_id).ok())
-        .collect();
-    // One query for every step's agent, whatever the number of steps.
-    let statuses = service
-        .pool
-        .run(async |conn| store::agent_statuses(conn, tenant, &ids).await)
-        .await?;
-    let problems: Vec<pb::WorkflowProblem> = workflow
-        .steps
-        .iter()
-        .enumerate()
-        .filter_map(|(index, step)| {
-            let id = Uuid::try_parse(&step.agent_id).ok();
-            let status = statuses
-                .iter()
-                .find(|(found, _)| Some(*found) == id)
-                .map(|(_, status)| status.as_str());
-            let reason = match status {
-                None => "agent not found".to_owned(),
-                Some(ACTIVE) => return None,
-                Some(other) => format!("agent is {other}"),
-            };
-            Some(pb::WorkflowProblem {
-                step: index as i32,
-                agent_id: step.agent_id.clone(),
-                reason,
-            })
+        .map(|step| StepJson {
+            name: step.name.clone(),
+            agent_id: Uuid::try_parse(&step.agent_id).unwrap_or_default(),
+            input_template: step.input_template.clone(),
         })
         .collect();
+    let problems = service.step_problems(tenant, &steps).await?;
     Ok(Response::new(pb::ValidateWorkflowResponse {
         valid: problems.is_empty(),
         problems,

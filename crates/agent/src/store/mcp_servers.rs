@@ -136,3 +136,50 @@ pub async fn delete_mcp_server(
     })
     .await
 }
+
+/// The servers of `ids` that exist in the tenant, in no set order.
+pub async fn find_mcp_servers(
+    conn: &mut AsyncPgConnection,
+    tenant: Uuid,
+    ids: &[Uuid],
+) -> Result<Vec<McpServerRow>> {
+    Ok(mcp_servers::table
+        .filter(mcp_servers::tenant_id.eq(tenant))
+        .filter(mcp_servers::id.eq_any(ids))
+        .select(McpServerRow::as_select())
+        .load(conn)
+        .await?)
+}
+
+/// Records a discovery of the server's tools: the tools found, or why none were (the
+/// tools last found are kept). A new version of the server: its etag changes.
+pub async fn record_discovery(
+    conn: &mut AsyncPgConnection,
+    tenant: Uuid,
+    id: Uuid,
+    found: std::result::Result<serde_json::Value, String>,
+) -> Result<McpServerRow> {
+    let now = chrono::Utc::now();
+    let (tools, error) = match found {
+        Ok(tools) => (Some(tools), String::new()),
+        Err(error) => (None, error),
+    };
+    diesel::update(
+        mcp_servers::table.filter(
+            mcp_servers::tenant_id
+                .eq(tenant)
+                .and(mcp_servers::id.eq(id)),
+        ),
+    )
+    .set((
+        tools.map(|tools| mcp_servers::tools.eq(tools)),
+        mcp_servers::discovered_at.eq(now),
+        mcp_servers::discovery_error.eq(error),
+        mcp_servers::updated_at.eq(super::bumped_update_time()),
+    ))
+    .returning(McpServerRow::as_returning())
+    .get_result(conn)
+    .await
+    .optional()?
+    .ok_or(Error::NotFound("MCP server"))
+}

@@ -4,10 +4,12 @@
 
 mod agents;
 mod mcp_servers;
+mod workflow_runs;
 mod workflows;
 
 pub use agents::*;
 pub use mcp_servers::*;
+pub use workflow_runs::*;
 pub use workflows::*;
 
 use agentic_platform::error::{Error, Result, unique_violation};

@@ -11,6 +11,7 @@
 use std::time::{Duration, Instant};
 
 use agentic_platform::auth::Caller;
+use agentic_platform::cache::{Cache, CacheKind, ScopedKey};
 use agentic_platform::client::Credentials;
 use agentic_platform::db::Pool;
 use agentic_platform::error::{Error, Result};
@@ -25,7 +26,7 @@ use uuid::Uuid;
 
 use super::ConversationService;
 use crate::input;
-use crate::model::{MessageRow, finish_reason_name};
+use crate::model::{MessageRow, NewMessage, finish_reason_name};
 use crate::store::{self, Direction, Finished, Opened};
 
 /// The stream Respond answers with.
@@ -169,6 +170,8 @@ pub(super) async fn respond(
     let _ = events.send(Ok(started)).await;
     let relay = Relay {
         pool: service.pool.clone(),
+        cache: service.cache.clone(),
+        conversation_kind: service.kinds.conversation.clone(),
         tenant,
         conversation: input.conversation,
         answer,
@@ -232,9 +235,12 @@ fn replay(opened: Opened) -> Response<RespondStream> {
     Response::new(ReceiverStream::new(stream))
 }
 
-/// Relays one answer from the agent service to the caller, then stores it.
+/// Relays one answer from the agent service to the caller, then stores it. The tool
+/// calls it made are stored as they come, as tool messages after the answer.
 struct Relay {
     pool: Pool,
+    cache: Cache,
+    conversation_kind: CacheKind,
     tenant: Uuid,
     conversation: Uuid,
     answer: Uuid,
@@ -270,6 +276,7 @@ impl Relay {
         let mut deltas = 0i32;
         let mut first_token = None;
         let mut sources: Vec<serde_json::Value> = Vec::new();
+        let mut tool_messages = 0u32;
         let ending = loop {
             let event = tokio::select! {
                 _ = events.closed() => break Ending::cut(FinishReason::Cancelled, None),
@@ -307,6 +314,28 @@ impl Relay {
                         })
                         .collect();
                     let event = pb::respond_event::Event::Context(context);
+                    if events
+                        .send(Ok(pb::RespondEvent { event: Some(event) }))
+                        .await
+                        .is_err()
+                    {
+                        break Ending::cut(FinishReason::Cancelled, None);
+                    }
+                }
+                Ok(Some(agent_pb::run_agent_event::Event::ToolCall(call))) => {
+                    let event = pb::respond_event::Event::ToolCall(call);
+                    if events
+                        .send(Ok(pb::RespondEvent { event: Some(event) }))
+                        .await
+                        .is_err()
+                    {
+                        break Ending::cut(FinishReason::Cancelled, None);
+                    }
+                }
+                Ok(Some(agent_pb::run_agent_event::Event::ToolResult(result))) => {
+                    tool_messages += 1;
+                    self.store_tool_result(&result, tool_messages).await;
+                    let event = pb::respond_event::Event::ToolResult(result);
                     if events
                         .send(Ok(pb::RespondEvent { event: Some(event) }))
                         .await
@@ -379,5 +408,46 @@ impl Relay {
             }
         };
         let _ = events.send(last).await;
+    }
+
+    /// Stores a tool call and its result as the answer's `n`th tool message (its id
+    /// derived from the answer's, so a retried answer stores it once). A failure to store
+    /// it is logged: the answer goes on.
+    async fn store_tool_result(&self, result: &agent_pb::ToolResult, n: u32) {
+        let arguments = agentic_platform::json::from_struct("arguments", result.arguments.as_ref())
+            .unwrap_or_else(|_| serde_json::json!({}));
+        let message = NewMessage {
+            id: Uuid::new_v5(&self.answer, format!("tool:{n}").as_bytes()),
+            role: "tool",
+            content: String::new(),
+            token_count: 0,
+            tool_name: Some(result.name.clone()),
+            tool_arguments: Some(arguments),
+            tool_result: Some(result.result.clone()),
+            metadata: serde_json::json!({
+                "tool_call_id": result.id,
+                "mcp_server_id": result.mcp_server_id,
+                "is_error": result.is_error,
+                "answer_id": self.answer.to_string(),
+                "duration_ms": result.duration.map(|d| d.seconds * 1000 + i64::from(d.nanos) / 1_000_000),
+            }),
+        };
+        let stored = self
+            .pool
+            .run(async |conn| {
+                store::append_tool_messages(conn, self.tenant, self.conversation, &[message]).await
+            })
+            .await;
+        match stored {
+            Ok(_) => {
+                self.cache
+                    .invalidate(&[(
+                        &self.conversation_kind,
+                        ScopedKey(self.tenant, self.conversation.to_string()),
+                    )])
+                    .await;
+            }
+            Err(error) => tracing::warn!(%error, "a tool message was not stored"),
+        }
     }
 }

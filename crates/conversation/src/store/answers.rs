@@ -136,3 +136,14 @@ pub async fn find_message(
         .await
         .optional()?)
 }
+
+/// Appends the tool messages of an answer under way (a retry that stored them already
+/// adds nothing).
+pub async fn append_tool_messages(
+    conn: &mut AsyncPgConnection,
+    tenant: Uuid,
+    conversation: Uuid,
+    messages: &[NewMessage],
+) -> Result<Vec<MessageRow>> {
+    append_raw(conn, tenant, conversation, messages).await
+}

@@ -292,6 +292,9 @@ pub const EXPENSIVE_METHODS: &[&str] = &[
     "StreamIngestDocuments",
     "Embed",
     "BatchCreateUsers",
+    "Respond",
+    "RunAgent",
+    "ExecuteWorkflow",
 ];
 
 /// The default rules, as `--help` and the README show them.
@@ -301,7 +304,8 @@ A rules file (TOML, or YAML by its .yaml/.yml name) that replaces the default ru
 The default rules (RATE_LIMIT_PER_MINUTE and RATE_LIMIT_PER_HOUR set the first):
   per-user   key user     all methods            RATE_LIMIT_PER_MINUTE/minute, RATE_LIMIT_PER_HOUR/hour
   anonymous  key address  all methods            1000/hour (calls without a token)
-  expensive  key user     IngestDocuments, StreamIngestDocuments, Embed, BatchCreateUsers  10/minute
+  expensive  key user     IngestDocuments, StreamIngestDocuments, Embed, BatchCreateUsers,
+                          Respond, RunAgent, ExecuteWorkflow  10/minute
   sign-in    key address  Authenticate           100/minute
   sign-in-failures  key account  Authenticate    10 failed attempts/minute per tenant and email
 
