@@ -7,6 +7,8 @@
 #   - the suite's overhead over an OpenAI-compatible provider that answers at once: time to
 #     first token of Respond and of RunAgent alone, minus the provider's own, at 1, 64 and
 #     512 concurrent streams (twenty messages of history, no retrieval);
+#   - workflow runs of five steps over that provider at 1 and 64 concurrent runs: the
+#     suite's overhead per step (run time minus five provider answers, over five);
 #   - Health/Check of the agent service idle, and while the local model answers at full
 #     capacity.
 set -euo pipefail
@@ -84,6 +86,9 @@ URLS=(--user-url http://127.0.0.1:27081 --agent-url http://127.0.0.1:27082)
 echo "[bench-llm] overhead over an instant provider ($CALLS answers per target and concurrency)" >&2
 "$LLM" overhead "${URLS[@]}" --conversation-url http://127.0.0.1:27083 \
   --provider-url http://127.0.0.1:27080 --calls "$CALLS" >"$OUT/llm-overhead.jsonl"
+echo "[bench-llm] workflow runs of five steps over the instant provider" >&2
+"$LLM" workflow "${URLS[@]}" --provider-url http://127.0.0.1:27080 \
+  --runs "${BENCH_WORKFLOW_RUNS:-300}" >"$OUT/llm-workflow.jsonl"
 echo "[bench-llm] Health/Check idle, then while the local model answers" >&2
 "$LLM" health-under-load "${URLS[@]}" --duration "${BENCH_DURATION:-10s}" >"$OUT/llm-health.jsonl"
 
@@ -126,6 +131,15 @@ lines += ["", "| goal (one stream) | measured | goal |", "|---|---:|---:|",
           f"({'met' if one['run_agent']['overhead_p99_ms'] <= 1 else '**not met**'}) |",
           f"| Respond overhead p50 (two stored messages) | {one['respond']['overhead_p50_ms']:.2f} ms | <= 3 ms "
           f"({'met' if one['respond']['overhead_p50_ms'] <= 3 else '**not met**'}) |"]
+flows = [json.loads(l) for l in open(f"{out}/llm-workflow.jsonl") if l.strip()]
+lines += ["", "Workflow runs of five steps over the instant provider (ExecuteWorkflow to run_finished; "
+          "every step's start and end stored); overhead per step is (run time minus five provider "
+          "answers in a row, at the same concurrency) over five, per percentile:", "",
+          "| concurrent runs | runs | run p50 ms | run p99 ms | provider x5 p50 ms | overhead/step p50 ms | overhead/step p99 ms |",
+          "|---:|---:|---:|---:|---:|---:|---:|"]
+for r in flows:
+    lines.append(f"| {r['concurrency']} | {r['runs']} | {r['run_p50_ms']:.2f} | {r['run_p99_ms']:.2f} | "
+                 f"{r['provider_p50_ms']:.2f} | {r['overhead_per_step_p50_ms']:.2f} | {r['overhead_per_step_p99_ms']:.2f} |")
 health = {r["target"]: r for r in (json.loads(l) for l in open(f"{out}/llm-health.jsonl") if l.strip())}
 idle, busy = health["health_idle"], health["health_while_generating"]
 ratio = health["generation_during_health"]["p99_ratio"]

@@ -12,12 +12,21 @@ use tonic::Code;
 
 /// An MCP server of the tenant at `url`, carrying the secret header.
 async fn register(tenant: &mut Tenant, name: &str, url: &str) -> agent_pb::McpServer {
+    register_over(tenant, name, url, agent_pb::McpTransport::StreamableHttp).await
+}
+
+async fn register_over(
+    tenant: &mut Tenant,
+    name: &str,
+    url: &str,
+    transport: agent_pb::McpTransport,
+) -> agent_pb::McpServer {
     tenant
         .agents
         .create_mcp_server(agent_pb::CreateMcpServerRequest {
             mcp_server: Some(agent_pb::McpServer {
                 name: name.to_owned(),
-                transport: agent_pb::McpTransport::StreamableHttp as i32,
+                transport: transport as i32,
                 url: url.to_owned(),
                 headers: [(SECRET_HEADER.to_owned(), SECRET_VALUE.to_owned())].into(),
                 enabled: true,
@@ -377,4 +386,46 @@ async fn tool_rounds_stop_at_the_limit_and_the_model_answers_without_tools() {
         agent_pb::FinishReason::Stop
     );
     assert_eq!(mcp.calls().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_over_http_with_sse_is_discovered_and_called() {
+    let mcp = McpServer::start_sse().await;
+    let chat = ChatServer::start(vec![
+        Reply::tools(&[
+            ("weather", serde_json::json!({"city": "Rome"})),
+            ("secret", serde_json::json!({})),
+        ]),
+        Reply::answer(&["Done."]),
+    ])
+    .await;
+    let answers = AnswerSuite::start(Some(&chat), &[]).await;
+    let (mut tenant, conversation) = answers
+        .tenant(&slug("sse"), &format!("{FAKE_PREFIX}gpt"), "")
+        .await;
+    let server = register_over(&mut tenant, "old", &mcp.url, agent_pb::McpTransport::Sse).await;
+    assert!(
+        server.discovery_error.is_empty(),
+        "{}",
+        server.discovery_error
+    );
+    assert_eq!(tool_names(&server), ["broken", "secret", "slow", "weather"]);
+    equip(&mut tenant, &[&server]).await;
+    let answer = answer_of(&mut tenant.conversations, respond(&conversation, "go")).await;
+    assert!(answer.error.is_none(), "{:?}", answer.error);
+    let results: Vec<(&str, bool)> = answer
+        .tool_results
+        .iter()
+        .map(|r| (r.result.as_str(), r.is_error))
+        .collect();
+    assert_eq!(
+        results,
+        [("sunny in Rome", false), ("the secret is 42", false)]
+    );
+    let got = mcp.calls();
+    assert_eq!(got.len(), 2);
+    assert!(
+        got.iter()
+            .all(|c| c.secret.as_deref() == Some(SECRET_VALUE))
+    );
 }

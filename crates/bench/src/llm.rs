@@ -8,10 +8,13 @@
 //! - `overhead`: the suite's own time to first token over that provider: Respond, and
 //!   RunAgent alone, beside the provider called directly, at several concurrencies; one
 //!   JSON line per target and concurrency (p50 and p99 in ms).
+//! - `workflow`: the suite's overhead per step of five-step workflow runs over that
+//!   provider, at 1 and 64 concurrent runs.
 //! - `health-under-load`: Health/Check latency of the agent service idle, then while the
 //!   local model answers at full capacity.
 
 mod llm_overhead;
+mod llm_workflow;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -38,6 +41,8 @@ enum Mode {
     },
     /// The suite's overhead over the instant provider.
     Overhead(llm_overhead::OverheadArgs),
+    /// The overhead per workflow step over the instant provider.
+    Workflow(llm_workflow::WorkflowArgs),
     /// Health/Check idle and while the local model answers at full capacity.
     HealthUnderLoad(llm_overhead::HealthArgs),
     /// Generates `tokens` tokens at temperature 0, `runs` times, after one warm-up.
@@ -62,6 +67,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().mode {
         Mode::FakeProvider { addr } => llm_overhead::fake_provider(addr).await?,
         Mode::Overhead(args) => llm_overhead::overhead(args).await?,
+        Mode::Workflow(args) => llm_workflow::workflow(args).await?,
         Mode::HealthUnderLoad(args) => llm_overhead::health_under_load(args).await?,
         Mode::Local {
             model,

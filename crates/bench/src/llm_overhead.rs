@@ -29,7 +29,7 @@ const CHUNKS: usize = 8;
 const HISTORY: usize = 20;
 
 /// The pause between making the fixtures and timing.
-const SETTLE: Duration = Duration::from_secs(3);
+pub(crate) const SETTLE: Duration = Duration::from_secs(3);
 
 #[derive(clap::Args)]
 pub(crate) struct OverheadArgs {
@@ -104,18 +104,18 @@ fn bearer(token: &str) -> Bearer {
     Bearer::new(Some(token))
 }
 
-async fn channel(url: &str) -> anyhow::Result<Channel> {
+pub(crate) async fn channel(url: &str) -> anyhow::Result<Channel> {
     Ok(Channel::from_shared(url.to_owned())?.connect().await?)
 }
 
 /// A tenant with a user and an agent on `model`, and its admin's credentials.
-struct Tenant {
-    admin: Bearer,
+pub(crate) struct Tenant {
+    pub(crate) admin: Bearer,
     user_id: String,
-    agent_id: String,
+    pub(crate) agent_id: String,
 }
 
-async fn tenant(
+pub(crate) async fn tenant(
     tokens: &Tokens,
     user_url: &str,
     agent_url: &str,
@@ -236,7 +236,7 @@ async fn conversations(tenant: &Tenant, url: &str, count: usize) -> anyhow::Resu
 // ---- measuring ----
 
 /// Runs `calls` calls of `call` with `concurrency` at once; the times to first token.
-async fn measure<F, Fut>(
+pub(crate) async fn measure<F, Fut>(
     calls: usize,
     concurrency: usize,
     call: F,

@@ -2,9 +2,11 @@
 //! server's tools, and the tools of an agent's servers during one answer.
 //!
 //! `session.rs` opens a session with one server (streamable HTTP with its sealed headers,
-//! or a local process where the operator allows commands), `toolbox.rs` holds an agent's
+//! the older HTTP with SSE (`legacy_sse.rs`), or a local process where the operator allows
+//! commands), `toolbox.rs` holds an agent's
 //! tools for one answer: their OpenAI schemas, argument checks and calls.
 
+pub mod legacy_sse;
 pub mod session;
 pub mod toolbox;
 

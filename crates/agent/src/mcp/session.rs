@@ -72,6 +72,16 @@ impl Session {
                         .await
                         .map_err(|e| Failure::Unreachable(e.to_string()))
                 }
+                "sse" => {
+                    let headers = header_map(&endpoint.headers)?.into_iter().collect();
+                    let transport = super::legacy_sse::connect(&endpoint.url, headers)
+                        .await
+                        .map_err(Failure::Unreachable)?;
+                    ClientConfig::default()
+                        .serve(transport)
+                        .await
+                        .map_err(|e| Failure::Unreachable(e.to_string()))
+                }
                 _ => {
                     let config =
                         StreamableHttpClientTransportConfig::with_uri(endpoint.url.as_str())

@@ -185,17 +185,22 @@ pub(super) async fn create(
             },
         )
         .await?;
-    // A retry gets the first response; the server discovered is read again.
-    let created = service
-        .pool
-        .run(async |conn| store::find_mcp_servers(conn, tenant, &[id]).await)
-        .await?
-        .pop();
+    // The server as it stands once discovered: a retry, which gets the first response's
+    // id, reads what the first call answered with.
+    let created = match response.mcp_server.as_ref().map(|s| s.id.parse::<Uuid>()) {
+        Some(Ok(id)) => service
+            .pool
+            .run(async |conn| store::find_mcp_servers(conn, tenant, &[id]).await)
+            .await?
+            .pop(),
+        _ => None,
+    };
     let mcp_server = match created {
         Some(row) if row.discovered_at.is_none() => {
             Some(service.discover_after_write(row).await?.into())
         }
-        _ => response.mcp_server,
+        Some(row) => Some(row.into()),
+        None => response.mcp_server,
     };
     Ok(Response::new(pb::CreateMcpServerResponse { mcp_server }))
 }
