@@ -282,6 +282,28 @@ async fn a_request_id_starts_one_run_and_a_repeat_follows_it() {
         .unwrap()
         .into_inner();
     assert_eq!(listed.runs.len(), 1);
+    // The same request id with another input is refused, naming it.
+    let reused = tenant
+        .agents
+        .execute_workflow(execute(&flow, "something else", &request_id))
+        .await
+        .unwrap_err();
+    assert_eq!(reused.code(), Code::AlreadyExists);
+    assert!(
+        reused.message().contains("request_id"),
+        "{}",
+        reused.message()
+    );
+    // Runs of a workflow that is not the tenant's are not found.
+    let missing = tenant
+        .agents
+        .list_workflow_runs(pb::ListWorkflowRunsRequest {
+            workflow_id: uuid::Uuid::new_v4().to_string(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -21,7 +21,7 @@ use crate::store;
 const UPDATABLE_FIELDS: &[&str] = &["name", "description", "steps"];
 
 impl AgentService {
-    async fn cached_workflow(&self, tenant: Uuid, id: Uuid) -> Result<pb::Workflow> {
+    pub(super) async fn cached_workflow(&self, tenant: Uuid, id: Uuid) -> Result<pb::Workflow> {
         self.cache
             .get_or_load(&self.kinds.workflow, ScopedKey(tenant, id), || {
                 self.pool.read(async |conn| {

@@ -230,3 +230,20 @@ pub async fn store_cancelled_steps(
     .await
     .optional()?)
 }
+
+/// Lets go of `owner`'s unfinished runs at once (a process shutting down), so another
+/// replica takes them up at its next look instead of after the lease; the process's own
+/// writes to them fail from now on.
+pub async fn release_leases(conn: &mut AsyncPgConnection, owner: Uuid) -> Result<usize> {
+    Ok(diesel::update(
+        workflow_runs::table
+            .filter(workflow_runs::lease_owner.eq(owner))
+            .filter(workflow_runs::status.eq_any([RUN_QUEUED, RUN_RUNNING])),
+    )
+    .set((
+        workflow_runs::lease_until.eq(chrono::Utc::now()),
+        workflow_runs::lease_owner.eq(None::<Uuid>),
+    ))
+    .execute(conn)
+    .await?)
+}

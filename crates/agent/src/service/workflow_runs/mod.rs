@@ -188,6 +188,12 @@ pub(super) async fn execute(
         .run(async |conn| store::insert_run(conn, &new_run).await)
         .await?;
     let (sender, stream) = mpsc::channel(EVENTS_AHEAD);
+    if !created && (row.input != new_run.input || row.overrides != new_run.overrides) {
+        return Err(Error::AlreadyExists(
+            "request_id: already started a run of this workflow with another input".into(),
+        )
+        .into());
+    }
     if created {
         metrics::counter!("workflow_runs_started_total").increment(1);
         let live = service.live.runs.add(row.id);
@@ -255,6 +261,8 @@ pub(super) async fn list(
         validate::id("workflow_id", &message.workflow_id),
         paging::page_size(message.page_size),
     ))?;
+    // Another tenant's workflow, or none, is NOT_FOUND rather than an empty list.
+    service.cached_workflow(tenant, workflow).await?;
     let status = match pb::WorkflowRunStatus::try_from(message.status) {
         Ok(status) => run_status_name(status),
         Err(_) => return Err(Error::invalid("status", "is not a run status").into()),
@@ -316,12 +324,24 @@ impl RunOwner {
     }
 }
 
-/// Takes up runs whose lease lapsed, until `stop`: looks every half lease.
+/// Takes up runs whose lease lapsed, until `stop`: looks every half lease. At `stop`,
+/// lets go of the runs this process drives.
 pub(super) async fn resume_lapsed(service: Arc<AgentService>, stop: CancellationToken) {
     let every = (service.workflow_runs.workflow_run_lease / 2).max(Duration::from_millis(200));
     loop {
         tokio::select! {
-            _ = stop.cancelled() => return,
+            _ = stop.cancelled() => {
+                // Shutting down: the runs driven here go to another replica now.
+                let owner = service.live.owner;
+                let released = service
+                    .pool
+                    .run(async |conn| store::release_leases(conn, owner).await)
+                    .await;
+                if let Ok(count) = released && count > 0 {
+                    tracing::info!(count, "released the leases of unfinished workflow runs");
+                }
+                return;
+            }
             _ = tokio::time::sleep(every) => {}
         }
         loop {
