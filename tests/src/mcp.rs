@@ -210,7 +210,7 @@ impl McpServer {
         Self { url, calls, stop }
     }
 
-    /// Every tool call received, in order.
+    /// Every tool call received, in order (not for a stdio server, a process of its own).
     pub fn calls(&self) -> Vec<Call> {
         self.calls.lock().unwrap().clone()
     }
@@ -292,4 +292,16 @@ async fn sse_message(
         Ok(()) => axum::http::StatusCode::ACCEPTED,
         Err(_) => axum::http::StatusCode::GONE,
     }
+}
+
+/// Serves the tools on this process's stdin and stdout (MCP's stdio transport) until the
+/// client goes away. The secret header comes as the environment variable of its name.
+pub async fn serve_stdio() -> anyhow::Result<()> {
+    let tools = Tools::new(
+        Arc::new(Mutex::new(Vec::new())),
+        std::env::var(SECRET_HEADER).ok(),
+    );
+    let running = tools.serve(rmcp::transport::stdio()).await?;
+    running.waiting().await?;
+    Ok(())
 }

@@ -429,3 +429,56 @@ async fn a_server_over_http_with_sse_is_discovered_and_called() {
             .all(|c| c.secret.as_deref() == Some(SECRET_VALUE))
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stdio_server_runs_where_commands_are_allowed() {
+    let chat = ChatServer::start(vec![
+        Reply::tools(&[
+            ("weather", serde_json::json!({"city": "Paris"})),
+            ("secret", serde_json::json!({})),
+        ]),
+        Reply::answer(&["Done."]),
+    ])
+    .await;
+    let answers = AnswerSuite::start(Some(&chat), &["--mcp-allow-commands", "true"]).await;
+    let (mut tenant, conversation) = answers
+        .tenant(&slug("stdio"), &format!("{FAKE_PREFIX}gpt"), "")
+        .await;
+    let server = tenant
+        .agents
+        .create_mcp_server(agent_pb::CreateMcpServerRequest {
+            mcp_server: Some(agent_pb::McpServer {
+                name: "local".into(),
+                transport: agent_pb::McpTransport::Stdio as i32,
+                command: env!("CARGO_BIN_EXE_mcp-stdio-server").into(),
+                headers: [(SECRET_HEADER.to_owned(), SECRET_VALUE.to_owned())].into(),
+                enabled: true,
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .expect("create stdio server")
+        .into_inner()
+        .mcp_server
+        .unwrap();
+    assert!(
+        server.discovery_error.is_empty(),
+        "{}",
+        server.discovery_error
+    );
+    assert_eq!(tool_names(&server), ["broken", "secret", "slow", "weather"]);
+    equip(&mut tenant, &[&server]).await;
+    let answer = answer_of(&mut tenant.conversations, respond(&conversation, "go")).await;
+    assert!(answer.error.is_none(), "{:?}", answer.error);
+    let results: Vec<(&str, bool)> = answer
+        .tool_results
+        .iter()
+        .map(|r| (r.result.as_str(), r.is_error))
+        .collect();
+    // The header reached the process as its environment.
+    assert_eq!(
+        results,
+        [("sunny in Paris", false), ("the secret is 42", false)]
+    );
+}
