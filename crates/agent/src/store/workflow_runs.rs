@@ -88,15 +88,21 @@ pub struct Progress<'a> {
 
 /// Writes `progress` if `owner` still holds the run and it is unfinished; None when it
 /// does not (the run was cancelled, or another process took it up).
+///
+/// Progress within a run is committed without waiting for the disk (`synchronous_commit`
+/// off for that transaction): a crash may lose the last step's record, and the run is
+/// then resumed from the step before, which runs again. A run's end waits for the disk.
 pub async fn save_progress(
     conn: &mut AsyncPgConnection,
     id: Uuid,
     owner: Uuid,
     progress: Progress<'_>,
 ) -> Result<Option<WorkflowRunRow>> {
+    use diesel_async::AsyncConnection;
     let now = chrono::Utc::now();
-    let finished_at = progress.finished.then_some(now);
-    Ok(diesel::update(
+    let finished = progress.finished;
+    let finished_at = finished.then_some(now);
+    let update = diesel::update(
         workflow_runs::table
             .filter(workflow_runs::id.eq(id))
             .filter(workflow_runs::lease_owner.eq(owner))
@@ -105,18 +111,25 @@ pub async fn save_progress(
     .set((
         workflow_runs::status.eq(progress.status),
         workflow_runs::steps.eq(progress.steps),
-        workflow_runs::output.eq(progress.output),
-        workflow_runs::error.eq(progress.error),
+        workflow_runs::output.eq(progress.output.to_owned()),
+        workflow_runs::error.eq(progress.error.to_owned()),
         workflow_runs::finished_at.eq(finished_at),
         workflow_runs::started_at.eq(diesel::dsl::sql::<
             diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
         >("coalesce(started_at, now())")),
         workflow_runs::updated_at.eq(now),
     ))
-    .returning(WorkflowRunRow::as_returning())
-    .get_result(conn)
+    .returning(WorkflowRunRow::as_returning());
+    if finished {
+        return Ok(update.get_result(conn).await.optional()?);
+    }
+    conn.transaction::<_, Error, _>(async |conn| {
+        diesel::sql_query("SET LOCAL synchronous_commit = off")
+            .execute(conn)
+            .await?;
+        Ok(update.get_result(conn).await.optional()?)
+    })
     .await
-    .optional()?)
 }
 
 /// Extends `owner`'s lease on the run; the run's status, or None when `owner` lost it.
