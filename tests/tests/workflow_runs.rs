@@ -337,6 +337,7 @@ async fn a_run_outlives_its_caller_and_cancel_stops_it_mid_step() {
         "{}",
         run.error
     );
+    assert!(!run.request_id.is_empty(), "every run has a request id");
     assert_eq!(run.steps.len(), 2);
     assert!(run.steps[1].output.starts_with("w0 w1"));
 

@@ -172,7 +172,8 @@ pub(super) async fn execute(
         id: Uuid::now_v7(),
         tenant_id: tenant,
         workflow_id: input.workflow,
-        request_id: input.request_id,
+        // Every run has a request id: the caller's, or one of its own.
+        request_id: Some(input.request_id.unwrap_or_else(Uuid::new_v4)),
         status: RUN_QUEUED,
         input: input.input,
         overrides: serde_json::to_value(&input.overrides).map_err(Error::internal)?,
