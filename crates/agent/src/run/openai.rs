@@ -144,8 +144,9 @@ struct CallDelta {
 struct FunctionDelta {
     #[serde(default)]
     name: Option<String>,
+    /// A piece of the arguments' JSON text; some servers send the arguments as an object.
     #[serde(default)]
-    arguments: Option<String>,
+    arguments: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -437,8 +438,10 @@ fn add_call_delta(calls: &mut Vec<ToolCall>, delta: CallDelta) {
         if let Some(name) = function.name {
             call.name.push_str(&name);
         }
-        if let Some(arguments) = function.arguments {
-            call.arguments.push_str(&arguments);
+        match function.arguments {
+            Some(serde_json::Value::String(piece)) => call.arguments.push_str(&piece),
+            Some(serde_json::Value::Null) | None => {}
+            Some(object) => call.arguments.push_str(&object.to_string()),
         }
     }
 }
@@ -464,5 +467,17 @@ mod tests {
         assert_eq!(calls[0].id, "a");
         assert_eq!(calls[0].arguments, r#"{"city":"Oslo"}"#);
         assert_eq!(calls[1].name, "time");
+    }
+
+    #[test]
+    fn arguments_sent_as_an_object_are_taken_as_their_json() {
+        let mut calls = Vec::new();
+        let delta: CallDelta = serde_json::from_value(serde_json::json!(
+            {"function": {"name": "weather", "arguments": {"city": "Oslo"}}}
+        ))
+        .unwrap();
+        add_call_delta(&mut calls, delta);
+        assert_eq!(calls[0].arguments, r#"{"city":"Oslo"}"#);
+        assert_eq!(calls[0].id, "call_0");
     }
 }
