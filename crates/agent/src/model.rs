@@ -274,10 +274,17 @@ pub struct ToolJson {
     pub input_schema: serde_json::Value,
 }
 
+impl McpServerRow {
+    /// The tools last discovered (or set).
+    pub fn tools(&self) -> Vec<ToolJson> {
+        serde_json::from_value(self.tools.clone()).unwrap_or_default()
+    }
+}
+
 /// The server as clients see it: header values never leave the service.
 impl From<McpServerRow> for pb::McpServer {
     fn from(row: McpServerRow) -> Self {
-        let tools: Vec<ToolJson> = serde_json::from_value(row.tools).unwrap_or_default();
+        let tools = row.tools();
         Self {
             id: row.id.to_string(),
             tenant_id: row.tenant_id.to_string(),
@@ -384,6 +391,8 @@ pub const RUN_RUNNING: &str = "running";
 pub const RUN_SUCCEEDED: &str = "succeeded";
 pub const RUN_FAILED: &str = "failed";
 pub const RUN_CANCELLED: &str = "cancelled";
+/// The statuses of a run not finished yet: it holds a lease, and may be written.
+pub const RUN_UNFINISHED: [&str; 2] = [RUN_QUEUED, RUN_RUNNING];
 
 pub fn run_status_name(status: pb::WorkflowRunStatus) -> Option<&'static str> {
     Some(match status {
@@ -521,7 +530,7 @@ impl WorkflowRunRow {
     }
 
     pub fn is_finished(&self) -> bool {
-        !matches!(self.status.as_str(), RUN_QUEUED | RUN_RUNNING)
+        !RUN_UNFINISHED.contains(&self.status.as_str())
     }
 }
 

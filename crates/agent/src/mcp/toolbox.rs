@@ -39,15 +39,26 @@ struct Tool {
     validator: Option<jsonschema::Validator>,
 }
 
-/// What one call came to.
-#[derive(Debug, Clone)]
-pub struct Outcome {
+/// A call the model asked for, matched to its tool and its arguments parsed, once: what
+/// is streamed before the call runs and what runs.
+#[derive(Debug)]
+pub struct ToolRequest {
     pub call: ToolCall,
-    /// The tool's name on its server, and the server.
+    /// The tool's name on its server, and the server (none for a tool the agent lacks).
     pub name: String,
     pub server: Option<Uuid>,
-    /// The arguments as parsed (an empty object when they were not JSON).
+    /// The arguments as parsed (an empty object when they are not a JSON object).
     pub arguments: serde_json::Value,
+    /// The tool's index in the toolbox.
+    tool: Option<usize>,
+    /// The arguments as the model wrote them, parsed, or why they are not JSON.
+    parsed: Result<serde_json::Value, String>,
+}
+
+/// What one call came to.
+#[derive(Debug)]
+pub struct Outcome {
+    pub request: ToolRequest,
     /// The tool's output, or why it failed; this is what the model gets.
     pub result: String,
     pub is_error: bool,
@@ -117,37 +128,49 @@ impl Toolbox {
             .collect()
     }
 
-    /// The server id and name of the tool the model calls `offered`.
-    pub fn describe(&self, offered: &str) -> (Option<Uuid>, String) {
-        match self.tools.iter().find(|t| t.offered == offered) {
+    /// `call` matched to its tool (by the name the model was offered) and its arguments
+    /// parsed.
+    pub fn request(&self, call: ToolCall) -> ToolRequest {
+        let tool = self.tools.iter().position(|t| t.offered == call.name);
+        let (server, name) = match tool.map(|index| &self.tools[index]) {
             Some(tool) => (
                 Some(self.servers[tool.server].endpoint.id),
                 tool.name.clone(),
             ),
-            None => (None, offered.to_owned()),
-        }
-    }
-
-    /// Runs one call: its arguments checked, then the tool on its server, within the tool
-    /// timeout. Every failure becomes an error result for the model.
-    pub async fn call(&self, call: ToolCall) -> Outcome {
-        let started = Instant::now();
-        let parsed: Result<serde_json::Value, _> = if call.arguments.trim().is_empty() {
+            None => (None, call.name.clone()),
+        };
+        let parsed = if call.arguments.trim().is_empty() {
             Ok(serde_json::json!({}))
         } else {
-            serde_json::from_str(&call.arguments)
+            serde_json::from_str(&call.arguments).map_err(|e| e.to_string())
         };
-        let (server, name) = self.describe(&call.name);
         let arguments = parsed
             .as_ref()
             .ok()
             .filter(|a| a.is_object())
             .cloned()
             .unwrap_or_else(|| serde_json::json!({}));
-        let result = match (self.tools.iter().find(|t| t.offered == call.name), parsed) {
-            (None, _) => Err(format!("there is no tool named {}", call.name)),
+        ToolRequest {
+            call,
+            name,
+            server,
+            arguments,
+            tool,
+            parsed,
+        }
+    }
+
+    /// Runs one call: its arguments checked, then the tool on its server, within the tool
+    /// timeout. Every failure becomes an error result for the model.
+    pub async fn call(&self, request: ToolRequest) -> Outcome {
+        let started = Instant::now();
+        let result = match (
+            request.tool.map(|index| &self.tools[index]),
+            &request.parsed,
+        ) {
+            (None, _) => Err(format!("there is no tool named {}", request.call.name)),
             (Some(_), Err(error)) => Err(format!("arguments: not JSON: {error}")),
-            (Some(tool), Ok(value)) => match check_arguments(tool, &value) {
+            (Some(tool), Ok(value)) => match check_arguments(tool, value) {
                 Err(problem) => Err(problem),
                 Ok(object) => self.run(tool, object).await,
             },
@@ -159,10 +182,7 @@ impl Toolbox {
         let outcome = if is_error { "error" } else { "ok" };
         metrics::counter!("mcp_tool_calls_total", "outcome" => outcome).increment(1);
         Outcome {
-            call,
-            name,
-            server,
-            arguments,
+            request,
             result: result.chars().take(MAX_RESULT_CHARS).collect(),
             is_error,
             duration: started.elapsed(),

@@ -135,6 +135,12 @@ impl Model<'_> {
         }
     }
 
+    /// Whether it is offered tools: a provider's models are; the local model is not (too
+    /// small to call them reliably).
+    pub fn takes_tools(&self) -> bool {
+        matches!(self, Model::Remote(..))
+    }
+
     /// The label of its kind in metrics.
     pub fn kind(&self) -> &'static str {
         match self {

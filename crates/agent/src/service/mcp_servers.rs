@@ -188,11 +188,12 @@ pub(super) async fn create(
     // The server as it stands once discovered: a retry, which gets the first response's
     // id, reads what the first call answered with.
     let created = match response.mcp_server.as_ref().map(|s| s.id.parse::<Uuid>()) {
-        Some(Ok(id)) => service
-            .pool
-            .run(async |conn| store::find_mcp_servers(conn, tenant, &[id]).await)
-            .await?
-            .pop(),
+        Some(Ok(id)) => {
+            service
+                .pool
+                .read(async |conn| store::find_mcp_server(conn, tenant, id).await)
+                .await?
+        }
         _ => None,
     };
     let mcp_server = match created {
@@ -213,9 +214,8 @@ pub(super) async fn refresh_tools(
     let id = validate::id("id", &request.get_ref().id)?;
     let row = service
         .pool
-        .run(async |conn| store::find_mcp_servers(conn, tenant, &[id]).await)
+        .read(async |conn| store::find_mcp_server(conn, tenant, id).await)
         .await?
-        .pop()
         .ok_or(Error::NotFound("MCP server"))?;
     if !row.enabled {
         return Err(Error::FailedPrecondition("id: the MCP server is disabled".into()).into());

@@ -26,8 +26,7 @@ use uuid::Uuid;
 
 use super::AgentService;
 use crate::input::{self, DEFAULT_MAX_TOKENS, RunInput};
-use crate::mcp::McpArgs;
-use crate::mcp::toolbox::{Outcome, Toolbox};
+use crate::mcp::toolbox::{Outcome, ToolRequest, Toolbox};
 use crate::run::Models;
 use crate::run::chat::{ChatMessage, Finish, Generation, Piece, Role, Settings, ToolCall, Usage};
 use crate::run::prompt;
@@ -96,8 +95,7 @@ impl AgentService {
                 .await?;
             Some(prompt::fitting_context(model.measure(), found))
         };
-        // The local model takes no tools: only a provider's models are offered them.
-        let toolbox = if model.kind() == "provider" && !agent.mcp_server_ids.is_empty() {
+        let toolbox = if model.takes_tools() && !agent.mcp_server_ids.is_empty() {
             let toolbox = self.toolbox(tenant, &agent.mcp_server_ids).await?;
             (!toolbox.is_empty()).then_some(toolbox)
         } else {
@@ -163,7 +161,7 @@ impl AgentService {
             messages: fitted.messages,
             settings,
             toolbox,
-            mcp: self.mcp.clone(),
+            max_tool_rounds: self.mcp.mcp_max_tool_rounds,
         };
         tokio::spawn(relay.run(generation, events).instrument(span));
         Ok(stream)
@@ -180,8 +178,7 @@ impl AgentService {
         rows.sort_by_key(|row| ids.iter().position(|id| *id == row.id));
         let mut servers = Vec::with_capacity(rows.len());
         for row in rows.into_iter().filter(|row| row.enabled) {
-            let tools = serde_json::from_value(row.tools.clone()).unwrap_or_default();
-            servers.push((self.endpoint(&row)?, tools));
+            servers.push((self.endpoint(&row)?, row.tools()));
         }
         Ok(Toolbox::new(servers, &self.mcp))
     }
@@ -201,7 +198,8 @@ struct Relay {
     messages: Vec<ChatMessage>,
     settings: Settings,
     toolbox: Option<Toolbox>,
-    mcp: McpArgs,
+    /// Rounds of tool calls before the model must answer.
+    max_tool_rounds: u32,
 }
 
 type Events = mpsc::Sender<Result<pb::RunAgentEvent, Status>>;
@@ -251,7 +249,7 @@ impl Relay {
                 Ok(()) => {}
                 Err(ending) => break ending,
             }
-            if round >= self.mcp.mcp_max_tool_rounds {
+            if round >= self.max_tool_rounds {
                 // The last round: no tools offered, so the model answers with what it has.
                 self.settings.tools.clear();
             }
@@ -376,23 +374,22 @@ impl Relay {
         let Some(toolbox) = &self.toolbox else {
             return Err(Ending::Done(pb::FinishReason::Stop));
         };
-        for call in &calls {
-            let (server, name) = toolbox.describe(&call.name);
-            let arguments = serde_json::from_str(&call.arguments).unwrap_or(serde_json::json!({}));
+        let mut assistant = ChatMessage::new(Role::Assistant, text);
+        assistant.tool_calls = calls.clone();
+        let requests: Vec<ToolRequest> = calls.into_iter().map(|c| toolbox.request(c)).collect();
+        for request in &requests {
             let event = pb::run_agent_event::Event::ToolCall(pb::ToolCallRequested {
-                id: call.id.clone(),
-                name,
-                mcp_server_id: server.map(|s| s.to_string()).unwrap_or_default(),
-                arguments: Some(json::to_struct(&arguments)),
+                id: request.call.id.clone(),
+                name: request.name.clone(),
+                mcp_server_id: server_id(request),
+                arguments: Some(json::to_struct(&request.arguments)),
                 round: round as i32,
             });
             if send(events, event).await.is_err() {
                 return Err(Ending::CallerGone);
             }
         }
-        let mut assistant = ChatMessage::new(Role::Assistant, text);
-        assistant.tool_calls = calls.clone();
-        let running = join_all(calls.into_iter().map(|call| toolbox.call(call)))
+        let running = join_all(requests.into_iter().map(|request| toolbox.call(request)))
             .instrument(tracing::info_span!("mcp.tools", round));
         let deadline = sleep_until(self.deadline);
         let outcomes: Vec<Outcome> = tokio::select! {
@@ -402,14 +399,15 @@ impl Relay {
         };
         self.messages.push(assistant);
         for outcome in outcomes {
+            let request = &outcome.request;
             let mut result = ChatMessage::new(Role::Tool, outcome.result.clone());
-            result.tool_call_id = Some(outcome.call.id.clone());
+            result.tool_call_id = Some(request.call.id.clone());
             self.messages.push(result);
             let event = pb::run_agent_event::Event::ToolResult(pb::ToolResult {
-                id: outcome.call.id,
-                name: outcome.name,
-                mcp_server_id: outcome.server.map(|s| s.to_string()).unwrap_or_default(),
-                arguments: Some(json::to_struct(&outcome.arguments)),
+                id: request.call.id.clone(),
+                name: request.name.clone(),
+                mcp_server_id: server_id(request),
+                arguments: Some(json::to_struct(&request.arguments)),
                 result: outcome.result,
                 is_error: outcome.is_error,
                 duration: prost_types::Duration::try_from(outcome.duration).ok(),
@@ -449,6 +447,11 @@ fn add_usage(totals: &mut Totals, usage: Usage) {
     }
     totals.prompt_tokens += usage.prompt_tokens;
     totals.completion_tokens += usage.completion_tokens;
+}
+
+/// The id of the server a call goes to, or empty for a tool the agent lacks.
+fn server_id(request: &ToolRequest) -> String {
+    request.server.map(|s| s.to_string()).unwrap_or_default()
 }
 
 /// Sleeps until `at`, or forever.

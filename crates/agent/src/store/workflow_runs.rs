@@ -9,7 +9,7 @@ use diesel::sql_types::{Float8, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use crate::model::{NewWorkflowRun, RUN_QUEUED, RUN_RUNNING, WorkflowRunRow};
+use crate::model::{NewWorkflowRun, RUN_UNFINISHED, WorkflowRunRow};
 use crate::schema::workflow_runs;
 
 /// Inserts `run`, unless its request id started a run of the workflow already: then that
@@ -106,7 +106,7 @@ pub async fn save_progress(
         workflow_runs::table
             .filter(workflow_runs::id.eq(id))
             .filter(workflow_runs::lease_owner.eq(owner))
-            .filter(workflow_runs::status.eq_any([RUN_QUEUED, RUN_RUNNING])),
+            .filter(workflow_runs::status.eq_any(RUN_UNFINISHED)),
     )
     .set((
         workflow_runs::status.eq(progress.status),
@@ -196,7 +196,7 @@ pub async fn cancel_run(
         workflow_runs::table
             .filter(workflow_runs::tenant_id.eq(tenant))
             .filter(workflow_runs::id.eq(id))
-            .filter(workflow_runs::status.eq_any([RUN_QUEUED, RUN_RUNNING])),
+            .filter(workflow_runs::status.eq_any(RUN_UNFINISHED)),
     )
     .set((
         workflow_runs::status.eq(crate::model::RUN_CANCELLED),
@@ -251,7 +251,7 @@ pub async fn release_leases(conn: &mut AsyncPgConnection, owner: Uuid) -> Result
     Ok(diesel::update(
         workflow_runs::table
             .filter(workflow_runs::lease_owner.eq(owner))
-            .filter(workflow_runs::status.eq_any([RUN_QUEUED, RUN_RUNNING])),
+            .filter(workflow_runs::status.eq_any(RUN_UNFINISHED)),
     )
     .set((
         workflow_runs::lease_until.eq(chrono::Utc::now()),

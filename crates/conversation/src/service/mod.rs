@@ -70,10 +70,16 @@ impl ConversationService {
     }
 
     async fn forget_conversation(&self, tenant: Uuid, id: Uuid) {
-        self.cache
-            .invalidate(&[(&self.kinds.conversation, ScopedKey(tenant, id.to_string()))])
-            .await;
+        forget_conversation(&self.cache, &self.kinds.conversation, tenant, id).await;
     }
+}
+
+/// Drops conversation `id` of `tenant` from the cache (of `kind`, the conversation kind),
+/// for work that holds the cache but not the service (Respond's relay).
+async fn forget_conversation(cache: &Cache, kind: &CacheKind, tenant: Uuid, id: Uuid) {
+    cache
+        .invalidate(&[(kind, ScopedKey(tenant, id.to_string()))])
+        .await;
 }
 
 #[tonic::async_trait]

@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use agentic_platform::auth::Caller;
-use agentic_platform::cache::{Cache, CacheKind, ScopedKey};
+use agentic_platform::cache::{Cache, CacheKind};
 use agentic_platform::client::Credentials;
 use agentic_platform::db::Pool;
 use agentic_platform::error::{Error, Result};
@@ -205,6 +205,14 @@ fn turn(row: &MessageRow) -> Option<agent_pb::Turn> {
     })
 }
 
+/// Sends `event` to the caller; false when the caller went away.
+async fn pass_on(events: &Events, event: pb::respond_event::Event) -> bool {
+    events
+        .send(Ok(pb::RespondEvent { event: Some(event) }))
+        .await
+        .is_ok()
+}
+
 /// The stored answer as a stream: started, the whole text as one delta, done.
 fn replay(opened: Opened) -> Response<RespondStream> {
     let answer = opened.answer;
@@ -291,11 +299,7 @@ impl Relay {
                     text.push_str(&piece);
                     deltas += 1;
                     let delta = pb::respond_event::Event::Delta(piece);
-                    if events
-                        .send(Ok(pb::RespondEvent { event: Some(delta) }))
-                        .await
-                        .is_err()
-                    {
+                    if !pass_on(&events, delta).await {
                         break Ending::cut(FinishReason::Cancelled, None);
                     }
                 }
@@ -314,21 +318,13 @@ impl Relay {
                         })
                         .collect();
                     let event = pb::respond_event::Event::Context(context);
-                    if events
-                        .send(Ok(pb::RespondEvent { event: Some(event) }))
-                        .await
-                        .is_err()
-                    {
+                    if !pass_on(&events, event).await {
                         break Ending::cut(FinishReason::Cancelled, None);
                     }
                 }
                 Ok(Some(agent_pb::run_agent_event::Event::ToolCall(call))) => {
                     let event = pb::respond_event::Event::ToolCall(call);
-                    if events
-                        .send(Ok(pb::RespondEvent { event: Some(event) }))
-                        .await
-                        .is_err()
-                    {
+                    if !pass_on(&events, event).await {
                         break Ending::cut(FinishReason::Cancelled, None);
                     }
                 }
@@ -336,11 +332,7 @@ impl Relay {
                     tool_messages += 1;
                     self.store_tool_result(&result, tool_messages).await;
                     let event = pb::respond_event::Event::ToolResult(result);
-                    if events
-                        .send(Ok(pb::RespondEvent { event: Some(event) }))
-                        .await
-                        .is_err()
-                    {
+                    if !pass_on(&events, event).await {
                         break Ending::cut(FinishReason::Cancelled, None);
                     }
                 }
@@ -429,7 +421,10 @@ impl Relay {
                 "mcp_server_id": result.mcp_server_id,
                 "is_error": result.is_error,
                 "answer_id": self.answer.to_string(),
-                "duration_ms": result.duration.map(|d| d.seconds * 1000 + i64::from(d.nanos) / 1_000_000),
+                "duration_ms": result
+                    .duration
+                    .and_then(|d| Duration::try_from(d).ok())
+                    .map(|d| d.as_millis() as i64),
             }),
         };
         let stored = self
@@ -440,12 +435,13 @@ impl Relay {
             .await;
         match stored {
             Ok(_) => {
-                self.cache
-                    .invalidate(&[(
-                        &self.conversation_kind,
-                        ScopedKey(self.tenant, self.conversation.to_string()),
-                    )])
-                    .await;
+                super::forget_conversation(
+                    &self.cache,
+                    &self.conversation_kind,
+                    self.tenant,
+                    self.conversation,
+                )
+                .await;
             }
             Err(error) => tracing::warn!(%error, "a tool message was not stored"),
         }
