@@ -59,6 +59,10 @@ fmt: ## format the code
 bench: infra tools ## measure throughput and latency over gRPC; writes bench/out/report.md
 	@scripts/bench.sh
 
+.PHONY: loadtest
+loadtest: infra tools ## the seeds' load profiles and a 10-minute soak against the suite; writes docs/loadtest-report.md
+	@scripts/loadtest.sh
+
 .PHONY: bench-llm
 bench-llm: infra tools ## only the answering part of bench (local model, overhead); writes bench/out/llm.md
 	@scripts/bench_llm.sh

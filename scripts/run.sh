@@ -25,8 +25,14 @@ fi
 export SECRETS_KEY
 export RUST_LOG="${RUST_LOG:-info}"
 
-cargo build --quiet --bin agentic
-AGENTIC="$ROOT/target/debug/agentic"
+# AGENTIC_BUILD=release runs the optimised build (what `make loadtest` measures).
+if [ "${AGENTIC_BUILD:-debug}" = release ]; then
+  cargo build --quiet --release --bin agentic
+  AGENTIC="$ROOT/target/release/agentic"
+else
+  cargo build --quiet --bin agentic
+  AGENTIC="$ROOT/target/debug/agentic"
+fi
 "$AGENTIC" migrate
 
 pids=()

@@ -9,7 +9,13 @@
 //!   default each request has a connection to itself while it runs, as with any pool;
 //!   `--pipelined` lets requests share connections, which a pool cannot.
 //!
-//! Both speak the methods `agentic load` calls, so one load generator drives them all.
+//! - `search`: `agentic.rag.v1.RagService/Search` with a query vector, running the RAG
+//!   service's dense statement through the platform's pool (`search_baseline`).
+//!
+//! They speak the methods the load generators call, so one generator drives service and
+//! baseline alike.
+
+mod search_baseline;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -85,6 +91,12 @@ enum Mode {
         #[arg(long)]
         pipelined: bool,
     },
+    /// RagService/Search by query vector through the RAG service's statement.
+    Search {
+        /// The RAG service's database.
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+    },
 }
 
 #[tokio::main]
@@ -114,6 +126,16 @@ async fn main() -> anyhow::Result<()> {
             let mut server = server;
             server
                 .add_service(UserServiceServer::new(by_key))
+                .serve(cli.addr)
+                .await?;
+        }
+        Mode::Search { database_url } => {
+            let search = search_baseline::SearchOnly::new(&database_url);
+            let mut server = server;
+            server
+                .add_service(
+                    agentic_proto::rag::v1::rag_service_server::RagServiceServer::new(search),
+                )
                 .serve(cli.addr)
                 .await?;
         }

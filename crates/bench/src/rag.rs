@@ -10,7 +10,10 @@
 //!    each request with its own `min_score` below any score) and cached (one request
 //!    repeated); beside the same search run as raw SQL through the platform's pool in
 //!    this process (the service's own store function, given the query's vector, without
-//!    gRPC, auth or embedding).
+//!    gRPC, auth or embedding). With `--baseline`, also dense Search by query vector
+//!    through the service (uncached) and through a bare tonic server running the same
+//!    statement (`agentic-baseline search`): the gRPC hop the service pays, without its
+//!    auth, validation, collection lookup or cache.
 //!
 //! Prints one JSON object per measurement for `scripts/bench.sh` to report.
 
@@ -48,6 +51,10 @@ struct Cli {
     /// The RAG service.
     #[arg(long)]
     service: String,
+    /// A bare search server (`agentic-baseline search`) to set the service's dense search
+    /// by vector beside.
+    #[arg(long)]
+    baseline: Option<String>,
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     jwt_secret: String,
     #[arg(long, env = "EMBEDDING_MODEL_DIR", default_value = ".local/models")]
@@ -206,7 +213,8 @@ async fn main() -> anyhow::Result<()> {
     fixture(&cli, &model, tenant, collection_id).await?;
     eprintln!("[rag-bench] fixture ready in {:.0?}", started.elapsed());
 
-    ingest_throughput(&mut service, tenant).await?;
+    let ingested = ingest_throughput(&mut service, tenant).await?;
+    raw_insert_throughput(&cli.database_url, tenant, &ingested).await?;
 
     // Queries: each round robin over many texts, so uncached searches really are.
     let mut rng = Rng(7);
@@ -223,7 +231,25 @@ async fn main() -> anyhow::Result<()> {
         documents: None,
         limit: 10,
     };
+    let bare = match &cli.baseline {
+        Some(addr) => Some(RagServiceClient::new(
+            Channel::from_shared(addr.clone())?.connect().await?,
+        )),
+        None => None,
+    };
     for round in 1..=cli.rounds {
+        if let Some(bare) = &bare {
+            by_vector(
+                &cli,
+                round,
+                &service,
+                bare,
+                tenant,
+                &collection.id,
+                &vectors,
+            )
+            .await;
+        }
         for (mode, name) in [
             (pb::SearchMode::Dense, "dense"),
             (pb::SearchMode::Hybrid, "hybrid"),
@@ -298,6 +324,70 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Dense Search by query vector, uncached, through the service and through the bare
+/// server, one measurement each.
+async fn by_vector(
+    cli: &Cli,
+    round: usize,
+    service: &Client,
+    bare: &RagServiceClient<Channel>,
+    tenant: Uuid,
+    collection: &str,
+    vectors: &Arc<Vec<Vec<f32>>>,
+) {
+    let (collection, vectors) = (collection.to_owned(), vectors.clone());
+    let request = move |k: usize, min_score: Option<f32>| pb::SearchRequest {
+        collection_id: collection.clone(),
+        query_vector: vectors[k % vectors.len()].clone(),
+        mode: pb::SearchMode::Dense as i32,
+        top_k: Some(10),
+        min_score,
+        ..Default::default()
+    };
+    let request = Arc::new(request);
+    let (client, make) = (service.clone(), request.clone());
+    let measured = closed_loop(cli.concurrency, cli.duration, move |i| {
+        let (mut client, make) = (client.clone(), make.clone());
+        async move {
+            let n = UNIQUE.fetch_add(1, Ordering::Relaxed) % 1_000_000;
+            client
+                .search(make(i, Some(-2.0 - n as f32 * 1e-6)))
+                .await
+                .is_ok_and(|r| r.get_ref().results.len() == 10)
+        }
+    })
+    .await;
+    report(
+        "service, uncached Search by vector, dense",
+        round,
+        measured.0,
+        "req/s",
+        measured.1,
+    );
+    let tenant: tonic::metadata::MetadataValue<_> =
+        tenant.to_string().parse().expect("a uuid is ascii");
+    let (client, make) = (bare.clone(), request);
+    let measured = closed_loop(cli.concurrency, cli.duration, move |i| {
+        let (mut client, make, tenant) = (client.clone(), make.clone(), tenant.clone());
+        async move {
+            let mut request = tonic::Request::new(make(i, None));
+            request.metadata_mut().insert("x-tenant-id", tenant);
+            client
+                .search(request)
+                .await
+                .is_ok_and(|r| r.get_ref().results.len() == 10)
+        }
+    })
+    .await;
+    report(
+        "bare tonic server, Search by vector, dense",
+        round,
+        measured.0,
+        "req/s",
+        measured.1,
+    );
 }
 
 /// Runs `call(i)` from `concurrency` workers for `duration`; requests/s and failures.
@@ -411,8 +501,14 @@ async fn fixture(
     Ok(())
 }
 
+/// What the service ingested: its collection and the chunks each call stored.
+struct Ingested {
+    collection: Uuid,
+    chunks_per_call: Vec<usize>,
+}
+
 /// Chunks per second ingested through the service with the local model.
-async fn ingest_throughput(client: &mut Client, tenant: Uuid) -> anyhow::Result<()> {
+async fn ingest_throughput(client: &mut Client, tenant: Uuid) -> anyhow::Result<Ingested> {
     let collection = client
         .create_collection(pb::CreateCollectionRequest {
             request_id: String::new(),
@@ -431,6 +527,7 @@ async fn ingest_throughput(client: &mut Client, tenant: Uuid) -> anyhow::Result<
     let mut rng = Rng(99);
     let started = Instant::now();
     let mut chunks = 0;
+    let mut chunks_per_call = Vec::new();
     for call in 0..10 {
         let documents = (0..20)
             .map(|d| {
@@ -467,7 +564,9 @@ async fn ingest_throughput(client: &mut Client, tenant: Uuid) -> anyhow::Result<
                 .all(|d| d.status == pb::DocumentStatus::Ready as i32),
             "ingest did not finish within the call"
         );
-        chunks += done.iter().map(|d| d.chunk_count as usize).sum::<usize>();
+        let stored = done.iter().map(|d| d.chunk_count as usize).sum::<usize>();
+        chunks += stored;
+        chunks_per_call.push(stored);
     }
     let elapsed = started.elapsed().as_secs_f64();
     eprintln!("[rag-bench] ingested {chunks} chunks in {elapsed:.1}s");
@@ -475,6 +574,75 @@ async fn ingest_throughput(client: &mut Client, tenant: Uuid) -> anyhow::Result<
         "IngestDocuments with wait, local model",
         1,
         chunks as f64 / elapsed,
+        "chunks/s",
+        0,
+    );
+    Ok(Ingested {
+        collection: collection.id.parse()?,
+        chunks_per_call,
+    })
+}
+
+/// The floor of ingestion: the chunks the service stored (their texts and vectors, read
+/// back), written again into the same table and HNSW index by multi-row INSERTs, one
+/// batch per service call, in chunks per second. No chunking, embedding or queue.
+async fn raw_insert_throughput(url: &str, tenant: Uuid, ingested: &Ingested) -> anyhow::Result<()> {
+    use agentic_rag::schema::chunks;
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    let mut conn = AsyncPgConnection::establish(url).await?;
+    let stored: Vec<(String, i32, serde_json::Value, i32, pgvector::Vector)> = chunks::table
+        .filter(chunks::collection_id.eq(ingested.collection))
+        .order((chunks::document_id, chunks::ordinal))
+        .select((
+            chunks::content,
+            chunks::token_count,
+            chunks::metadata,
+            chunks::dimensions,
+            chunks::embedding,
+        ))
+        .load(&mut conn)
+        .await?;
+    let document = Uuid::now_v7();
+    conn.batch_execute(&format!(
+        "INSERT INTO rag.documents (id, tenant_id, collection_id, title, metadata, content, status) \
+         VALUES ('{document}', '{tenant}', '{}', 'raw copies', '{{}}', '', 'ready')",
+        ingested.collection
+    ))
+    .await?;
+    let rows: Vec<NewChunk> = stored
+        .into_iter()
+        .enumerate()
+        .map(
+            |(ordinal, (content, token_count, metadata, dimensions, embedding))| NewChunk {
+                id: Uuid::now_v7(),
+                tenant_id: tenant,
+                collection_id: ingested.collection,
+                document_id: document,
+                ordinal: ordinal as i32,
+                content,
+                token_count,
+                metadata,
+                dimensions,
+                embedding,
+            },
+        )
+        .collect();
+    let started = Instant::now();
+    let mut rest = rows.as_slice();
+    for &count in &ingested.chunks_per_call {
+        let (batch, after) = rest.split_at(count.min(rest.len()));
+        conn.transaction::<_, agentic_platform::error::Error, _>(async |conn| {
+            store::insert_chunks(conn, batch).await
+        })
+        .await?;
+        rest = after;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    report(
+        "raw multi-row INSERT of the same chunks",
+        1,
+        rows.len() as f64 / elapsed,
         "chunks/s",
         0,
     );

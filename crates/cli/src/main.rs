@@ -51,8 +51,9 @@ enum Command {
     },
     /// Mint a signed access token (for grpcurl and local tools).
     Token(TokenArgs),
-    /// Drive a running service with gRPC load and print requests/s and latency percentiles.
-    Load(load::LoadArgs),
+    /// Load the suite with a scenario of weighted steps over the four services (or one RPC)
+    /// and report requests/s, latency percentiles and errors.
+    Load(Box<load::LoadArgs>),
     /// Ask a service's grpc.health.v1 Check; exit 0 only when it is SERVING
     /// (for container health checks, where images have no shell).
     Health {
@@ -108,7 +109,7 @@ async fn main() -> ExitCode {
             service,
         } => migrate(&database_url, &service).await,
         Command::Token(args) => token(&args),
-        Command::Load(args) => load::run(args).await,
+        Command::Load(args) => load::run(*args).await,
         Command::Health {
             addr,
             service,

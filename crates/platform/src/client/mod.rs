@@ -18,7 +18,10 @@
 //! dependency in `google.rpc.ErrorInfo`. Readiness is not affected: it follows only the
 //! service's own database.
 
+mod bearer;
 mod discovery;
+
+pub use bearer::Bearer;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -6,7 +6,6 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
@@ -16,6 +15,7 @@ use uuid::Uuid;
 
 use super::TestDatabase;
 use crate::auth::{Tokens, roles};
+pub use crate::client::Bearer;
 use crate::config::{AuthArgs, CacheArgs, DatabaseArgs, LogFormat, ServerArgs, TelemetryArgs};
 use crate::db::Pool;
 use crate::service::{App, ServiceArgs, ServiceType};
@@ -34,31 +34,6 @@ pub fn auth_args() -> AuthArgs {
 
 /// A channel that adds `authorization: Bearer <token>` to every call.
 pub type BearerChannel = InterceptedService<Channel, Bearer>;
-
-/// Adds `authorization: Bearer <token>` to every call (nothing without a token).
-#[derive(Clone)]
-pub struct Bearer(Option<MetadataValue<Ascii>>);
-
-impl Bearer {
-    /// Sends `token` (nothing when `None`).
-    pub fn new(token: Option<&str>) -> Self {
-        Self(token.map(|t| format!("Bearer {t}").parse().expect("ascii token")))
-    }
-}
-
-impl tonic::service::Interceptor for Bearer {
-    fn call(
-        &mut self,
-        mut request: tonic::Request<()>,
-    ) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(value) = &self.0 {
-            request
-                .metadata_mut()
-                .insert("authorization", value.clone());
-        }
-        Ok(request)
-    }
-}
 
 /// Creates the tenant `slug` through the user service on `channel` (with a platform
 /// token) and returns its id: every service's tests act inside a tenant.

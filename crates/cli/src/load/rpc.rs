@@ -1,7 +1,7 @@
 //! A small gRPC load generator: N concurrent clients call one RPC for a fixed time, and
 //! the run reports requests/s and latency percentiles as one JSON line.
 //!
-//! It sets up its own data (a tenant and users; agents for the agent scenarios) through
+//! It sets up its own data (a tenant and users; agents for the agent RPCs) through
 //! the public API, so it needs the JWT secret the services verify tokens with.
 
 use std::sync::Arc;
@@ -18,14 +18,17 @@ use agentic_proto::user::v1::user_service_client::UserServiceClient;
 use anyhow::Context;
 use clap::ValueEnum;
 use hdrhistogram::Histogram;
-use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 use uuid::Uuid;
 
+use agentic_platform::client::Bearer;
+
+use super::text;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum Scenario {
+pub(crate) enum Rpc {
     /// grpc.health.v1.Health/Check: the server's floor.
     Health,
     /// GetUser of the same few users (cache-backed when the service caches).
@@ -34,6 +37,8 @@ pub(crate) enum Scenario {
     ListUsers,
     /// CreateUser with a fresh email each call.
     CreateUser,
+    /// CreateUser with a fresh email and a password (hashed with argon2) each call.
+    CreateUserWithPassword,
     /// GetAgent of the same few agents, on an agent service (`--addr`).
     GetAgent,
     /// BatchGetAgents of 100 agents.
@@ -48,8 +53,8 @@ pub(crate) enum Scenario {
     ListMessages,
 }
 
-impl Scenario {
-    /// Whether the scenario calls the agent service (which then holds the agents).
+impl Rpc {
+    /// Whether the RPC is on the agent service (which then holds the agents).
     fn needs_agents(self) -> bool {
         matches!(
             self,
@@ -57,7 +62,7 @@ impl Scenario {
         )
     }
 
-    /// Whether the scenario calls the conversation service.
+    /// Whether the RPC is on the conversation service.
     fn needs_conversation(self) -> bool {
         matches!(
             self,
@@ -66,35 +71,17 @@ impl Scenario {
     }
 }
 
-#[derive(Debug, clap::Args)]
-pub(crate) struct LoadArgs {
-    /// The service's gRPC address.
-    #[arg(long, default_value = "http://127.0.0.1:50051")]
-    addr: String,
-    /// Where to create the test data (a tenant and users) when `addr` cannot: a user
-    /// service on the same database as a bare baseline server. Defaults to `addr`.
-    #[arg(long)]
-    fixture_addr: Option<String>,
-    /// The agent service that holds the agent of the conversation scenarios.
-    #[arg(long, default_value = "http://127.0.0.1:50052")]
-    agent_addr: String,
-    #[arg(long, value_enum)]
-    scenario: Scenario,
-    /// Concurrent in-flight requests.
-    #[arg(long, default_value_t = 32)]
-    concurrency: usize,
-    /// HTTP/2 connections the requests spread over.
-    #[arg(long, default_value_t = 4)]
-    connections: usize,
-    /// How long to measure (after a warm-up of a tenth of it).
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-    duration: Duration,
-    /// Write the scenario's request, as a framed gRPC message, to this file and print the
-    /// method path and the `authorization` header instead of running (for h2load).
-    #[arg(long)]
-    h2load_request: Option<std::path::PathBuf>,
-    #[command(flatten)]
-    auth: AuthArgs,
+/// What a single-RPC run needs (from `agentic load --rpc`).
+pub(crate) struct RpcArgs {
+    pub(crate) addr: String,
+    pub(crate) fixture_addr: Option<String>,
+    pub(crate) agent_addr: String,
+    pub(crate) rpc: Rpc,
+    pub(crate) concurrency: usize,
+    pub(crate) connections: usize,
+    pub(crate) duration: Duration,
+    pub(crate) h2load_request: Option<std::path::PathBuf>,
+    pub(crate) auth: AuthArgs,
 }
 
 type UserClient =
@@ -104,26 +91,7 @@ type AgentClient =
 type ConversationClient =
     ConversationServiceClient<tonic::service::interceptor::InterceptedService<Channel, Bearer>>;
 
-#[derive(Clone)]
-struct Bearer(MetadataValue<tonic::metadata::Ascii>);
-
-impl tonic::service::Interceptor for Bearer {
-    fn call(
-        &mut self,
-        mut request: tonic::Request<()>,
-    ) -> Result<tonic::Request<()>, tonic::Status> {
-        request
-            .metadata_mut()
-            .insert("authorization", self.0.clone());
-        Ok(request)
-    }
-}
-
-fn bearer(token: &str) -> anyhow::Result<Bearer> {
-    Ok(Bearer(format!("Bearer {token}").parse()?))
-}
-
-pub(crate) async fn run(args: LoadArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: RpcArgs) -> anyhow::Result<()> {
     let tokens = Tokens::new(&args.auth)?;
     let mut channels = Vec::with_capacity(args.connections.max(1));
     for _ in 0..args.connections.max(1) {
@@ -144,10 +112,10 @@ pub(crate) async fn run(args: LoadArgs) -> anyhow::Result<()> {
         None => channels[0].clone(),
     };
     let mut fixture = Fixture::create(&tokens, fixture_channel).await?;
-    if args.scenario.needs_agents() {
+    if args.rpc.needs_agents() {
         fixture.add_agents(channels[0].clone()).await?;
     }
-    if args.scenario.needs_conversation() {
+    if args.rpc.needs_conversation() {
         let agents = Endpoint::from_shared(args.agent_addr.clone())?
             .connect()
             .await
@@ -158,7 +126,7 @@ pub(crate) async fn run(args: LoadArgs) -> anyhow::Result<()> {
     }
     let fixture = Arc::new(fixture);
     if let Some(path) = &args.h2load_request {
-        return write_h2load_request(args.scenario, &fixture, path);
+        return write_h2load_request(args.rpc, &fixture, path);
     }
     let deadline_warmup = args.duration / 10;
     let started = Instant::now();
@@ -169,7 +137,7 @@ pub(crate) async fn run(args: LoadArgs) -> anyhow::Result<()> {
     for worker in 0..args.concurrency {
         let channel = channels[worker % channels.len()].clone();
         let fixture = fixture.clone();
-        let scenario = args.scenario;
+        let rpc = args.rpc;
         workers.push(tokio::spawn(async move {
             let mut histogram =
                 Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
@@ -177,7 +145,7 @@ pub(crate) async fn run(args: LoadArgs) -> anyhow::Result<()> {
             let mut caller = Caller::new(channel, &fixture, worker);
             while Instant::now() < stop_at {
                 let began = Instant::now();
-                let ok = caller.call(scenario, &fixture).await;
+                let ok = caller.call(rpc, &fixture).await;
                 if began >= measure_from {
                     if ok {
                         histogram
@@ -201,7 +169,7 @@ pub(crate) async fn run(args: LoadArgs) -> anyhow::Result<()> {
 
     let seconds = args.duration.as_secs_f64();
     let report = serde_json::json!({
-        "scenario": format!("{:?}", args.scenario),
+        "scenario": format!("{:?}", args.rpc),
         "concurrency": args.concurrency,
         "seconds": seconds,
         "requests": histogram.len(),
@@ -218,20 +186,16 @@ pub(crate) async fn run(args: LoadArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes one framed request of `scenario` to `path`; prints its method path and the
+/// Writes one framed request of `rpc` to `path`; prints its method path and the
 /// authorization header, one per line.
-fn write_h2load_request(
-    scenario: Scenario,
-    fixture: &Fixture,
-    path: &std::path::Path,
-) -> anyhow::Result<()> {
+fn write_h2load_request(rpc: Rpc, fixture: &Fixture, path: &std::path::Path) -> anyhow::Result<()> {
     use prost::Message;
-    let (method, message) = match scenario {
-        Scenario::Health => (
+    let (method, message) = match rpc {
+        Rpc::Health => (
             "/grpc.health.v1.Health/Check",
             HealthCheckRequest::default().encode_to_vec(),
         ),
-        Scenario::GetUser => (
+        Rpc::GetUser => (
             "/agentic.user.v1.UserService/GetUser",
             pb::GetUserRequest {
                 id: fixture.user_ids[0].clone(),
@@ -239,7 +203,7 @@ fn write_h2load_request(
             }
             .encode_to_vec(),
         ),
-        Scenario::GetAgent => (
+        Rpc::GetAgent => (
             "/agentic.agent.v1.AgentService/GetAgent",
             agent_pb::GetAgentRequest {
                 id: fixture.agent_ids[0].clone(),
@@ -247,22 +211,22 @@ fn write_h2load_request(
             }
             .encode_to_vec(),
         ),
-        Scenario::BatchGetAgents => (
+        Rpc::BatchGetAgents => (
             "/agentic.agent.v1.AgentService/BatchGetAgents",
             fixture.batch_get_agents().encode_to_vec(),
         ),
-        Scenario::ListAgents => (
+        Rpc::ListAgents => (
             "/agentic.agent.v1.AgentService/ListAgents",
             list_agents().encode_to_vec(),
         ),
-        Scenario::GetConversation => (
+        Rpc::GetConversation => (
             "/agentic.conversation.v1.ConversationService/GetConversation",
             conversation_pb::GetConversationRequest {
                 id: fixture.conversation_id.clone(),
             }
             .encode_to_vec(),
         ),
-        Scenario::ListMessages => (
+        Rpc::ListMessages => (
             "/agentic.conversation.v1.ConversationService/ListMessages",
             fixture.list_messages().encode_to_vec(),
         ),
@@ -273,11 +237,14 @@ fn write_h2load_request(
     framed.extend_from_slice(&message);
     std::fs::write(path, framed)?;
     println!("{method}");
-    println!("authorization: {}", fixture.admin.0.to_str()?);
+    println!(
+        "authorization: {}",
+        fixture.admin.header().unwrap_or_default()
+    );
     Ok(())
 }
 
-/// A tenant with an admin token, users to read, and agents for the agent scenarios.
+/// A tenant with an admin token, users to read, and agents for the agent RPCs.
 struct Fixture {
     admin: Bearer,
     user_ids: Vec<String>,
@@ -306,7 +273,7 @@ impl Fixture {
         let run_id = Uuid::now_v7().simple().to_string();
         let (platform_token, _) = tokens.issue("agentic-load", None, roles::PLATFORM, None)?;
         let mut platform =
-            UserServiceClient::with_interceptor(channel.clone(), bearer(&platform_token)?);
+            UserServiceClient::with_interceptor(channel.clone(), Bearer::token(&platform_token)?);
         let tenant = platform
             .create_tenant(pb::CreateTenantRequest {
                 request_id: String::new(),
@@ -320,7 +287,7 @@ impl Fixture {
             .context("tenant in response")?;
         let tenant_id: Uuid = tenant.id.parse()?;
         let (admin_token, _) = tokens.issue("agentic-load", Some(tenant_id), roles::ADMIN, None)?;
-        let admin = bearer(&admin_token)?;
+        let admin = Bearer::token(&admin_token)?;
         let mut client = UserServiceClient::with_interceptor(channel, admin.clone());
         let requests = (0..200)
             .map(|i| pb::CreateUserRequest {
@@ -430,15 +397,11 @@ impl Fixture {
             conversation_id: self.append_to[worker % self.append_to.len()].clone(),
             messages: (0..10)
                 .map(|i| conversation_pb::Message {
-                    id: Uuid::now_v7().to_string(),
-                    role: if i % 2 == 0 {
-                        conversation_pb::MessageRole::User
-                    } else {
-                        conversation_pb::MessageRole::Assistant
-                    } as i32,
-                    content: format!("Message {i} of a load test, long enough to be typical."),
                     token_count: 12,
-                    ..Default::default()
+                    ..text::turn(
+                        i,
+                        format!("Message {i} of a load test, long enough to be typical."),
+                    )
                 })
                 .collect(),
         }
@@ -485,17 +448,17 @@ impl Caller {
         }
     }
 
-    async fn call(&mut self, scenario: Scenario, fixture: &Fixture) -> bool {
+    async fn call(&mut self, rpc: Rpc, fixture: &Fixture) -> bool {
         self.sequence += 1;
-        match scenario {
-            Scenario::Health => self
+        match rpc {
+            Rpc::Health => self
                 .health
                 .check(HealthCheckRequest {
                     service: String::new(),
                 })
                 .await
                 .is_ok(),
-            Scenario::GetUser => {
+            Rpc::GetUser => {
                 let id =
                     &fixture.user_ids[(self.worker * 7 + self.sequence) % fixture.user_ids.len()];
                 self.users
@@ -506,7 +469,7 @@ impl Caller {
                     .await
                     .is_ok()
             }
-            Scenario::ListUsers => self
+            Rpc::ListUsers => self
                 .users
                 .list_users(pb::ListUsersRequest {
                     page_size: 20,
@@ -514,7 +477,7 @@ impl Caller {
                 })
                 .await
                 .is_ok(),
-            Scenario::CreateUser => self
+            Rpc::CreateUser | Rpc::CreateUserWithPassword => self
                 .users
                 .create_user(pb::CreateUserRequest {
                     email: format!(
@@ -522,11 +485,16 @@ impl Caller {
                         self.worker, self.sequence, fixture.run_id
                     ),
                     display_name: "Load".into(),
+                    password: if rpc == Rpc::CreateUserWithPassword {
+                        format!("password-{}", self.sequence)
+                    } else {
+                        String::new()
+                    },
                     ..Default::default()
                 })
                 .await
                 .is_ok(),
-            Scenario::GetAgent => {
+            Rpc::GetAgent => {
                 let id =
                     &fixture.agent_ids[(self.worker * 7 + self.sequence) % fixture.agent_ids.len()];
                 self.agents
@@ -537,25 +505,25 @@ impl Caller {
                     .await
                     .is_ok()
             }
-            Scenario::BatchGetAgents => self
+            Rpc::BatchGetAgents => self
                 .agents
                 .batch_get_agents(fixture.batch_get_agents())
                 .await
                 .is_ok(),
-            Scenario::ListAgents => self.agents.list_agents(list_agents()).await.is_ok(),
-            Scenario::GetConversation => self
+            Rpc::ListAgents => self.agents.list_agents(list_agents()).await.is_ok(),
+            Rpc::GetConversation => self
                 .conversations
                 .get_conversation(conversation_pb::GetConversationRequest {
                     id: fixture.conversation_id.clone(),
                 })
                 .await
                 .is_ok(),
-            Scenario::AppendMessages => self
+            Rpc::AppendMessages => self
                 .conversations
                 .append_messages(fixture.append_messages(self.worker))
                 .await
                 .is_ok(),
-            Scenario::ListMessages => self
+            Rpc::ListMessages => self
                 .conversations
                 .list_messages(fixture.list_messages())
                 .await
