@@ -401,3 +401,41 @@ async fn tenants_are_updated_and_listed_with_a_platform_token_only() {
         .unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied);
 }
+
+/// The principal checks a service makes (with a token of its own) are the suite's own
+/// calls: with per-user limits of 3 a minute on every service, more new users than that
+/// each make their first call to the conversation service, every one of which makes it
+/// ask the user service for a standing, and all pass. Counted against the conversation
+/// service's own subject, the fourth check would have been refused (and the call with it).
+#[tokio::test]
+async fn principal_checks_spend_no_rate_limit_budget() {
+    let limited = |users: Option<SocketAddr>| Options {
+        rate_limits: agentic_platform::config::from_flags(&["--rate-limit-per-minute", "3"]),
+        ..checked(users)
+    };
+    let prefix = slug("checked-limits");
+    let (_user_db, users) = start::<UserApp>(&prefix, &limited(None)).await;
+    let (_conversation_db, conversations) =
+        start::<ConversationApp>(&prefix, &limited(Some(users.addr))).await;
+    let (tenant, mut admin) = users.tenant(&slug("budget")).await;
+    // One call creates them all: the admin's own budget is 3 calls.
+    let created = admin
+        .batch_create_users(pb::BatchCreateUsersRequest {
+            requests: (0..8)
+                .map(|n| agentic_e2e::new_user(&format!("u{n}@example.com")))
+                .collect(),
+            request_id: String::new(),
+        })
+        .await
+        .expect("batch create")
+        .into_inner()
+        .users;
+    for (n, user) in created.iter().enumerate() {
+        let token = users.user_token(&user.id, tenant, roles::MEMBER);
+        assert_eq!(
+            conversation_call(&conversations, &token).await,
+            Code::Ok,
+            "user {n}'s first call"
+        );
+    }
+}

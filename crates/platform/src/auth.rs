@@ -154,6 +154,9 @@ pub struct Tokens {
     validation: Validation,
     issuer: String,
     ttl: Duration,
+    /// Proves this suite's own calls were counted against rate limits already
+    /// ([`crate::ratelimit::hop`]): derived from the same secret, so only services make it.
+    hops: crate::ratelimit::hop::HopKey,
     /// Only verified tokens are inserted, so keys are not attacker-chosen; foldhash
     /// (seeded per process) hashes these ~200-byte keys far faster than SipHash.
     verified: moka::sync::Cache<Box<str>, (Arc<Caller>, i64), foldhash::fast::RandomState>,
@@ -182,7 +185,13 @@ impl Tokens {
             validation,
             issuer: args.jwt_issuer.clone(),
             ttl: Duration::from_secs(args.jwt_ttl),
+            hops: crate::ratelimit::hop::HopKey::new(args.jwt_secret.as_bytes()),
         })
+    }
+
+    /// The key that proves a call was counted already (made with the same secret).
+    pub(crate) fn hop_key(&self) -> &crate::ratelimit::hop::HopKey {
+        &self.hops
     }
 
     /// A signed token for `subject`, valid for the configured TTL (or `ttl`).

@@ -133,7 +133,11 @@ impl Credentials {
         })
     }
 
-    /// A token of this service's own (`subject`), for calls made on nobody's behalf.
+    /// A token of this service's own (`subject`), for calls made on nobody's behalf
+    /// (principal checks, background work). They are the suite's own calls, made for
+    /// requests counted where they came in, so the token travels with a proof of that
+    /// and the callee does not count it: otherwise every check would spend one budget
+    /// of the service's subject, and a burst of new users would exhaust it.
     pub fn service(
         tokens: &Tokens,
         subject: &str,
@@ -141,12 +145,17 @@ impl Credentials {
         role: &str,
     ) -> Result<Self> {
         let (token, _) = tokens.issue(subject, tenant, role, Some(Duration::from_secs(300)))?;
-        let authorization = format!("Bearer {token}")
+        let authorization: MetadataValue<Ascii> = format!("Bearer {token}")
             .parse()
             .map_err(|_| Error::internal("a minted token is not a header value"))?;
+        let counted = tokens
+            .hop_key()
+            .prove(authorization.as_bytes())
+            .parse::<MetadataValue<Ascii>>()
+            .ok();
         Ok(Self {
             authorization,
-            counted: None,
+            counted,
         })
     }
 }

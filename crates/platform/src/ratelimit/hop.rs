@@ -4,7 +4,9 @@
 //! client sends it with the caller's own token as `x-agentic-counted`: an HMAC of that
 //! token under a key every service derives from the shared JWT secret. A callee that finds
 //! a valid proof for the token it was sent does not count the call again. Clients never
-//! see the proof and cannot make one, so they cannot skip a limit with it.
+//! see the proof and cannot make one, so they cannot skip a limit with it. Calls a service
+//! makes with a token of its own (principal checks, background work) carry a proof of
+//! that token, made with the same key ([`crate::auth::Tokens`] holds it).
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
