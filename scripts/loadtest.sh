@@ -64,7 +64,10 @@ run_profile() { # name profile duration p95 errors [extra flags]
 run_profile light light "$LIGHT" 200ms 0.1%
 run_profile medium medium "$MEDIUM" 300ms 0.5%
 run_profile heavy heavy "$HEAVY" 500ms 1%
-run_profile soak heavy "$SOAK" 500ms 1% "${WATCH[@]}" --threshold "errors<=0%" --threshold "rate_limited<=0%"
+# The soak: no errors at all, and each service's memory flat (last minute within 10 % of
+# the second).
+run_profile soak heavy "$SOAK" 500ms 1% "${WATCH[@]}" --threshold "errors<=0%" \
+  --threshold "rate_limited<=0%" --threshold "memory_change<10%"
 
 {
   cat <<EOF

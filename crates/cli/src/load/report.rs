@@ -445,6 +445,9 @@ enum Metric {
     ErrorPercent,
     RateLimitedPercent,
     RequestsPerSecond,
+    /// The largest change of a watched service's memory, last minute against the second,
+    /// in percent either way (`--watch`; a run of under two minutes has none).
+    MemoryChangePercent,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -491,8 +494,10 @@ impl Threshold {
             "errors" => Metric::ErrorPercent,
             "rate_limited" => Metric::RateLimitedPercent,
             "rps" => Metric::RequestsPerSecond,
+            "memory_change" if step.is_none() => Metric::MemoryChangePercent,
+            "memory_change" => bail!("{}: memory_change is not a step's figure", context()),
             other => bail!(
-                "{}: unknown figure {other:?} (p50, p90, p95, p99, p99.9, max, errors, rate_limited, rps)",
+                "{}: unknown figure {other:?} (p50, p90, p95, p99, p99.9, max, errors, rate_limited, rps, memory_change)",
                 context()
             ),
         };
@@ -504,12 +509,14 @@ impl Threshold {
                     .as_secs_f64()
                     * 1000.0
             }
-            Metric::ErrorPercent | Metric::RateLimitedPercent => bound
-                .strip_suffix('%')
-                .with_context(|| format!("{}: a percentage ends in %", context()))?
-                .trim()
-                .parse()
-                .with_context(|| format!("{}: {bound:?} is not a number", context()))?,
+            Metric::ErrorPercent | Metric::RateLimitedPercent | Metric::MemoryChangePercent => {
+                bound
+                    .strip_suffix('%')
+                    .with_context(|| format!("{}: a percentage ends in %", context()))?
+                    .trim()
+                    .parse()
+                    .with_context(|| format!("{}: {bound:?} is not a number", context()))?
+            }
             Metric::RequestsPerSecond => bound
                 .parse()
                 .with_context(|| format!("{}: {bound:?} is not a number", context()))?,
@@ -545,6 +552,13 @@ impl Threshold {
             Metric::ErrorPercent => figures.error_percent,
             Metric::RateLimitedPercent => figures.rate_limited_percent,
             Metric::RequestsPerSecond => figures.requests_per_second,
+            // Nothing to judge (no --watch, or too short a run) fails rather than passes.
+            Metric::MemoryChangePercent => report
+                .memory_flatness
+                .iter()
+                .map(|flat| flat.change_percent.abs())
+                .reduce(f64::max)
+                .unwrap_or(f64::NAN),
         };
         let passed = match self.op {
             Op::Less => value < self.bound,
@@ -613,6 +627,31 @@ mod tests {
     }
 
     #[test]
+    fn memory_change_judges_the_service_that_moved_most_and_fails_without_samples() {
+        let scenario = Scenario::parse(DEFAULT, "default").unwrap();
+        let threshold = Threshold::parse("memory_change<10%", &scenario).unwrap();
+        assert!(
+            !threshold.judge(&report(figures(1.0, 0.0))).passed,
+            "no samples"
+        );
+        let flat = |name: &str, second: f64, last: f64| Flatness {
+            name: name.into(),
+            second_minute_mib: second,
+            last_minute_mib: last,
+            change_percent: (last - second) * 100.0 / second,
+        };
+        let mut watched = report(figures(1.0, 0.0));
+        watched.memory_flatness = vec![flat("user", 100.0, 104.0), flat("rag", 100.0, 91.0)];
+        let judged = threshold.judge(&watched);
+        assert!(
+            judged.passed && (judged.value - 9.0).abs() < 1e-9,
+            "{judged:?}"
+        );
+        watched.memory_flatness.push(flat("agent", 100.0, 115.0));
+        assert!(!threshold.judge(&watched).passed, "agent grew 15%");
+    }
+
+    #[test]
     fn malformed_thresholds_are_refused() {
         let scenario = Scenario::parse(DEFAULT, "default").unwrap();
         for (text, wanted) in [
@@ -621,6 +660,7 @@ mod tests {
             ("p95<fast", "not a duration"),
             ("errors<1", "ends in %"),
             ("nosuch:p95<1s", "no step"),
+            ("rag/Search:memory_change<10%", "not a step's figure"),
         ] {
             let error = format!("{:#}", Threshold::parse(text, &scenario).unwrap_err());
             assert!(error.contains(wanted), "{text}: {error}");
