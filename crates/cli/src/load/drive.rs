@@ -33,6 +33,7 @@ async fn one_call(load: &Load, user: &VirtualUser, rng: &mut StdRng, began: Opti
         .scenario
         .pick(rng.random_range(0..load.scenario.total_weight()));
     let step = &load.scenario.steps[index];
+    user.prepare(step, rng).await;
     let began = began.unwrap_or_else(Instant::now);
     let answer = user.call(step, load.stats.wants_policy(index), rng).await;
     if let Some(policy) = &answer.policy {

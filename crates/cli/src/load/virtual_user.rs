@@ -36,6 +36,16 @@ pub(crate) struct Answer {
     pub(crate) policy: Option<String>,
 }
 
+/// Answers a chat gets before the virtual user starts another.
+const ANSWERS_PER_CHAT: u32 = 3;
+
+/// A conversation of questions and answers.
+#[derive(Default)]
+struct Chat {
+    id: String,
+    answers: u32,
+}
+
 pub(crate) struct VirtualUser {
     index: usize,
     world: Arc<World>,
@@ -45,9 +55,10 @@ pub(crate) struct VirtualUser {
     rag: Channel,
     /// The conversation its messages go to (appends, lists).
     thread: String,
-    /// The conversation its questions go to (Respond), apart so answers keep short
-    /// histories.
-    chat: String,
+    /// The conversation its questions go to (Respond), apart from `thread`; a new one
+    /// every [`ANSWERS_PER_CHAT`] answers, as people start new chats, so prompts do not
+    /// all grow to the model's whole context window.
+    chat: std::sync::Mutex<Chat>,
     /// Calls made so far (fresh emails and document ids count on it).
     sequence: AtomicU64,
     timeout: Duration,
@@ -70,7 +81,7 @@ impl VirtualUser {
             conversation: pick(&channels.conversation),
             rag: pick(&channels.rag),
             thread: String::new(),
-            chat: String::new(),
+            chat: std::sync::Mutex::new(Chat::default()),
             sequence: AtomicU64::new(0),
             timeout,
             world,
@@ -80,10 +91,14 @@ impl VirtualUser {
             .create_conversation(&mut rng)
             .await
             .context("a virtual user's conversation")?;
-        user.chat = user
+        let chat = user
             .create_conversation(&mut rng)
             .await
             .context("a virtual user's conversation")?;
+        user.chat = std::sync::Mutex::new(Chat {
+            id: chat,
+            answers: 0,
+        });
         Ok(user)
     }
 
@@ -134,6 +149,23 @@ impl VirtualUser {
             .conversation
             .context("no conversation in CreateConversation's response")?
             .id)
+    }
+
+    /// What `step` needs before its call, not measured: a new chat when the current one
+    /// has had its answers. A failure keeps the old chat.
+    pub(crate) async fn prepare(&self, step: &Step, rng: &mut StdRng) {
+        let due = step.call == Call::Respond
+            && self.chat.lock().expect("chat lock").answers >= ANSWERS_PER_CHAT;
+        if due && let Ok(id) = self.create_conversation(rng).await {
+            *self.chat.lock().expect("chat lock") = Chat { id, answers: 0 };
+        }
+    }
+
+    /// The chat the next question goes to, counting the answer.
+    fn take_chat(&self) -> String {
+        let mut chat = self.chat.lock().expect("chat lock");
+        chat.answers += 1;
+        chat.id.clone()
     }
 
     /// Makes `step`'s call once; the deadline is the run's `--timeout`.
@@ -291,7 +323,7 @@ impl VirtualUser {
             }
             Call::Respond => {
                 let request = self.request(conversation_pb::RespondRequest {
-                    conversation_id: self.chat.clone(),
+                    conversation_id: self.take_chat(),
                     message: Some(conversation_pb::Message {
                         content: self.world.text.question(rng),
                         ..Default::default()
