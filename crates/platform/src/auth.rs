@@ -155,8 +155,8 @@ pub struct Tokens {
     issuer: String,
     ttl: Duration,
     /// Proves this suite's own calls were counted against rate limits already
-    /// ([`crate::ratelimit::hop`]): derived from the same secret, so only services make it.
-    hops: crate::ratelimit::hop::HopKey,
+    /// ([`crate::hop`]): derived from the same secret, so only services make it.
+    hops: crate::hop::HopKey,
     /// Only verified tokens are inserted, so keys are not attacker-chosen; foldhash
     /// (seeded per process) hashes these ~200-byte keys far faster than SipHash.
     verified: moka::sync::Cache<Box<str>, (Arc<Caller>, i64), foldhash::fast::RandomState>,
@@ -185,12 +185,12 @@ impl Tokens {
             validation,
             issuer: args.jwt_issuer.clone(),
             ttl: Duration::from_secs(args.jwt_ttl),
-            hops: crate::ratelimit::hop::HopKey::new(args.jwt_secret.as_bytes()),
+            hops: crate::hop::HopKey::new(args.jwt_secret.as_bytes()),
         })
     }
 
     /// The key that proves a call was counted already (made with the same secret).
-    pub(crate) fn hop_key(&self) -> &crate::ratelimit::hop::HopKey {
+    pub(crate) fn hop_key(&self) -> &crate::hop::HopKey {
         &self.hops
     }
 

@@ -33,6 +33,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod fieldmask;
+pub mod hop;
 pub mod idempotency;
 pub mod json;
 pub mod paging;

@@ -39,7 +39,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use crate::auth::Tokens;
 use crate::breaker::{Breaker, Permit};
 use crate::error::{Error, Result};
-use crate::ratelimit::hop::{COUNTED_HEADER, Counted};
+use crate::hop::{COUNTED_HEADER, Counted};
 
 /// How calls to other services behave, for services that call others (flattened into
 /// their own settings beside the URLs of the services they call).
@@ -107,7 +107,7 @@ pub enum Idempotency {
 }
 
 /// The bearer credentials an outgoing call carries, and the proof that the caller was
-/// already counted against its rate limits ([`crate::ratelimit::hop`]).
+/// already counted against its rate limits ([`crate::hop`]).
 #[derive(Debug, Clone)]
 pub struct Credentials {
     authorization: MetadataValue<Ascii>,

@@ -23,7 +23,6 @@
 
 mod args;
 pub(crate) mod headers;
-pub mod hop;
 mod local;
 mod metrics;
 pub mod plans;
@@ -117,7 +116,7 @@ struct Inner {
     wait: Duration,
     /// Whether every response carries the limit state (`RATE_LIMIT_HEADERS`).
     headers: bool,
-    hops: hop::HopKey,
+    hops: crate::hop::HopKey,
     grant_prefix: String,
     grants: AtomicU64,
     epoch: Instant,
@@ -163,7 +162,7 @@ impl RateLimiter {
                 fallback: Fallback::new(args.rate_limit_fallback_replicas),
                 wait: args.rate_limit_timeout,
                 headers: args.rate_limit_headers,
-                hops: hop::HopKey::new(secret),
+                hops: crate::hop::HopKey::new(secret),
                 grant_prefix: format!("{:016x}", rand::random::<u64>()),
                 grants: AtomicU64::new(0),
                 epoch: Instant::now(),
@@ -263,7 +262,7 @@ impl RateLimiter {
     }
 
     /// The proof that a call was counted here, for the calls it makes to other services.
-    pub(crate) fn hop_key(&self) -> &hop::HopKey {
+    pub(crate) fn hop_key(&self) -> &crate::hop::HopKey {
         &self.inner.hops
     }
 

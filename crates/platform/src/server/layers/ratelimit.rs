@@ -2,7 +2,7 @@
 //! call without a token), every call but health and reflection is decided by the
 //! [`RateLimiter`]; the limit state goes on the response, and a call over a limit is
 //! answered `RESOURCE_EXHAUSTED` at once. Calls another service makes on a counted
-//! caller's behalf pass uncounted (see [`crate::ratelimit::hop`]).
+//! caller's behalf pass uncounted (see [`crate::hop`]).
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -19,8 +19,8 @@ use super::Boxed;
 use super::auth::ALWAYS_PUBLIC;
 use crate::auth::Caller;
 use crate::error::rate_limited_status;
+use crate::hop::{COUNTED_HEADER, Counted};
 use crate::ratelimit::headers::Fields;
-use crate::ratelimit::hop::{COUNTED_HEADER, Counted};
 use crate::ratelimit::{Decision, RateLimiter, headers};
 
 /// Applies a [`RateLimiter`], when there is one.
