@@ -269,7 +269,7 @@ async fn main() -> anyhow::Result<()> {
                         let queries = Queries {
                             dense: Some(&vectors[k]),
                             lexical: hybrid.then_some(texts[k].as_str()),
-                            ef_search: 40,
+                            ef_search: agentic_rag::DEFAULT_EF_SEARCH,
                         };
                         pool.run(async |conn| store::search(conn, &scope, queries).await)
                             .await

@@ -55,7 +55,9 @@ impl RagService for SearchOnly {
         let queries = Queries {
             dense: Some(&request.query_vector),
             lexical: None,
-            ef_search: request.ef_search.unwrap_or(40.max(top_k)),
+            ef_search: request
+                .ef_search
+                .unwrap_or(agentic_rag::DEFAULT_EF_SEARCH.max(top_k)),
         };
         let (hits, _) = self
             .pool

@@ -208,20 +208,21 @@ impl<S: ServiceType> App<S> {
         // Installed before any metric handle exists, so every handle records.
         crate::server::admin::metrics_handle();
         let name = S::SPEC.name;
+        let tokens = Arc::new(Tokens::new(&args.auth)?);
         Ok(Self {
             context: Context {
                 pool: Pool::new(name, &args.database),
                 cache: Cache::new(&args.cache, name),
-                tokens: Arc::new(Tokens::new(&args.auth)?),
                 // Page tokens get a key of their own, derived from the shared secret.
                 pages: PageTokens::new(args.auth.jwt_secret.as_bytes()),
                 max_message_size: args.server.grpc_max_message_size,
                 principals: PrincipalCache::new(&args.cache, &args.principals),
+                // The key the service's own calls are proven counted with (`Tokens`).
                 limiter: RateLimiter::new(
                     name,
                     &args.rate_limits,
                     &args.cache,
-                    args.auth.jwt_secret.as_bytes(),
+                    tokens.hop_key().clone(),
                 )?,
                 plan_announcer: match &args.cache.redis_url {
                     Some(url) => Some(
@@ -232,6 +233,7 @@ impl<S: ServiceType> App<S> {
                 },
                 // A key of its own, derived from the shared secret, as page tokens' is.
                 request_key: request_key(args.auth.jwt_secret.as_bytes()),
+                tokens,
             },
             server: args.server.clone(),
             check_principals: args.principals.principal_check,

@@ -222,8 +222,9 @@ pub(crate) fn new_documents(
 
 const DEFAULT_TOP_K: i32 = 10;
 const MAX_TOP_K: i32 = 100;
-/// pgvector's own default candidate list.
-const DEFAULT_EF_SEARCH: i32 = 40;
+/// pgvector's own default candidate list: a search's `ef_search` when it names none (at
+/// least its `top_k`).
+pub const DEFAULT_EF_SEARCH: i32 = 40;
 pub(crate) const MAX_EF_SEARCH: i32 = 1000;
 const MAX_QUERY_CHARS: usize = 2000;
 const MAX_FILTER_BYTES: usize = 16 * 1024;

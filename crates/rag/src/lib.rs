@@ -17,6 +17,8 @@ pub mod schema;
 pub mod service;
 pub mod store;
 
+pub use input::DEFAULT_EF_SEARCH;
+
 use std::sync::Arc;
 
 use agentic_platform::cache::KindSpec;

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use agentic_platform::auth::{Tokens, roles};
+use agentic_platform::auth::Tokens;
 use agentic_platform::config::AuthArgs;
 use agentic_proto::agent::v1 as agent_pb;
 use agentic_proto::agent::v1::agent_service_client::AgentServiceClient;
@@ -21,11 +21,11 @@ use hdrhistogram::Histogram;
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
-use uuid::Uuid;
 
 use agentic_platform::client::Bearer;
 
 use super::text;
+use super::world::LoadTenant;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Rpc {
@@ -270,24 +270,7 @@ fn list_agents() -> agent_pb::ListAgentsRequest {
 
 impl Fixture {
     async fn create(tokens: &Tokens, channel: Channel) -> anyhow::Result<Self> {
-        let run_id = Uuid::now_v7().simple().to_string();
-        let (platform_token, _) = tokens.issue("agentic-load", None, roles::PLATFORM, None)?;
-        let mut platform =
-            UserServiceClient::with_interceptor(channel.clone(), Bearer::token(&platform_token)?);
-        let tenant = platform
-            .create_tenant(pb::CreateTenantRequest {
-                request_id: String::new(),
-                name: "load test".into(),
-                slug: format!("load-{}", &run_id[..20]),
-            })
-            .await
-            .context("create the load-test tenant")?
-            .into_inner()
-            .tenant
-            .context("tenant in response")?;
-        let tenant_id: Uuid = tenant.id.parse()?;
-        let (admin_token, _) = tokens.issue("agentic-load", Some(tenant_id), roles::ADMIN, None)?;
-        let admin = Bearer::token(&admin_token)?;
+        let LoadTenant { run_id, admin, .. } = LoadTenant::create(tokens, channel.clone()).await?;
         let mut client = UserServiceClient::with_interceptor(channel, admin.clone());
         let requests = (0..200)
             .map(|i| pb::CreateUserRequest {

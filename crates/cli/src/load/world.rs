@@ -75,6 +75,45 @@ impl Channels {
     }
 }
 
+/// A tenant of the load test's own, made with a platform token, and its admin's token.
+pub(crate) struct LoadTenant {
+    /// Unique per run: names, emails and slugs made from it do not collide with others'.
+    pub(crate) run_id: String,
+    pub(crate) slug: String,
+    pub(crate) id: Uuid,
+    pub(crate) admin: Bearer,
+}
+
+impl LoadTenant {
+    /// Creates the tenant through the user service at `users`.
+    pub(crate) async fn create(tokens: &Tokens, users: Channel) -> anyhow::Result<Self> {
+        let run_id = Uuid::now_v7().simple().to_string();
+        let slug = format!("load-{}", &run_id[..20]);
+        let (platform_token, _) = tokens.issue("agentic-load", None, roles::PLATFORM, None)?;
+        let mut platform =
+            UserServiceClient::with_interceptor(users, Bearer::token(&platform_token)?);
+        let tenant = platform
+            .create_tenant(user_pb::CreateTenantRequest {
+                request_id: String::new(),
+                name: "load test".into(),
+                slug: slug.clone(),
+            })
+            .await
+            .context("create the load test's tenant")?
+            .into_inner()
+            .tenant
+            .context("no tenant in CreateTenant's response")?;
+        let id: Uuid = tenant.id.parse()?;
+        let (admin_token, _) = tokens.issue("agentic-load", Some(id), roles::ADMIN, None)?;
+        Ok(Self {
+            run_id,
+            slug,
+            id,
+            admin: Bearer::token(&admin_token)?,
+        })
+    }
+}
+
 /// One virtual user's identity.
 pub(crate) struct Member {
     pub(crate) id: String,
@@ -105,27 +144,12 @@ impl World {
         agents: usize,
         documents: usize,
     ) -> anyhow::Result<Arc<Self>> {
-        let run_id = Uuid::now_v7().simple().to_string();
-        let tenant_slug = format!("load-{}", &run_id[..20]);
-        let (platform_token, _) = tokens.issue("agentic-load", None, roles::PLATFORM, None)?;
-        let mut platform = UserServiceClient::with_interceptor(
-            channels.user[0].clone(),
-            Bearer::token(&platform_token)?,
-        );
-        let tenant = platform
-            .create_tenant(user_pb::CreateTenantRequest {
-                request_id: String::new(),
-                name: "load test".into(),
-                slug: tenant_slug.clone(),
-            })
-            .await
-            .context("create the load test's tenant")?
-            .into_inner()
-            .tenant
-            .context("no tenant in CreateTenant's response")?;
-        let tenant_id: Uuid = tenant.id.parse()?;
-        let (admin_token, _) = tokens.issue("agentic-load", Some(tenant_id), roles::ADMIN, None)?;
-        let admin = Bearer::token(&admin_token)?;
+        let LoadTenant {
+            run_id,
+            slug: tenant_slug,
+            id: tenant_id,
+            admin,
+        } = LoadTenant::create(&tokens, channels.user[0].clone()).await?;
 
         let members =
             create_members(&tokens, channels, &admin, tenant_id, &run_id, members).await?;

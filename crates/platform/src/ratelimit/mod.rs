@@ -130,7 +130,7 @@ impl RateLimiter {
         service: &'static str,
         args: &RateLimitArgs,
         cache: &CacheArgs,
-        secret: &[u8],
+        hops: crate::hop::HopKey,
     ) -> Result<Option<Self>> {
         if !args.rate_limit_enabled {
             return Ok(None);
@@ -162,7 +162,7 @@ impl RateLimiter {
                 fallback: Fallback::new(args.rate_limit_fallback_replicas),
                 wait: args.rate_limit_timeout,
                 headers: args.rate_limit_headers,
-                hops: crate::hop::HopKey::new(secret),
+                hops,
                 grant_prefix: format!("{:016x}", rand::random::<u64>()),
                 grants: AtomicU64::new(0),
                 epoch: Instant::now(),
