@@ -21,7 +21,7 @@ fn coarse_histogram() -> Histogram<u64> {
 /// How one call ended.
 pub(crate) enum Outcome {
     Ok,
-    /// The gRPC code's name, e.g. `UNAVAILABLE`.
+    /// Answered with this code (or timed out: `DEADLINE_EXCEEDED`).
     Failed(tonic::Code),
 }
 
