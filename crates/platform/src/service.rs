@@ -209,9 +209,17 @@ impl<S: ServiceType> App<S> {
         crate::server::admin::metrics_handle();
         let name = S::SPEC.name;
         let tokens = Arc::new(Tokens::new(&args.auth)?);
+        let pool = Pool::new(name, &args.database);
+        if let Some(url) = args.cache.redis_url.as_deref().filter(|url| !url.is_empty()) {
+            pool.share_writes_through(
+                url,
+                &args.cache.cache_key_prefix,
+                std::time::Duration::from_millis(args.cache.redis_timeout),
+            )?;
+        }
         Ok(Self {
             context: Context {
-                pool: Pool::new(name, &args.database),
+                pool,
                 cache: Cache::new(&args.cache, name),
                 // Page tokens get a key of their own, derived from the shared secret.
                 pages: PageTokens::new(args.auth.jwt_secret.as_bytes()),

@@ -116,8 +116,8 @@ impl Ingestor {
 
     /// Claims up to a batch of pending documents and settles each one; returns how many.
     pub async fn process_batch(&self) -> Result<usize> {
-        let mut conn = self.pool.get().await?;
-        let conn: &mut AsyncPgConnection = &mut conn;
+        let mut pooled = self.pool.get().await?;
+        let conn: &mut AsyncPgConnection = &mut pooled;
         let (documents, failed) = conn
             .transaction::<_, Error, _>(async |conn| {
                 conn.batch_execute(&format!(
@@ -141,6 +141,11 @@ impl Ingestor {
             .await?;
         let settled = documents.len();
         if settled > 0 {
+            // Searches on replicas, in each tenant, must see the new chunks.
+            let mut tenants: Vec<Uuid> = documents.iter().map(|(tenant, _, _)| *tenant).collect();
+            tenants.sort_unstable();
+            tenants.dedup();
+            self.pool.announce_write(&tenants, &mut pooled).await;
             metrics::counter!("rag_ingested_documents_total", "status" => "ready")
                 .increment((settled - failed) as u64);
             metrics::counter!("rag_ingested_documents_total", "status" => "failed")

@@ -37,7 +37,7 @@ impl AgentService {
     pub(super) async fn cached_agent(&self, tenant: Uuid, id: Uuid) -> Result<Option<pb::Agent>> {
         self.cache
             .get_or_load(&self.kinds.agent, ScopedKey(tenant, id), || {
-                self.pool.read(async |conn| {
+                self.pool.read_in(tenant, async |conn| {
                     Ok(store::find_agent(conn, tenant, id)
                         .await?
                         .map(pb::Agent::from))
@@ -49,7 +49,7 @@ impl AgentService {
     async fn cached_agent_by_slug(&self, tenant: Uuid, slug: &str) -> Result<Option<pb::Agent>> {
         self.cache
             .get_or_load(&self.kinds.agent_by_slug, ScopedKey(tenant, slug), || {
-                self.pool.read(async |conn| {
+                self.pool.read_in(tenant, async |conn| {
                     Ok(store::find_agent_by_slug(conn, tenant, slug)
                         .await?
                         .map(pb::Agent::from))
@@ -201,7 +201,7 @@ pub(super) async fn batch_get(
 
     let mut rows = service
         .pool
-        .run(async |conn| store::find_agents(conn, tenant, &ids).await)
+        .query_in(tenant, async |conn| store::find_agents(conn, tenant, &ids).await)
         .await?;
     // In the order asked for; what is not found is named.
     let mut agents = Vec::with_capacity(rows.len());
@@ -241,7 +241,7 @@ pub(super) async fn list(
             page_size,
             |row: &AgentRow| row.id,
             |after, limit| {
-                service.pool.run(async move |conn| {
+                service.pool.query_in(tenant, async move |conn| {
                     store::list_agents(conn, tenant, filter, after, limit).await
                 })
             },
@@ -279,7 +279,9 @@ pub(super) async fn update(
 
     let (before, after) = service
         .pool
-        .run(async |conn| store::update_agent(conn, tenant, id, expected, &changes).await)
+        .write_in(tenant, async |conn| {
+            store::update_agent(conn, tenant, id, expected, &changes).await
+        })
         .await?;
     // The old slug and the new one (which may hold a cached "absent").
     let mut stale = Vec::new();
@@ -301,7 +303,9 @@ pub(super) async fn delete(
     let expected = input::etag("etag", &message.etag)?;
     let deleted = service
         .pool
-        .run(async |conn| store::delete_agent(conn, tenant, id, expected).await)
+        .write_in(tenant, async |conn| {
+            store::delete_agent(conn, tenant, id, expected).await
+        })
         .await?;
     let mut stale = Vec::new();
     service.agent_keys(&deleted, &mut stale);
@@ -317,7 +321,9 @@ pub(super) async fn undelete(
     let id = validate::id("id", &request.get_ref().id)?;
     let restored = service
         .pool
-        .run(async |conn| store::undelete_agent(conn, tenant, id, UNDELETE_RETENTION).await)
+        .write_in(tenant, async |conn| {
+            store::undelete_agent(conn, tenant, id, UNDELETE_RETENTION).await
+        })
         .await?;
     let mut stale = Vec::new();
     service.agent_keys(&restored, &mut stale);

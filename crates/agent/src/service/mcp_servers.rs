@@ -109,7 +109,9 @@ impl AgentService {
         let (tenant, id) = (row.tenant_id, row.id);
         let row = self
             .pool
-            .run(async |conn| store::record_discovery(conn, tenant, id, stored).await)
+            .write_in(tenant, async |conn| {
+                store::record_discovery(conn, tenant, id, stored).await
+            })
             .await?;
         self.cache
             .invalidate(&self.mcp_server_key(row.tenant_id, row.id))
@@ -239,7 +241,7 @@ pub(super) async fn get(
     let server = service
         .cache
         .get_or_load(&service.kinds.mcp_server, ScopedKey(tenant, id), || {
-            service.pool.read(async |conn| {
+            service.pool.read_in(tenant, async |conn| {
                 Ok(store::find_mcp_server(conn, tenant, id)
                     .await?
                     .map(pb::McpServer::from))
@@ -268,7 +270,7 @@ pub(super) async fn list(
             page_size,
             |row: &McpServerRow| row.id,
             |after, limit| {
-                service.pool.run(async move |conn| {
+                service.pool.query_in(tenant, async move |conn| {
                     store::list_mcp_servers(conn, tenant, after, limit).await
                 })
             },
@@ -302,7 +304,7 @@ pub(super) async fn update(
     }
     let row = service
         .pool
-        .run(async |conn| {
+        .write_in(tenant, async |conn| {
             store::update_mcp_server(conn, tenant, id, expected, &changes, |after| {
                 input::endpoint(&after.transport, &after.url, &after.command, &after.args)
             })
@@ -336,7 +338,7 @@ pub(super) async fn delete(
     let id = validate::id("id", &request.get_ref().id)?;
     let agents_changed = service
         .pool
-        .run(async |conn| store::delete_mcp_server(conn, tenant, id).await)
+        .write_in(tenant, async |conn| store::delete_mcp_server(conn, tenant, id).await)
         .await?;
     service
         .cache

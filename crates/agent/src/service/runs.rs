@@ -172,7 +172,9 @@ impl AgentService {
         let ids: Vec<Uuid> = ids.iter().filter_map(|id| id.parse().ok()).collect();
         let mut rows = self
             .pool
-            .run(async |conn| crate::store::find_mcp_servers(conn, tenant, &ids).await)
+            .query_in(tenant, async |conn| {
+                crate::store::find_mcp_servers(conn, tenant, &ids).await
+            })
             .await?;
         // In the agent's order: the first server keeps a tool name two servers share.
         rows.sort_by_key(|row| ids.iter().position(|id| *id == row.id));

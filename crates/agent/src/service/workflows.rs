@@ -24,7 +24,7 @@ impl AgentService {
     pub(super) async fn cached_workflow(&self, tenant: Uuid, id: Uuid) -> Result<pb::Workflow> {
         self.cache
             .get_or_load(&self.kinds.workflow, ScopedKey(tenant, id), || {
-                self.pool.read(async |conn| {
+                self.pool.read_in(tenant, async |conn| {
                     Ok(store::find_workflow(conn, tenant, id)
                         .await?
                         .map(pb::Workflow::from))
@@ -115,7 +115,9 @@ pub(super) async fn list(
             |after, limit| {
                 service
                     .pool
-                    .run(async move |conn| store::list_workflows(conn, tenant, after, limit).await)
+                    .query_in(tenant, async move |conn| {
+                        store::list_workflows(conn, tenant, after, limit).await
+                    })
             },
         )
         .await?;
@@ -147,7 +149,9 @@ pub(super) async fn update(
 
     let row = service
         .pool
-        .run(async |conn| store::update_workflow(conn, tenant, id, expected, &changes).await)
+        .write_in(tenant, async |conn| {
+            store::update_workflow(conn, tenant, id, expected, &changes).await
+        })
         .await?;
     service.forget_workflow(tenant, id).await;
     Ok(Response::new(pb::UpdateWorkflowResponse {
@@ -163,7 +167,7 @@ pub(super) async fn delete(
     let id = validate::id("id", &request.get_ref().id)?;
     service
         .pool
-        .run(async |conn| store::delete_workflow(conn, tenant, id).await)
+        .write_in(tenant, async |conn| store::delete_workflow(conn, tenant, id).await)
         .await?;
     service.forget_workflow(tenant, id).await;
     Ok(Response::new(pb::DeleteWorkflowResponse {}))

@@ -93,7 +93,7 @@ pub(super) async fn list(
             listing.page_size,
             |row: &ConversationRow| row.id,
             |before, limit| {
-                service.pool.run(async move |conn| {
+                service.pool.query_in(tenant, async move |conn| {
                     store::list_conversations(conn, tenant, filter, before, limit).await
                 })
             },
@@ -130,7 +130,9 @@ pub(super) async fn update(
     let (id, changes) = (update.id, update.changes);
     let row = service
         .pool
-        .run(async |conn| store::update_conversation(conn, tenant, id, &changes).await)
+        .write_in(tenant, async |conn| {
+            store::update_conversation(conn, tenant, id, &changes).await
+        })
         .await?;
     service.forget_conversation(tenant, id).await;
     Ok(Response::new(pb::UpdateConversationResponse {
@@ -146,7 +148,7 @@ pub(super) async fn delete(
     let id = validate::id("id", &request.get_ref().id)?;
     service
         .pool
-        .run(async |conn| store::delete_conversation(conn, tenant, id).await)
+        .write_in(tenant, async |conn| store::delete_conversation(conn, tenant, id).await)
         .await?;
     service.forget_conversation(tenant, id).await;
     Ok(Response::new(pb::DeleteConversationResponse {}))

@@ -18,7 +18,9 @@ pub(super) async fn append(
     let (conversation, new) = input::append(request.get_ref())?;
     let rows = service
         .pool
-        .run(async |conn| store::append_messages(conn, tenant, conversation, &new).await)
+        .write_in(tenant, async |conn| {
+            store::append_messages(conn, tenant, conversation, &new).await
+        })
         .await?;
     // Its message count and last message time changed.
     service.forget_conversation(tenant, conversation).await;
@@ -47,7 +49,7 @@ pub(super) async fn list(
     service.cached_conversation(tenant, conversation).await?;
     let mut rows = service
         .pool
-        .run(async |conn| {
+        .query_in(tenant, async |conn| {
             store::list_messages(conn, tenant, conversation, direction, from, page_size + 1).await
         })
         .await?;

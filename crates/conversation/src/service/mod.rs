@@ -59,7 +59,7 @@ impl ConversationService {
     async fn cached_conversation(&self, tenant: Uuid, id: Uuid) -> Result<pb::Conversation> {
         self.cache
             .get_or_load(&self.kinds.conversation, ScopedKey(tenant, id), || {
-                self.pool.read(async |conn| {
+                self.pool.read_in(tenant, async |conn| {
                     Ok(store::find_conversation(conn, tenant, id)
                         .await?
                         .map(pb::Conversation::from))

@@ -81,7 +81,7 @@ pub(super) async fn respond(
     let opened = loop {
         let opened = service
             .pool
-            .run(async |conn| {
+            .write_in(tenant, async |conn| {
                 store::open_answer(
                     conn,
                     tenant,
@@ -149,7 +149,7 @@ pub(super) async fn respond(
             };
             let stored = service
                 .pool
-                .run(async |conn| {
+                .write_in(tenant, async |conn| {
                     store::finish_answer(conn, tenant, input.conversation, answer, failed).await
                 })
                 .await;
@@ -375,7 +375,7 @@ impl Relay {
         };
         let stored = self
             .pool
-            .run(async |conn| {
+            .write_in(self.tenant, async |conn| {
                 store::finish_answer(conn, self.tenant, self.conversation, self.answer, finished)
                     .await
             })
@@ -429,7 +429,7 @@ impl Relay {
         };
         let stored = self
             .pool
-            .run(async |conn| {
+            .write_in(self.tenant, async |conn| {
                 store::append_tool_messages(conn, self.tenant, self.conversation, &[message]).await
             })
             .await;

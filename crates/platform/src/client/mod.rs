@@ -341,6 +341,10 @@ impl Dependency {
                 Ok(Ok(response)) => {
                     self.breaker.succeeded(permit);
                     record(self.name, Code::Ok);
+                    // What the callee wrote, this request's later reads must see.
+                    if let Some(lsn) = written_position(response.metadata()) {
+                        crate::request::wrote_at(lsn);
+                    }
                     return Ok(response.into_inner());
                 }
                 Ok(Err(status)) => status,
@@ -396,12 +400,25 @@ impl Dependency {
         if let Some(counted) = &credentials.counted {
             metadata.insert(COUNTED_HEADER, counted.clone());
         }
+        // The callee's reads must see what this request's caller and writes saw.
+        let min_lsn = crate::request::min_lsn();
+        if min_lsn > 0
+            && let Ok(value) = crate::db::Lsn(min_lsn).to_string().parse()
+        {
+            metadata.insert(crate::request::MIN_LSN_HEADER, value);
+        }
         let context = tracing::Span::current().context();
         opentelemetry::global::get_text_map_propagator(|propagator| {
             propagator.inject_context(&context, &mut MetadataInjector(metadata));
         });
         request
     }
+}
+
+/// The WAL position a callee's answer says its writes reached (`x-min-lsn`).
+fn written_position(metadata: &tonic::metadata::MetadataMap) -> Option<u64> {
+    let value = metadata.get(crate::request::MIN_LSN_HEADER)?.to_str().ok()?;
+    value.parse::<crate::db::Lsn>().ok().map(|lsn| lsn.0)
 }
 
 /// The delay an HTTP server asked for in `Retry-After` (seconds; the date form is not

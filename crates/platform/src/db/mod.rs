@@ -9,13 +9,17 @@
 //!   caught client-side a moment later, and the connection is discarded;
 //! - readiness pings on a connection of its own, never waiting behind the load;
 //! - application queries are counted (tests assert query counts; `/metrics` exports them),
-//!   the pool's own pings are not.
+//!   the pool's own pings are not;
+//! - optional streaming replicas (`DATABASE_REPLICA_URL`): routed reads
+//!   ([`Pool::read_in`], [`Pool::query_in`]) go to one that has replayed the scope's
+//!   writes ([`Pool::write_in`]), else to the primary (see [`replicas`]).
 
 mod connection;
 mod failures;
 mod migrate;
 mod pipeline;
 mod probe;
+mod replicas;
 mod status;
 mod timing;
 
@@ -30,7 +34,10 @@ use failures::ConnectFailures;
 pub use migrate::run_migrations;
 use pipeline::Lanes;
 use probe::Probe;
+use replicas::{ReadCounters, Replicas, Route, replica_failed};
+pub use replicas::{BadLsn, Lsn};
 pub use status::PoolStatus;
+use uuid::Uuid;
 
 use crate::config::DatabaseArgs;
 use crate::error::{Error, Result};
@@ -90,12 +97,39 @@ struct Shared {
     lanes: Option<Lanes>,
     /// `db_pool_checkout_seconds`, registered on first use (after the recorder is).
     checkout_seconds: OnceLock<metrics::Histogram>,
+    /// The database's streaming replicas, when it has any.
+    replicas: Option<Arc<Replicas>>,
+    /// Routed reads by target; `None` in a replica's own pool.
+    reads: Option<ReadCounters>,
 }
 
 impl Pool {
     /// Builds the pool without connecting: the service starts, and reports not ready,
-    /// while the database is down. `name` labels the pool's metrics.
+    /// while the database is down. `name` labels the pool's metrics. The replicas
+    /// `DATABASE_REPLICA_URL` names get pools of their own, polled in the background.
     pub fn new(name: &'static str, args: &DatabaseArgs) -> Self {
+        let mut pool = Self::connect(
+            name,
+            &args.database_url,
+            (args.db_pool_size, args.db_max_overflow),
+            args,
+            Replicas::new(name, args),
+        );
+        if let Some(shared) = Arc::get_mut(&mut pool.shared) {
+            shared.reads = Some(ReadCounters::new(name));
+        }
+        pool
+    }
+
+    /// The pool of the database at `url`: `base_size` connections kept open,
+    /// `max_overflow` more under load, the rest of its settings from `args`.
+    fn connect(
+        name: &'static str,
+        url: &str,
+        (base_size, max_overflow): (u32, u32),
+        args: &DatabaseArgs,
+        replicas: Option<Arc<Replicas>>,
+    ) -> Self {
         let queries = Arc::new(AtomicU64::new(0));
         let failures = Arc::new(ConnectFailures::default());
         let outages = Arc::new(AtomicU64::new(0));
@@ -103,7 +137,7 @@ impl Pool {
             (args.db_query_timeout > 0).then(|| Duration::from_millis(args.db_query_timeout));
         let manager = Manager {
             pool: name,
-            url: args.database_url.clone(),
+            url: url.to_owned(),
             connect_timeout: args.db_connect_timeout,
             statement_timeout,
             pre_ping: args.db_pool_pre_ping,
@@ -115,8 +149,7 @@ impl Pool {
             .then(|| Lanes::new(manager.clone(), args.db_pipelined_connections as usize));
         let checkout_timeout = Duration::from_secs(args.db_pool_timeout.max(1));
         // The seeds' names, registered now so they are scraped before the first report.
-        metrics::gauge!("db_connection_pool_size", "pool" => name)
-            .set(f64::from(args.db_pool_size));
+        metrics::gauge!("db_connection_pool_size", "pool" => name).set(f64::from(base_size));
         metrics::gauge!("db_connection_pool_overflow", "pool" => name).set(0.0);
         for state in ["total", "idle", "in_use", "overflow"] {
             metrics::gauge!("db_pool_connections", "pool" => name, "state" => state).set(0.0);
@@ -124,8 +157,8 @@ impl Pool {
         metrics::gauge!("db_pool_waiting", "pool" => name).set(0.0);
         metrics::counter!("db_pool_timeouts_total", "pool" => name).increment(0);
         let inner = bb8::Pool::builder()
-            .max_size((args.db_pool_size + args.db_max_overflow).max(1))
-            .min_idle(Some(args.db_pool_size))
+            .max_size((base_size + max_overflow).max(1))
+            .min_idle(Some(base_size))
             .idle_timeout(Some(OVERFLOW_IDLE_TIMEOUT))
             .max_lifetime(Some(Duration::from_secs(args.db_pool_recycle.max(1))))
             .connection_timeout(checkout_timeout)
@@ -137,16 +170,18 @@ impl Pool {
             inner,
             shared: Arc::new(Shared {
                 name,
-                base_size: args.db_pool_size,
+                base_size,
                 checkout_timeout,
                 statement_timeout,
                 queries,
                 failures,
-                probe: Probe::new(args.database_url.clone()),
+                probe: Probe::new(url.to_owned()),
                 answering: AtomicBool::new(true),
                 outages,
                 lanes,
                 checkout_seconds: OnceLock::new(),
+                replicas,
+                reads: None,
             }),
         }
     }
@@ -285,6 +320,116 @@ impl Pool {
         }
     }
 
+    /// A point read in `scope` (the tenant it reads in), like [`Pool::read`], served by
+    /// a replica that has replayed every write announced for the scope and every
+    /// position the request must see (`x-min-lsn`), else by the primary. A replica that
+    /// fails the read is taken out, and the primary serves it. Cache-miss loads read
+    /// through this: a replica's row is never older than an announced write.
+    pub async fn read_in<T>(
+        &self,
+        scope: Uuid,
+        work: impl AsyncFnOnce(&mut SharedConn<'_>) -> Result<T> + Clone,
+    ) -> Result<T> {
+        if let Some((replicas, index)) = self.route(scope).await {
+            // A copy of `work` (its captures are borrows or small values): the primary
+            // may have to run it again.
+            match replicas.member(index).pool.read(work.clone()).await {
+                Err(error) if replica_failed(&error) => self.replica_failed(replicas, index, &error),
+                result => return result,
+            }
+        }
+        self.read(work).await
+    }
+
+    /// A read in `scope` (a list, a search, a lookup) on a connection of its own, like
+    /// [`Pool::run`] but routed as [`Pool::read_in`] is. Not for reads that a write
+    /// depends on: those belong in the write's transaction, on the primary.
+    pub async fn query_in<T>(
+        &self,
+        scope: Uuid,
+        work: impl AsyncFnOnce(&mut PgConn) -> Result<T> + Clone,
+    ) -> Result<T> {
+        if let Some((replicas, index)) = self.route(scope).await {
+            match replicas.member(index).pool.run(work.clone()).await {
+                Err(error) if replica_failed(&error) => self.replica_failed(replicas, index, &error),
+                result => return result,
+            }
+        }
+        self.run(work).await
+    }
+
+    /// A write in `scope`, like [`Pool::run`] on the primary; once it has committed (when
+    /// the database has replicas), its WAL position is announced for the scope, so reads
+    /// in the scope, in every process, see it ([`Pool::read_in`]).
+    pub async fn write_in<T>(
+        &self,
+        scope: Uuid,
+        work: impl AsyncFnOnce(&mut PgConn) -> Result<T>,
+    ) -> Result<T> {
+        let Some(replicas) = &self.shared.replicas else {
+            return self.run(work).await;
+        };
+        self.run(async |conn| {
+            let done = work(conn).await?;
+            replicas.announce_write(&[scope], conn).await;
+            Ok(done)
+        })
+        .await
+    }
+
+    /// Announces a write in `scopes` that `conn` committed outside [`Pool::write_in`]
+    /// (a connection the caller checked out itself); nothing without replicas.
+    pub async fn announce_write(&self, scopes: &[Uuid], conn: &mut PgConn) {
+        if let Some(replicas) = &self.shared.replicas {
+            replicas.announce_write(scopes, conn).await;
+        }
+    }
+
+    /// Whether the database has replicas (so writes announce their positions).
+    pub fn has_replicas(&self) -> bool {
+        self.shared.replicas.is_some()
+    }
+
+    /// Shares the positions writes announce with every other process through Redis at
+    /// `redis_url` (keys under `key_prefix`, calls bounded by `timeout`). Without it,
+    /// only this process's own writes and what callers send in `x-min-lsn` are seen.
+    pub fn share_writes_through(
+        &self,
+        redis_url: &str,
+        key_prefix: &str,
+        timeout: Duration,
+    ) -> Result<()> {
+        match &self.shared.replicas {
+            Some(replicas) => replicas
+                .share_through(redis_url, key_prefix, timeout)
+                .map_err(|e| Error::internal(format!("REDIS_URL: {e}"))),
+            None => Ok(()),
+        }
+    }
+
+    /// The replica a read in `scope` goes to, counted; `None` for the primary.
+    async fn route(&self, scope: Uuid) -> Option<(&Replicas, usize)> {
+        let route = match &self.shared.replicas {
+            Some(replicas) => replicas.route(scope).await,
+            None => Route::Primary(replicas::NO_REPLICA),
+        };
+        if let Some(reads) = &self.shared.reads {
+            reads.count(route);
+        }
+        match (route, &self.shared.replicas) {
+            (Route::Replica(index), Some(replicas)) => Some((replicas, index)),
+            _ => None,
+        }
+    }
+
+    /// Takes a replica that failed a read out; the primary serves the read again.
+    fn replica_failed(&self, replicas: &Replicas, index: usize, error: &Error) {
+        replicas.failed(index, error);
+        if let Some(reads) = &self.shared.reads {
+            reads.replica_failed();
+        }
+    }
+
     /// Fails at once when no query can succeed now: the database stopped answering
     /// readiness, or the caller's deadline has passed. Returns the time left.
     fn may_query(&self) -> Result<Option<Duration>> {
@@ -321,6 +466,13 @@ impl Pool {
     /// Until a ping succeeds again, checkouts fail at once with `UNAVAILABLE`.
     pub async fn ping(&self, timeout: Duration) -> bool {
         let answering = self.shared.probe.ping(timeout).await;
+        self.observe(answering);
+        answering
+    }
+
+    /// Records whether the database answered its probe just now: while it does not,
+    /// checkouts fail at once; when it stops, shared connections are closed.
+    fn observe(&self, answering: bool) {
         let was_answering = self.shared.answering.swap(answering, Ordering::Relaxed);
         if was_answering && !answering {
             self.shared.outages.fetch_add(1, Ordering::Relaxed);
@@ -328,7 +480,6 @@ impl Pool {
                 lanes.close_all();
             }
         }
-        answering
     }
 
     /// Application queries run through this pool since it was built.

@@ -37,4 +37,27 @@ impl Probe {
         }
         ok
     }
+
+    /// The one bigint `select` (an expression, without `SELECT`) yields, asked within
+    /// `timeout`, connecting if need be; `None` when the server did not answer it.
+    pub(crate) async fn scalar(&self, select: &str, timeout: Duration) -> Option<i64> {
+        use diesel_async::RunQueryDsl;
+        let mut held = self.conn.lock().await;
+        let answered = tokio::time::timeout(timeout, async {
+            if held.is_none() {
+                *held = Some(AsyncPgConnection::establish(&self.url).await.ok()?);
+            }
+            let conn = held.as_mut()?;
+            diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(select))
+                .get_result::<i64>(conn)
+                .await
+                .ok()
+        })
+        .await;
+        let value = answered.ok().flatten();
+        if value.is_none() {
+            *held = None;
+        }
+        value
+    }
 }

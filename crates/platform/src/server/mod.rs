@@ -33,7 +33,7 @@ use self::coalesce::CoalescedWrites;
 use self::layers::rpc::{known_methods, streaming_methods};
 use self::layers::{
     AuthLayer, CatchPanicLayer, ConsistencyLayer, DeadlineLayer, MessageLimitLayer, PrincipalLayer,
-    RateLimitLayer, RpcLayer,
+    RateLimitLayer, ReadYourWritesLayer, RpcLayer,
 };
 use self::readiness::{HealthStatuses, follow_readiness};
 use crate::config::ServerArgs;
@@ -257,6 +257,9 @@ impl Server {
                 self.name,
             ))
             .layer(ConsistencyLayer)
+            .layer(ReadYourWritesLayer::new(
+                self.database.as_ref().is_some_and(Pool::has_replicas),
+            ))
             .layer(self.auth.clone())
             .layer(RateLimitLayer::new(self.limiter.clone()))
             .layer(self.principals.clone());

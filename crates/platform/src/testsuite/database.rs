@@ -47,7 +47,17 @@ pub struct TestDatabase {
 impl TestDatabase {
     /// Clones a fresh database from the template for `migrations` (creating that once).
     pub async fn create(service: &str, migrations: EmbeddedMigrations) -> Self {
-        let admin_url = admin_url();
+        Self::create_on(&admin_url(), service, migrations).await
+    }
+
+    /// [`TestDatabase::create`] on the cluster whose admin database is `admin_url` (a
+    /// cluster of the test's own, such as a [`super::ReplicatedCluster`]'s primary).
+    pub async fn create_on(
+        admin_url: &str,
+        service: &str,
+        migrations: EmbeddedMigrations,
+    ) -> Self {
+        let admin_url = admin_url.to_owned();
         let template = ensure_template(&admin_url, service, migrations).await;
         let name = format!("test_{service}_{}", uuid::Uuid::new_v4().simple());
         let mut admin = connect(&admin_url).await;

@@ -9,7 +9,9 @@
 //!   `127.0.0.1:0`, with bearer channels, tokens, health waits and query counts;
 //! - `process.rs`, [`ServiceProcess`]: a service binary as a real process;
 //! - `otlp.rs`, [`OtlpReceiver`] and [`BlackHole`]: a trace receiver as Jaeger runs one,
-//!   and a collector that never answers.
+//!   and a collector that never answers;
+//! - `replica.rs`, [`ReplicatedCluster`]: a primary of the test's own and a streaming
+//!   replica of it, to pause, kill and restart.
 //!
 //! `TEST_DATABASE_URL` points at an admin database (default: the local cluster that
 //! `scripts/infra.sh` starts); `TEST_REDIS_URL` at the shared Redis.
@@ -19,6 +21,7 @@ mod otlp;
 mod process;
 mod proxy;
 mod redis;
+mod replica;
 mod service;
 
 pub use database::{TestDatabase, admin_url, lock_waiters};
@@ -26,6 +29,7 @@ pub use otlp::{BlackHole, OtlpReceiver, ReceivedSpan};
 pub use process::ServiceProcess;
 pub use proxy::TcpProxy;
 pub use redis::{RedisServer, redis_url};
+pub use replica::ReplicatedCluster;
 pub use service::{
     Bearer, BearerChannel, Harness, JWT_SECRET, Options, TestService, admin_get, auth_args,
     create_tenant, free_addr, grpc_channel, health, wait_for_health,

@@ -91,7 +91,7 @@ pub(super) async fn list(
             page_size,
             |row: &CollectionRow| row.id,
             |after, limit| {
-                service.pool.run(async move |conn| {
+                service.pool.query_in(tenant, async move |conn| {
                     store::list_collections(conn, tenant, after, limit).await
                 })
             },
@@ -111,7 +111,7 @@ pub(super) async fn delete(
     let id = validate::id("id", &request.get_ref().id)?;
     service
         .pool
-        .run(async |conn| store::delete_collection(conn, tenant, id).await)
+        .write_in(tenant, async |conn| store::delete_collection(conn, tenant, id).await)
         .await?;
     service
         .cache

@@ -40,7 +40,9 @@ impl RagService {
         }
         let stored = self
             .pool
-            .run(async |conn| store::insert_documents(conn, collection, &rows).await)
+            .write_in(tenant, async |conn| {
+                store::insert_documents(conn, collection, &rows).await
+            })
             .await?;
         self.ingestor.wake();
         Ok(stored)
@@ -186,7 +188,7 @@ pub(super) async fn get(
     let document = service
         .cache
         .get_or_load(&service.kinds.document, ScopedKey(tenant, id), || {
-            service.pool.read(async |conn| {
+            service.pool.read_in(tenant, async |conn| {
                 Ok(store::find_document(conn, tenant, id)
                     .await?
                     .map(pb::Document::from))
@@ -225,7 +227,7 @@ pub(super) async fn list(
             page_size,
             |row: &DocumentSummary| row.id,
             |after, limit| {
-                service.pool.run(async move |conn| {
+                service.pool.query_in(tenant, async move |conn| {
                     store::list_documents(conn, tenant, collection, status, after, limit).await
                 })
             },
@@ -245,7 +247,7 @@ pub(super) async fn delete(
     let id = validate::id("id", &request.get_ref().id)?;
     let collection = service
         .pool
-        .run(async |conn| store::delete_document(conn, tenant, id).await)
+        .write_in(tenant, async |conn| store::delete_document(conn, tenant, id).await)
         .await?;
     service
         .cache

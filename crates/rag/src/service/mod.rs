@@ -95,7 +95,7 @@ impl RagService {
     async fn collection(&self, tenant: Uuid, id: Uuid) -> Result<pb::Collection> {
         self.cache
             .get_or_load(&self.kinds.collection, ScopedKey(tenant, id), || {
-                self.pool.read(async |conn| {
+                self.pool.read_in(tenant, async |conn| {
                     Ok(store::find_collection(conn, tenant, id)
                         .await?
                         .map(pb::Collection::from))

@@ -34,7 +34,7 @@ pub(super) async fn set(
         .transpose()?;
     service
         .pool
-        .run(async |conn| {
+        .write_in(tenant, async |conn| {
             require_tenant(conn, tenant).await?;
             store::store_rate_limits(conn, tenant, json.as_ref()).await
         })

@@ -62,7 +62,9 @@ pub(super) async fn get(
         .get_or_load(&service.kinds.tenant, id, || {
             service
                 .pool
-                .run(async |conn| Ok(store::find_tenant(conn, id).await?.map(pb::Tenant::from)))
+                .query_in(id, async |conn| {
+                    Ok(store::find_tenant(conn, id).await?.map(pb::Tenant::from))
+                })
         })
         .await?
         .ok_or(Error::NotFound("tenant"))?;
@@ -79,7 +81,9 @@ pub(super) async fn update(
     let update = input::tenant_update(request.get_ref())?;
     let row = service
         .pool
-        .run(async |conn| store::update_tenant(conn, update.id, &update.changes).await)
+        .write_in(update.id, async |conn| {
+            store::update_tenant(conn, update.id, &update.changes).await
+        })
         .await?
         .ok_or(Error::NotFound("tenant"))?;
     service

@@ -19,7 +19,7 @@ impl UserService {
     async fn cached_user(&self, tenant: Uuid, id: Uuid) -> Result<Option<pb::User>> {
         self.cache
             .get_or_load(&self.kinds.user, ScopedKey(tenant, id), || {
-                self.pool.read(async |conn| {
+                self.pool.read_in(tenant, async |conn| {
                     Ok(store::find_user(conn, tenant, id)
                         .await?
                         .map(pb::User::from))
@@ -36,7 +36,7 @@ impl UserService {
         };
         self.cache
             .get_or_load(kind, ScopedKey(tenant, value), || {
-                self.pool.read(async |conn| {
+                self.pool.read_in(tenant, async |conn| {
                     Ok(store::find_user_by(conn, tenant, key)
                         .await?
                         .map(pb::User::from))
@@ -183,7 +183,9 @@ pub(super) async fn update(
     let update = input::user_update(request.get_ref())?;
     let (before, after) = service
         .pool
-        .run(async |conn| store::update_user(conn, tenant, update.id, &update.changes).await)
+        .write_in(tenant, async |conn| {
+            store::update_user(conn, tenant, update.id, &update.changes).await
+        })
         .await?
         .ok_or(Error::NotFound("user"))?;
     // The old email and username, and the new ones (which may hold a cached "absent").
@@ -206,7 +208,7 @@ pub(super) async fn delete(
     let id = agentic_platform::validate::id("id", &request.get_ref().id)?;
     let deleted = service
         .pool
-        .run(async |conn| store::delete_user(conn, tenant, id).await)
+        .write_in(tenant, async |conn| store::delete_user(conn, tenant, id).await)
         .await?
         .ok_or(Error::NotFound("user"))?;
     let mut stale = Vec::new();
@@ -233,7 +235,7 @@ pub(super) async fn list(
             listing.page_size,
             |row: &UserRow| row.id,
             |after, limit| {
-                service.pool.run(async move |conn| {
+                service.pool.query_in(tenant, async move |conn| {
                     store::list_users(conn, tenant, filter, after, limit).await
                 })
             },

@@ -186,7 +186,7 @@ pub(super) async fn execute(
     };
     let (row, created) = service
         .pool
-        .run(async |conn| store::insert_run(conn, &new_run).await)
+        .write_in(tenant, async |conn| store::insert_run(conn, &new_run).await)
         .await?;
     let (sender, stream) = mpsc::channel(EVENTS_AHEAD);
     if !created && (row.input != new_run.input || row.overrides != new_run.overrides) {
@@ -299,7 +299,7 @@ pub(super) async fn cancel(
     let reason = format!("cancelled by {}", caller.subject);
     let row = service
         .pool
-        .run(async |conn| store::cancel_run(conn, tenant, id, &reason).await)
+        .write_in(tenant, async |conn| store::cancel_run(conn, tenant, id, &reason).await)
         .await?;
     // Here, the runner stops at once; on another replica, at its next lease renewal.
     service.live.runs.cancel(id);

@@ -12,10 +12,12 @@
 //!    request and everything it waits on.
 //! 5. [`consistency`]: `x-read-consistency: strong` makes the request's reads skip the
 //!    cache.
-//! 6. [`auth`]: the bearer token is verified and the caller put into the request.
-//! 7. [`ratelimit`]: the caller (its user or tenant, or the address of a call without a
+//! 6. [`read_your_writes`]: `x-min-lsn` says what WAL position the request's reads on
+//!    database replicas must see; the answer says what its writes reached.
+//! 7. [`auth`]: the bearer token is verified and the caller put into the request.
+//! 8. [`ratelimit`]: the caller (its user or tenant, or the address of a call without a
 //!    token) must have calls left; the limit state goes on every response.
-//! 8. [`principal`]: the caller's tenant and user must still exist and be active.
+//! 9. [`principal`]: the caller's tenant and user must still exist and be active.
 //!
 //! Answers these layers give before the request's body is read wait for it briefly
 //! first ([`early`]).
@@ -30,6 +32,8 @@ pub mod message_limit;
 pub mod deadline;
 
 pub mod consistency;
+
+pub mod read_your_writes;
 
 pub mod auth;
 
@@ -50,5 +54,6 @@ pub use deadline::DeadlineLayer;
 pub use message_limit::MessageLimitLayer;
 pub use panic::CatchPanicLayer;
 pub use principal::PrincipalLayer;
+pub use read_your_writes::ReadYourWritesLayer;
 pub use ratelimit::RateLimitLayer;
 pub use rpc::RpcLayer;
