@@ -210,7 +210,12 @@ impl<S: ServiceType> App<S> {
         let name = S::SPEC.name;
         let tokens = Arc::new(Tokens::new(&args.auth)?);
         let pool = Pool::new(name, &args.database);
-        if let Some(url) = args.cache.redis_url.as_deref().filter(|url| !url.is_empty()) {
+        if let Some(url) = args
+            .cache
+            .redis_url
+            .as_deref()
+            .filter(|url| !url.is_empty())
+        {
             pool.share_writes_through(
                 url,
                 &args.cache.cache_key_prefix,

@@ -201,7 +201,9 @@ pub(super) async fn batch_get(
 
     let mut rows = service
         .pool
-        .query_in(tenant, async |conn| store::find_agents(conn, tenant, &ids).await)
+        .query_in(tenant, async |conn| {
+            store::find_agents(conn, tenant, &ids).await
+        })
         .await?;
     // In the order asked for; what is not found is named.
     let mut agents = Vec::with_capacity(rows.len());

@@ -338,7 +338,9 @@ pub(super) async fn delete(
     let id = validate::id("id", &request.get_ref().id)?;
     let agents_changed = service
         .pool
-        .write_in(tenant, async |conn| store::delete_mcp_server(conn, tenant, id).await)
+        .write_in(tenant, async |conn| {
+            store::delete_mcp_server(conn, tenant, id).await
+        })
         .await?;
     service
         .cache

@@ -113,11 +113,9 @@ pub(super) async fn list(
             page_size,
             |row: &WorkflowRow| row.id,
             |after, limit| {
-                service
-                    .pool
-                    .query_in(tenant, async move |conn| {
-                        store::list_workflows(conn, tenant, after, limit).await
-                    })
+                service.pool.query_in(tenant, async move |conn| {
+                    store::list_workflows(conn, tenant, after, limit).await
+                })
             },
         )
         .await?;
@@ -167,7 +165,9 @@ pub(super) async fn delete(
     let id = validate::id("id", &request.get_ref().id)?;
     service
         .pool
-        .write_in(tenant, async |conn| store::delete_workflow(conn, tenant, id).await)
+        .write_in(tenant, async |conn| {
+            store::delete_workflow(conn, tenant, id).await
+        })
         .await?;
     service.forget_workflow(tenant, id).await;
     Ok(Response::new(pb::DeleteWorkflowResponse {}))

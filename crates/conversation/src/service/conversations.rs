@@ -148,7 +148,9 @@ pub(super) async fn delete(
     let id = validate::id("id", &request.get_ref().id)?;
     service
         .pool
-        .write_in(tenant, async |conn| store::delete_conversation(conn, tenant, id).await)
+        .write_in(tenant, async |conn| {
+            store::delete_conversation(conn, tenant, id).await
+        })
         .await?;
     service.forget_conversation(tenant, id).await;
     Ok(Response::new(pb::DeleteConversationResponse {}))

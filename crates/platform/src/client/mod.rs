@@ -417,7 +417,10 @@ impl Dependency {
 
 /// The WAL position a callee's answer says its writes reached (`x-min-lsn`).
 fn written_position(metadata: &tonic::metadata::MetadataMap) -> Option<u64> {
-    let value = metadata.get(crate::request::MIN_LSN_HEADER)?.to_str().ok()?;
+    let value = metadata
+        .get(crate::request::MIN_LSN_HEADER)?
+        .to_str()
+        .ok()?;
     value.parse::<crate::db::Lsn>().ok().map(|lsn| lsn.0)
 }
 

@@ -49,7 +49,12 @@ pub struct DatabaseArgs {
     /// logged). Lists, searches and cache-miss loads go to one that has replayed the
     /// caller's writes, else to the primary; writes and transactions always go to the
     /// primary. Empty: every query goes to DATABASE_URL.
-    #[arg(long, env = "DATABASE_REPLICA_URL", hide_env_values = true, value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "DATABASE_REPLICA_URL",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
     pub database_replica_url: Vec<String>,
 
     /// Connections kept open to each replica (as many more open under load).

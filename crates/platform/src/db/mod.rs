@@ -34,8 +34,8 @@ use failures::ConnectFailures;
 pub use migrate::run_migrations;
 use pipeline::Lanes;
 use probe::Probe;
-use replicas::{ReadCounters, Replicas, Route, replica_failed};
 pub use replicas::{BadLsn, Lsn};
+use replicas::{ReadCounters, Replicas, Route, replica_failed};
 pub use status::PoolStatus;
 use uuid::Uuid;
 
@@ -334,7 +334,9 @@ impl Pool {
             // A copy of `work` (its captures are borrows or small values): the primary
             // may have to run it again.
             match replicas.member(index).pool.read(work.clone()).await {
-                Err(error) if replica_failed(&error) => self.replica_failed(replicas, index, &error),
+                Err(error) if replica_failed(&error) => {
+                    self.replica_failed(replicas, index, &error)
+                }
                 result => return result,
             }
         }
@@ -351,7 +353,9 @@ impl Pool {
     ) -> Result<T> {
         if let Some((replicas, index)) = self.route(scope).await {
             match replicas.member(index).pool.run(work.clone()).await {
-                Err(error) if replica_failed(&error) => self.replica_failed(replicas, index, &error),
+                Err(error) if replica_failed(&error) => {
+                    self.replica_failed(replicas, index, &error)
+                }
                 result => return result,
             }
         }
@@ -388,6 +392,22 @@ impl Pool {
     /// Whether the database has replicas (so writes announce their positions).
     pub fn has_replicas(&self) -> bool {
         self.shared.replicas.is_some()
+    }
+
+    /// How many replicas serve reads now (answering, within their lag bounds).
+    pub fn replicas_serving(&self) -> usize {
+        self.shared
+            .replicas
+            .as_ref()
+            .map_or(0, |replicas| replicas.serving())
+    }
+
+    /// Application queries run on the replicas since the pool was built.
+    pub fn replica_queries(&self) -> u64 {
+        self.shared
+            .replicas
+            .as_ref()
+            .map_or(0, |replicas| replicas.queries())
     }
 
     /// Shares the positions writes announce with every other process through Redis at

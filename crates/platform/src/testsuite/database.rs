@@ -52,11 +52,7 @@ impl TestDatabase {
 
     /// [`TestDatabase::create`] on the cluster whose admin database is `admin_url` (a
     /// cluster of the test's own, such as a [`super::ReplicatedCluster`]'s primary).
-    pub async fn create_on(
-        admin_url: &str,
-        service: &str,
-        migrations: EmbeddedMigrations,
-    ) -> Self {
+    pub async fn create_on(admin_url: &str, service: &str, migrations: EmbeddedMigrations) -> Self {
         let admin_url = admin_url.to_owned();
         let template = ensure_template(&admin_url, service, migrations).await;
         let name = format!("test_{service}_{}", uuid::Uuid::new_v4().simple());

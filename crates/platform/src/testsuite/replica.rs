@@ -40,8 +40,10 @@ impl ReplicatedCluster {
     /// Creates and starts a fresh primary and a replica of it (a few seconds).
     pub async fn start() -> Self {
         let cluster = Self {
-            dir: std::env::temp_dir()
-                .join(format!("agentic-replicated-{}", uuid::Uuid::new_v4().simple())),
+            dir: std::env::temp_dir().join(format!(
+                "agentic-replicated-{}",
+                uuid::Uuid::new_v4().simple()
+            )),
             primary_port: free_port(),
             replica_port: free_port(),
         };
@@ -68,7 +70,10 @@ impl ReplicatedCluster {
 
     /// The primary's admin database, for [`super::TestDatabase::create_on`].
     pub fn admin_url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.primary_port)
+        format!(
+            "postgres://postgres@127.0.0.1:{}/postgres",
+            self.primary_port
+        )
     }
 
     /// The URL of `database` on the replica.

@@ -141,6 +141,9 @@ pub struct Options {
     /// The service's own settings, as flags (`--user-service-url`, ...): parsed by clap
     /// into its [`ServiceType::Args`] after its [`ServiceType::TEST_FLAGS`].
     pub service_flags: Vec<String>,
+    /// Streaming replicas of its database (`DATABASE_REPLICA_URL`), polled every 20 ms
+    /// and never quarantined for lag within a test.
+    pub replica_urls: Vec<String>,
 }
 
 impl Default for Options {
@@ -154,6 +157,7 @@ impl Default for Options {
             principal_check: false,
             rate_limits: crate::config::from_flags(&["--rate-limit-enabled", "false"]),
             service_flags: Vec::new(),
+            replica_urls: Vec::new(),
         }
     }
 }
@@ -169,6 +173,9 @@ impl Options {
         database.db_pool_size = self.pool_size;
         database.db_max_overflow = self.pool_size;
         database.db_pool_timeout = 5;
+        database.database_replica_url = self.replica_urls.clone();
+        database.db_replica_poll_interval = Duration::from_millis(20);
+        database.db_replica_max_lag = Duration::from_secs(600);
         ServiceArgs {
             database,
             cache,

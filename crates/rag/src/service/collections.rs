@@ -111,7 +111,9 @@ pub(super) async fn delete(
     let id = validate::id("id", &request.get_ref().id)?;
     service
         .pool
-        .write_in(tenant, async |conn| store::delete_collection(conn, tenant, id).await)
+        .write_in(tenant, async |conn| {
+            store::delete_collection(conn, tenant, id).await
+        })
         .await?;
     service
         .cache

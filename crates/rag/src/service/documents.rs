@@ -247,7 +247,9 @@ pub(super) async fn delete(
     let id = validate::id("id", &request.get_ref().id)?;
     let collection = service
         .pool
-        .write_in(tenant, async |conn| store::delete_document(conn, tenant, id).await)
+        .write_in(tenant, async |conn| {
+            store::delete_document(conn, tenant, id).await
+        })
         .await?;
     service
         .cache

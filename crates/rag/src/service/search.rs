@@ -132,7 +132,9 @@ impl RagService {
         };
         let (dense, lexical) = self
             .pool
-            .query_in(tenant, async |conn| store::search(conn, &scope, queries).await)
+            .query_in(tenant, async |conn| {
+                store::search(conn, &scope, queries).await
+            })
             .await?;
         let query_norm = vector.map_or(1.0, |v| v.iter().map(|x| x * x).sum::<f32>().sqrt() as f64);
         let distance = pb::Distance::try_from(plan.collection.distance).unwrap_or_default();

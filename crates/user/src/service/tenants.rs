@@ -60,11 +60,9 @@ pub(super) async fn get(
     let tenant = service
         .cache
         .get_or_load(&service.kinds.tenant, id, || {
-            service
-                .pool
-                .query_in(id, async |conn| {
-                    Ok(store::find_tenant(conn, id).await?.map(pb::Tenant::from))
-                })
+            service.pool.query_in(id, async |conn| {
+                Ok(store::find_tenant(conn, id).await?.map(pb::Tenant::from))
+            })
         })
         .await?
         .ok_or(Error::NotFound("tenant"))?;

@@ -208,7 +208,9 @@ pub(super) async fn delete(
     let id = agentic_platform::validate::id("id", &request.get_ref().id)?;
     let deleted = service
         .pool
-        .write_in(tenant, async |conn| store::delete_user(conn, tenant, id).await)
+        .write_in(tenant, async |conn| {
+            store::delete_user(conn, tenant, id).await
+        })
         .await?
         .ok_or(Error::NotFound("user"))?;
     let mut stale = Vec::new();

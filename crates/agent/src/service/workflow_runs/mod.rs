@@ -299,7 +299,9 @@ pub(super) async fn cancel(
     let reason = format!("cancelled by {}", caller.subject);
     let row = service
         .pool
-        .write_in(tenant, async |conn| store::cancel_run(conn, tenant, id, &reason).await)
+        .write_in(tenant, async |conn| {
+            store::cancel_run(conn, tenant, id, &reason).await
+        })
         .await?;
     // Here, the runner stops at once; on another replica, at its next lease renewal.
     service.live.runs.cancel(id);

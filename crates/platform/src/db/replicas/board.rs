@@ -86,9 +86,16 @@ impl LsnBoard {
     pub(crate) async fn lookup(&self, scope: Uuid) -> Option<Lsn> {
         let mut conn = self.connection().await?;
         let held: Option<String> = self
-            .bounded(redis::cmd("GET").arg(self.key(scope)).query_async(&mut conn))
+            .bounded(
+                redis::cmd("GET")
+                    .arg(self.key(scope))
+                    .query_async(&mut conn),
+            )
             .await?;
-        Some(held.and_then(|text| Lsn::from_sortable(&text)).unwrap_or_default())
+        Some(
+            held.and_then(|text| Lsn::from_sortable(&text))
+                .unwrap_or_default(),
+        )
     }
 
     async fn connection(&self) -> Option<ConnectionManager> {
@@ -120,10 +127,7 @@ impl LsnBoard {
         }
     }
 
-    async fn bounded<T>(
-        &self,
-        command: impl Future<Output = redis::RedisResult<T>>,
-    ) -> Option<T> {
+    async fn bounded<T>(&self, command: impl Future<Output = redis::RedisResult<T>>) -> Option<T> {
         match tokio::time::timeout(self.timeout, command).await {
             Ok(Ok(value)) => Some(value),
             _ => {

@@ -117,7 +117,11 @@ mod tests {
             history.record(start + Duration::from_secs(second), Lsn(100 + second));
         }
         let now = start + Duration::from_secs(29);
-        assert!(history.samples.len() <= 12, "kept {}", history.samples.len());
+        assert!(
+            history.samples.len() <= 12,
+            "kept {}",
+            history.samples.len()
+        );
         // Stuck before every kept sample: at least the kept window.
         assert!(history.lag(now, Lsn(0)).time >= Duration::from_secs(10));
         assert_eq!(history.latest(), Some(Lsn(129)));

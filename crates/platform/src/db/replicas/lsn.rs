@@ -66,7 +66,17 @@ mod tests {
 
     #[test]
     fn refuses_what_is_not_a_position() {
-        for text in ["", "/", "1/", "/1", "1", "x/1", "1/123456789", "-1/0", "1/2/3"] {
+        for text in [
+            "",
+            "/",
+            "1/",
+            "/1",
+            "1",
+            "x/1",
+            "1/123456789",
+            "-1/0",
+            "1/2/3",
+        ] {
             assert_eq!(text.parse::<Lsn>(), Err(BadLsn), "{text:?}");
         }
     }

@@ -29,7 +29,7 @@ use route::{Fallback, Standing, choose};
 /// Why a read of a database without replicas goes to the primary.
 pub(crate) const NO_REPLICA: Fallback = Fallback::NoReplica;
 
-use super::{Pool, PgConn};
+use super::{PgConn, Pool};
 use crate::config::DatabaseArgs;
 use crate::error::Error;
 
@@ -80,9 +80,7 @@ pub(crate) struct ReadCounters {
 
 impl ReadCounters {
     pub(crate) fn new(pool: &'static str) -> Self {
-        let reads = |target: &'static str| {
-            metrics::counter!("db_reads_total", "pool" => pool, "target" => target)
-        };
+        let reads = |target: &'static str| metrics::counter!("db_reads_total", "pool" => pool, "target" => target);
         Self {
             primary: reads("primary"),
             replica: reads("replica"),
@@ -170,6 +168,19 @@ impl Replicas {
         Ok(())
     }
 
+    /// How many replicas serve reads now.
+    pub(crate) fn serving(&self) -> usize {
+        self.members
+            .iter()
+            .filter(|m| m.standing() == Standing::Up)
+            .count()
+    }
+
+    /// Application queries the replicas ran.
+    pub(crate) fn queries(&self) -> u64 {
+        self.members.iter().map(|m| m.pool.queries()).sum()
+    }
+
     pub(crate) fn member(&self, index: usize) -> &Member {
         &self.members[index]
     }
@@ -237,9 +248,11 @@ impl Replicas {
 async fn write_position(conn: &mut PgConn) -> Lsn {
     use diesel_async::RunQueryDsl;
     conn.count_queries(false);
-    let asked = diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(WRITE_POSITION))
-        .get_result::<i64>(&mut **conn)
-        .await;
+    let asked = diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+        WRITE_POSITION,
+    ))
+    .get_result::<i64>(&mut **conn)
+    .await;
     conn.count_queries(true);
     match asked {
         Ok(position) => Lsn(position as u64),

@@ -96,7 +96,10 @@ fn observe(
     member.pool.observe(answer.is_some());
     let Some(position) = answer else {
         if member.set_standing(Standing::Down) {
-            tracing::warn!(replica, "replica does not answer; its reads go to the primary");
+            tracing::warn!(
+                replica,
+                "replica does not answer; its reads go to the primary"
+            );
         }
         metrics::gauge!("db_replica_up", "pool" => pool, "replica" => replica).set(0.0);
         return;

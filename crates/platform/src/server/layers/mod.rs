@@ -54,6 +54,6 @@ pub use deadline::DeadlineLayer;
 pub use message_limit::MessageLimitLayer;
 pub use panic::CatchPanicLayer;
 pub use principal::PrincipalLayer;
-pub use read_your_writes::ReadYourWritesLayer;
 pub use ratelimit::RateLimitLayer;
+pub use read_your_writes::ReadYourWritesLayer;
 pub use rpc::RpcLayer;
