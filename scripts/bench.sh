@@ -15,6 +15,9 @@
 #   conversation  the conversation service (calling the user and agent services above):
 #             GetConversation, ListMessages (50), beside its own Health/Check; and
 #             AppendMessages (10 messages, new ids each call) by `agentic load`
+#   replicas  the user and agent services reading from a streaming replica of the bench
+#             database (`scripts/infra.sh replica recreate`): ListUsers and ListAgents beside
+#             the same services without one, with each database's queries per call
 #   rag       the RAG service, driven by `agentic-rag-bench`: Search (top 10, dense and
 #             hybrid) over BENCH_RAG_CHUNKS (100,000) chunks, uncached and cached, beside
 #             the same search as raw SQL through the platform's pool; and ingestion
@@ -204,6 +207,42 @@ agentic_load 27064 append-messages "$DURATION" "AppendMessages (10, over 16 conv
 agentic_load 27061 create-user-with-password "$DURATION" "CreateUser with a password" >>"$OUT/latency.jsonl"
 "$ROOT/target/release/agentic-write-bench" --duration "$DURATION" argon2 >>"$OUT/latency.jsonl"
 
+# Read replicas: ListUsers and ListAgents on services reading from a streaming replica of
+# the bench database, beside the services above (no replica), with each database's
+# queries counted from the services' own metrics.
+echo "[bench] read replicas: ListUsers and ListAgents with a streaming replica ($DURATION each)" >&2
+scripts/infra.sh replica recreate >/dev/null 2>&1
+REPLICA_URL="postgres://postgres@127.0.0.1:${AGENTIC_REPLICA_PORT:-55433}/agentic_bench"
+start_service user_replica true 27075 9175 user true "DATABASE_REPLICA_URL=$REPLICA_URL"
+start_service agent_replica true 27076 9176 agent true "DATABASE_REPLICA_URL=$REPLICA_URL"
+metric_sum() { # admin_port name label_filter...
+  python3 - "$@" <<'PY'
+import sys, urllib.request
+port, name, filters = sys.argv[1], sys.argv[2], sys.argv[3:]
+page = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+print(sum(float(l.rsplit(" ", 1)[1]) for l in page.splitlines()
+          if l.startswith(name + "{") and all(f in l for f in filters)))
+PY
+}
+: >"$OUT/replicas.jsonl"
+for target in "ListUsers|list-users|user|27061|9161|without a replica" \
+              "ListUsers|list-users|user|27075|9175|with a replica" \
+              "ListAgents|list-agents|agent|27063|9163|without a replica" \
+              "ListAgents|list-agents|agent|27076|9176|with a replica"; do
+  IFS='|' read -r method rpc pool port admin label <<<"$target"
+  count() {
+    echo "$(metric_sum "$admin" db_queries_total "pool=\"$pool\"") $(metric_sum "$admin" db_queries_total "pool=\"$pool-replica-1\"") $(metric_sum "$admin" grpc_server_handled_total "grpc_method=\"$method\"")"
+  }
+  read -r primary0 replica0 calls0 <<<"$(count)"
+  result="$(agentic_load "$port" "$rpc" "$DURATION" "$method ($label)")"
+  read -r primary1 replica1 calls1 <<<"$(count)"
+  python3 -c 'import json, sys
+r = json.loads(sys.argv[1]); p0, r0, c0, p1, r1, c1 = map(float, sys.argv[2:8])
+calls = max(c1 - c0, 1)
+r.update(method=sys.argv[8], primary_per_call=(p1 - p0) / calls, replica_per_call=(r1 - r0) / calls)
+print(json.dumps(r))' "$result" "$primary0" "$replica0" "$calls0" "$primary1" "$replica1" "$calls1" "$method" >>"$OUT/replicas.jsonl"
+done
+
 echo "[bench] RAG: fixture, ingestion and Search rounds" >&2
 "$ROOT/target/release/agentic-rag-bench" --database-url "$BENCH_URL" \
   --service http://127.0.0.1:27065 --baseline http://127.0.0.1:27074 \
@@ -301,6 +340,15 @@ lines += ["", "Write paths beside their bare baselines (same run):", "",
           "| ratio | measured | goal |", "|---|---:|---:|",
           f"| AppendMessages (10) / bare tokio-postgres transaction | {append_ratio:.3f} | >= 0.80 ({'met' if append_ratio >= 0.8 else '**not met**'}) |",
           f"| CreateUser with a password / argon2id hashes alone | {hash_share:.2f} | (information: the rest is the hash) |"]
+replicas = [json.loads(l) for l in open(f"{out}/replicas.jsonl") if l.strip()]
+lines += ["", "Read replicas (`agentic load`, 32 in flight; the same build with and without "
+          "DATABASE_REPLICA_URL naming a streaming replica of the bench database on the same "
+          "machine; queries per call counted from each service's `db_queries_total`):", "",
+          "| scenario | requests/s | p50 ms | p95 ms | primary queries per call | replica queries per call | errors |",
+          "|---|---:|---:|---:|---:|---:|---:|"]
+for r in replicas:
+    lines.append(f"| {r['label']} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | "
+                 f"{r['primary_per_call']:.3f} | {r['replica_per_call']:.3f} | {r['errors']} |")
 rag = [json.loads(l) for l in open(f"{out}/rag.jsonl") if l.strip()]
 rag_labels = list(dict.fromkeys(r["label"] for r in rag))
 rag_median = {l: statistics.median(r["value"] for r in rag if r["label"] == l) for l in rag_labels}

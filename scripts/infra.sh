@@ -6,7 +6,7 @@
 #   scripts/infra.sh up     start what is missing, write .local/env
 #   scripts/infra.sh down   stop our PostgreSQL and Redis
 #   scripts/infra.sh status
-#   scripts/infra.sh replica up|down|status
+#   scripts/infra.sh replica up|recreate|down|status
 #                           a streaming replica of our PostgreSQL on 127.0.0.1:55433
 #                           (AGENTIC_REPLICA_PORT), for DATABASE_REPLICA_URL
 #   scripts/infra.sh cluster up|replica-up|down DIR PRIMARY_PORT REPLICA_PORT
@@ -270,11 +270,18 @@ replica_cmd() {
       replica_up "$PG_PORT" "$home/replica" "$REPLICA_PORT"
       log "replica ready: DATABASE_REPLICA_URL=postgres://postgres@127.0.0.1:$REPLICA_PORT/agentic"
       ;;
+    recreate)
+      # A fresh copy: for a replica that was stopped so long the primary's WAL moved on.
+      pg_ready || die "PostgreSQL is not running: scripts/infra.sh up first"
+      pg_stop "$home/replica" immediate
+      rm -rf "$home/replica"
+      replica_up "$PG_PORT" "$home/replica" "$REPLICA_PORT"
+      ;;
     down) pg_stop "$home/replica" ;;
     status)
       pg_ready_on "$REPLICA_PORT" && echo "replica: up on 127.0.0.1:$REPLICA_PORT" || echo "replica: down"
       ;;
-    *) die "usage: $0 replica up|down|status" ;;
+    *) die "usage: $0 replica up|recreate|down|status" ;;
   esac
 }
 

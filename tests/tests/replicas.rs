@@ -408,6 +408,27 @@ async fn a_killed_replica_fails_no_read_and_takes_reads_back_when_it_returns() {
         "reads went back to the replica"
     );
 
+    // What operators watch: reads by target, fallbacks by reason, the replica's standing
+    // and lag, registered for the pool and its replica.
+    let (_, page) = service.admin_get("/metrics").await;
+    for series in [
+        r#"db_reads_total{pool="user",target="replica"}"#,
+        r#"db_reads_total{pool="user",target="primary"}"#,
+        r#"db_replica_fallbacks_total{pool="user",reason="down"}"#,
+        r#"db_replica_fallbacks_total{pool="user",reason="behind"}"#,
+        r#"db_replica_up{pool="user",replica="user-replica-1"}"#,
+        r#"db_replica_quarantined{pool="user",replica="user-replica-1"}"#,
+        r#"db_replica_lag_seconds{pool="user",replica="user-replica-1"}"#,
+        r#"db_replica_lag_bytes{pool="user",replica="user-replica-1"}"#,
+        r#"db_queries_total{pool="user-replica-1"}"#,
+    ] {
+        assert!(page.contains(series), "{series} is not scraped");
+    }
+    assert!(
+        agentic_e2e::metric_sum(&page, "db_reads_total", &["target=\"replica\""]) > 0.0,
+        "replica reads are counted"
+    );
+
     stop.cancel();
     let mut served = 0;
     for reader in readers {

@@ -60,9 +60,11 @@ pub(super) async fn get(
     let tenant = service
         .cache
         .get_or_load(&service.kinds.tenant, id, || {
-            service.pool.query_in(id, async |conn| {
-                Ok(store::find_tenant(conn, id).await?.map(pb::Tenant::from))
-            })
+            // The primary: a tenant is created under the platform's scope, not its own,
+            // so no position announced for the tenant covers its creation.
+            service
+                .pool
+                .run(async |conn| Ok(store::find_tenant(conn, id).await?.map(pb::Tenant::from)))
         })
         .await?
         .ok_or(Error::NotFound("tenant"))?;
