@@ -438,3 +438,49 @@ async fn a_killed_replica_fails_no_read_and_takes_reads_back_when_it_returns() {
     }
     assert!(served > 0);
 }
+
+#[tokio::test]
+async fn a_replica_lagging_past_its_bound_is_out_of_reads_until_it_catches_up() {
+    let cluster = ReplicatedCluster::start().await;
+    let db = replicated_database::<UserApp>(&cluster).await;
+    let options = on_replica(&cluster, &db, false);
+    let mut args = options.service_args(&db.url, &db.name);
+    args.database.db_replica_max_lag_bytes = 256 * 1024;
+    let service = UserService::start_with_args(args, options.own_args::<UserApp>()).await;
+    service
+        .wait_for(tonic_health::pb::health_check_response::ServingStatus::Serving)
+        .await;
+    replica_serving(&service.pool).await;
+    let (_, mut admin) = service.tenant(&slug("lagging")).await;
+    create_user(&mut admin, "lagging@example.com").await;
+    cluster.wait_for_replay().await;
+
+    // A megabyte or so of WAL the paused replica does not replay: past its byte bound.
+    cluster.pause_replay().await;
+    db.execute("CREATE TABLE public.ballast AS SELECT g, repeat('x', 100) AS pad FROM generate_series(1, 10000) g")
+        .await;
+    let mut quarantined = false;
+    for _ in 0..250 {
+        let (_, page) = service.admin_get("/metrics").await;
+        if agentic_e2e::metric_sum(&page, "db_replica_quarantined", &["user-replica-1"]) == 1.0 {
+            quarantined = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(quarantined, "the lagging replica was quarantined");
+    assert_eq!(service.pool.replicas_serving(), 0);
+    // A tenant with nothing unreplayed still reads the primary: the replica is out.
+    let ((primary, replica), listed) = counted(&service.pool, admin.list_users(list_users())).await;
+    assert_eq!(names(listed.expect("list").into_inner()).len(), 1);
+    assert_eq!((primary, replica), (1, 0));
+
+    cluster.resume_replay().await;
+    replica_serving(&service.pool).await;
+    let ((primary, replica), _) = counted(&service.pool, admin.list_users(list_users())).await;
+    assert_eq!(
+        (primary, replica),
+        (0, 1),
+        "caught up, the replica serves again"
+    );
+}
