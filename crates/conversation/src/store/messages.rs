@@ -9,12 +9,34 @@ use uuid::Uuid;
 use crate::model::{MessageRow, NewMessage};
 use crate::schema::messages;
 
+/// The stored function an append goes through.
+#[derive(Debug, Clone, Copy)]
+enum Append {
+    /// `conversations.append_messages`: an id already stored is left as it is, whatever
+    /// it holds (the caller compares).
+    Lenient,
+    /// `conversations.append_new_messages`: the same, then the statement fails with
+    /// unique_violation ("messages[i].id: …") unless every stored id holds the requested
+    /// message.
+    Checked,
+}
+
 /// Appends `new` through `conversations.append_messages`: one statement, one round trip.
 /// Returns every requested message as stored, in request order. A message whose id is
-/// already stored is not written again; if it differs from the stored one, nothing of the
-/// append is kept and the error names it (`ALREADY_EXISTS`).
+/// already stored is not written again, and is returned as stored, even if it differs
+/// (the caller decides what a difference means).
 pub(super) async fn append_raw(
     conn: &mut AsyncPgConnection,
+    tenant: Uuid,
+    conversation: Uuid,
+    new: &[NewMessage],
+) -> Result<Vec<MessageRow>> {
+    append_through(conn, Append::Lenient, tenant, conversation, new).await
+}
+
+async fn append_through(
+    conn: &mut AsyncPgConnection,
+    function: Append,
     tenant: Uuid,
     conversation: Uuid,
     new: &[NewMessage],
@@ -28,48 +50,53 @@ pub(super) async fn append_raw(
         new.iter().map(|m| m.tool_arguments.as_ref()).collect();
     let tool_results: Vec<Option<&str>> = new.iter().map(|m| m.tool_result.as_deref()).collect();
     let metadata: Vec<&serde_json::Value> = new.iter().map(|m| &m.metadata).collect();
-    let rows: Vec<MessageRow> = diesel::sql_query(
-        "SELECT * FROM conversations.append_messages($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-    )
-    .bind::<SqlUuid, _>(tenant)
-    .bind::<SqlUuid, _>(conversation)
-    .bind::<Array<SqlUuid>, _>(ids)
-    .bind::<Array<Text>, _>(roles)
-    .bind::<Array<Text>, _>(contents)
-    .bind::<Array<Int4>, _>(token_counts)
-    .bind::<Array<Nullable<Text>>, _>(tool_names)
-    .bind::<Array<Nullable<Jsonb>>, _>(tool_arguments)
-    .bind::<Array<Nullable<Text>>, _>(tool_results)
-    .bind::<Array<Jsonb>, _>(metadata)
-    .load(conn)
-    .await?;
+    let sql = match function {
+        Append::Lenient => {
+            "SELECT * FROM conversations.append_messages($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        }
+        Append::Checked => {
+            "SELECT * FROM conversations.append_new_messages($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        }
+    };
+    let loaded: QueryResult<Vec<MessageRow>> = diesel::sql_query(sql)
+        .bind::<SqlUuid, _>(tenant)
+        .bind::<SqlUuid, _>(conversation)
+        .bind::<Array<SqlUuid>, _>(ids)
+        .bind::<Array<Text>, _>(roles)
+        .bind::<Array<Text>, _>(contents)
+        .bind::<Array<Int4>, _>(token_counts)
+        .bind::<Array<Nullable<Text>>, _>(tool_names)
+        .bind::<Array<Nullable<Jsonb>>, _>(tool_arguments)
+        .bind::<Array<Nullable<Text>>, _>(tool_results)
+        .bind::<Array<Jsonb>, _>(metadata)
+        .load(conn)
+        .await;
+    let rows = match loaded {
+        // The check's own answer names the message; every other violation is generic.
+        Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            info,
+        )) if info.message().starts_with("messages[") => {
+            return Err(Error::AlreadyExists(info.message().to_owned()));
+        }
+        loaded => loaded?,
+    };
     if rows.is_empty() {
         return Err(Error::NotFound("conversation"));
     }
     Ok(rows)
 }
 
-/// [`append_raw`] in a transaction that is kept only if every message already stored
-/// under a requested id is that same message (a retry), else `ALREADY_EXISTS` naming it.
+/// Appends `new` in one statement, without a transaction of its own: kept only if every
+/// message already stored under a requested id is that same message (a retry), else
+/// `ALREADY_EXISTS` naming the first that is not ("messages[i].id").
 pub async fn append_messages(
     conn: &mut AsyncPgConnection,
     tenant: Uuid,
     conversation: Uuid,
     new: &[NewMessage],
 ) -> Result<Vec<MessageRow>> {
-    use diesel_async::AsyncConnection;
-    conn.transaction::<_, Error, _>(async |conn| {
-        let rows = append_raw(conn, tenant, conversation, new).await?;
-        for (index, (message, stored)) in new.iter().zip(&rows).enumerate() {
-            if !message.matches(stored) {
-                return Err(Error::AlreadyExists(format!(
-                    "messages[{index}].id: a different message has this id"
-                )));
-            }
-        }
-        Ok(rows)
-    })
-    .await
+    append_through(conn, Append::Checked, tenant, conversation, new).await
 }
 
 /// Which way a message listing runs.

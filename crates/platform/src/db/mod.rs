@@ -108,27 +108,25 @@ impl Pool {
     /// while the database is down. `name` labels the pool's metrics. The replicas
     /// `DATABASE_REPLICA_URL` names get pools of their own, polled in the background.
     pub fn new(name: &'static str, args: &DatabaseArgs) -> Self {
-        let mut pool = Self::connect(
+        Self::connect(
             name,
             &args.database_url,
             (args.db_pool_size, args.db_max_overflow),
             args,
-            Replicas::new(name, args),
-        );
-        if let Some(shared) = Arc::get_mut(&mut pool.shared) {
-            shared.reads = Some(ReadCounters::new(name));
-        }
-        pool
+            (Replicas::new(name, args), Some(ReadCounters::new(name))),
+        )
     }
 
     /// The pool of the database at `url`: `base_size` connections kept open,
-    /// `max_overflow` more under load, the rest of its settings from `args`.
+    /// `max_overflow` more under load, the rest of its settings from `args`; with the
+    /// database's replicas and the counters of its routed reads (none for a replica's
+    /// own pool).
     fn connect(
         name: &'static str,
         url: &str,
         (base_size, max_overflow): (u32, u32),
         args: &DatabaseArgs,
-        replicas: Option<Arc<Replicas>>,
+        (replicas, reads): (Option<Arc<Replicas>>, Option<ReadCounters>),
     ) -> Self {
         let queries = Arc::new(AtomicU64::new(0));
         let failures = Arc::new(ConnectFailures::default());
@@ -181,7 +179,7 @@ impl Pool {
                 lanes,
                 checkout_seconds: OnceLock::new(),
                 replicas,
-                reads: None,
+                reads,
             }),
         }
     }

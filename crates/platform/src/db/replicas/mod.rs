@@ -132,7 +132,7 @@ impl Replicas {
                     Box::leak(format!("{pool}-replica-{}", index + 1).into_boxed_str());
                 Member {
                     name,
-                    pool: Pool::connect(name, url, (size, size), args, None),
+                    pool: Pool::connect(name, url, (size, size), args, (None, None)),
                     standing: AtomicU8::new(Standing::Down as u8),
                     replayed: AtomicU64::new(0),
                 }

@@ -1,0 +1,1 @@
+DROP FUNCTION conversations.append_new_messages;
