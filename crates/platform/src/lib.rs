@@ -6,11 +6,13 @@
 //!   the shared [`service::Context`]), [`server`] (the gRPC server builder, its tower
 //!   [`server::layers`] in the order applied, readiness and the admin HTTP port),
 //!   [`config`] (the clap blocks every service flattens), [`telemetry`];
-//! - what a request knows: [`request`] (its deadline and read consistency), [`auth`]
+//! - what a request knows: [`request`] (its deadline, read consistency and the WAL
+//!   position its reads must see), [`auth`]
 //!   (tokens and the verified caller), [`principal`] (whether the caller's tenant and
 //!   user may still call), [`ratelimit`] (whether the caller has calls left);
-//! - data: [`db`] (the PostgreSQL pool), [`cache`] (the two-level cache), [`batch`],
-//!   [`idempotency`] (creates done once per request id);
+//! - data: [`db`] (the PostgreSQL pool and its read replicas), [`cache`] (the two-level
+//!   cache), [`redis_client`] (how every part opens Redis), [`batch`], [`idempotency`]
+//!   (creates done once per request id);
 //! - the API's conventions: [`error`], [`validate`], [`paging`], [`fieldmask`], [`json`],
 //!   [`time`];
 //! - calling other services: [`client`], with a [`breaker`] per dependency;
@@ -39,6 +41,7 @@ pub mod json;
 pub mod paging;
 pub mod principal;
 pub mod ratelimit;
+pub mod redis_client;
 pub mod request;
 pub mod secrets;
 pub mod server;

@@ -73,7 +73,7 @@ impl RedisL2 {
     /// Validates the URL; connects lazily on first use.
     pub fn new(url: &str, timeout: Duration) -> redis::RedisResult<Self> {
         Ok(Self {
-            client: redis::Client::open(url)?,
+            client: crate::redis_client::open(url)?,
             timeout,
             conn: Arc::new(tokio::sync::Mutex::new(None)),
             down_until: Arc::new(AtomicU64::new(0)),

@@ -130,7 +130,7 @@ impl Announcer {
     /// Announces through the Redis at `url`, under the key prefix `prefix`.
     pub fn new(url: &str, prefix: &str) -> redis::RedisResult<Self> {
         Ok(Self {
-            client: redis::Client::open(url)?,
+            client: crate::redis_client::open(url)?,
             prefix: prefix.to_owned(),
             conn: Arc::default(),
         })

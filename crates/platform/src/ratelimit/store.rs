@@ -188,7 +188,7 @@ impl Store {
         service: &'static str,
     ) -> redis::RedisResult<Self> {
         Ok(Self {
-            client: redis::Client::open(url)?,
+            client: crate::redis_client::open(url)?,
             timeout,
             prefix: prefix.to_owned(),
             conn: tokio::sync::Mutex::new(None),

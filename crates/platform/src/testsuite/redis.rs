@@ -33,7 +33,7 @@ impl RedisServer {
             .spawn()
             .expect("redis-server is installed (make test installs it)");
         let url = format!("redis://127.0.0.1:{port}");
-        let client = redis::Client::open(url.as_str()).expect("redis url");
+        let client = crate::redis_client::open(url.as_str()).expect("redis url");
         for _ in 0..100 {
             if let Ok(mut conn) = client.get_multiplexed_async_connection().await
                 && redis::cmd("PING")

@@ -53,7 +53,7 @@ impl LsnBoard {
         keep: Duration,
     ) -> redis::RedisResult<Self> {
         Ok(Self {
-            client: redis::Client::open(url)?,
+            client: crate::redis_client::open(url)?,
             prefix,
             timeout,
             keep,
