@@ -48,6 +48,7 @@ pub mod server;
 pub mod service;
 pub mod telemetry;
 pub mod time;
+pub mod turns;
 pub mod validate;
 
 #[cfg(feature = "testsuite")]

@@ -16,12 +16,14 @@ pub(super) async fn append(
 ) -> Result<Response<pb::AppendMessagesResponse>, Status> {
     let tenant = Caller::of(&request)?.member_tenant()?;
     let (conversation, new) = input::append(request.get_ref())?;
+    let turn = service.appends.take(conversation).await;
     let rows = service
         .pool
         .write_in(tenant, async |conn| {
             store::append_messages(conn, tenant, conversation, &new).await
         })
         .await?;
+    drop(turn);
     // Its message count and last message time changed.
     service.forget_conversation(tenant, conversation).await;
     Ok(Response::new(pb::AppendMessagesResponse {

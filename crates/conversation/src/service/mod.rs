@@ -13,6 +13,7 @@ use agentic_platform::error::{Error, Result};
 use agentic_platform::idempotency::RequestIds;
 use agentic_platform::paging::PageTokens;
 use agentic_platform::service::Context;
+use agentic_platform::turns::Turns;
 use agentic_proto::conversation::v1 as pb;
 use agentic_proto::conversation::v1::conversation_service_server::ConversationService as Api;
 use tonic::{Request, Response, Status};
@@ -31,7 +32,13 @@ pub struct ConversationService {
     dependencies: Dependencies,
     /// Idempotent creates' request ids.
     request_ids: RequestIds,
+    /// Appends to one conversation take turns here rather than in its row lock.
+    appends: Turns,
 }
+
+/// Conversations whose appends take turns at once (the least recently appended to drop
+/// out of the queue first).
+const APPENDING_CONVERSATIONS: u64 = 100_000;
 
 /// Where the service keeps idempotent creates' request ids.
 pub const REQUEST_IDS: &str = "conversations.request_ids";
@@ -52,6 +59,7 @@ impl ConversationService {
             },
             dependencies: Dependencies::new(args)?,
             request_ids: context.request_ids(REQUEST_IDS),
+            appends: Turns::new(APPENDING_CONVERSATIONS),
         })
     }
 
