@@ -201,9 +201,15 @@ done
 echo "[bench] ListUsers, CreateUser and AppendMessages ($DURATION each)" >&2
 agentic_load 27061 list-users "$DURATION" "ListUsers (20)" >"$OUT/latency.jsonl"
 agentic_load 27061 create-user "$DURATION" "CreateUser" >>"$OUT/latency.jsonl"
+# The bare transaction before and after the service, so neither side alone meets what
+# the earlier stages leave behind (the disk still writing their pages back, for one).
+"$ROOT/target/release/agentic-write-bench" --duration "$DURATION" append --database-url "$BENCH_URL" \
+  --concurrency "$CONCURRENCY" --connections "$POOL_MAX" |
+  sed 's/(10 messages)"/(10 messages), before the service"/' >>"$OUT/latency.jsonl"
 agentic_load 27064 append-messages "$DURATION" "AppendMessages (10, over 16 conversations)" >>"$OUT/latency.jsonl"
 "$ROOT/target/release/agentic-write-bench" --duration "$DURATION" append --database-url "$BENCH_URL" \
-  --concurrency "$CONCURRENCY" --connections "$POOL_MAX" >>"$OUT/latency.jsonl"
+  --concurrency "$CONCURRENCY" --connections "$POOL_MAX" |
+  sed 's/(10 messages)"/(10 messages), after the service"/' >>"$OUT/latency.jsonl"
 agentic_load 27061 create-user-with-password "$DURATION" "CreateUser with a password" >>"$OUT/latency.jsonl"
 "$ROOT/target/release/agentic-write-bench" --duration "$DURATION" argon2 >>"$OUT/latency.jsonl"
 
@@ -334,11 +340,12 @@ for r in latency:
 by_label = {r["label"]: r for r in latency}
 def find(prefix):
     return next(r for label, r in by_label.items() if label.startswith(prefix))
-append_ratio = find("AppendMessages")["rps"] / find("bare tokio-postgres, AppendMessages")["rps"]
+bare_append = [r["rps"] for label, r in by_label.items() if label.startswith("bare tokio-postgres, AppendMessages")]
+append_ratio = find("AppendMessages")["rps"] / (sum(bare_append) / len(bare_append))
 hash_share = find("CreateUser with a password")["rps"] / find("argon2id hash alone")["rps"]
 lines += ["", "Write paths beside their bare baselines (same run):", "",
           "| ratio | measured | goal |", "|---|---:|---:|",
-          f"| AppendMessages (10) / bare tokio-postgres transaction | {append_ratio:.3f} | >= 0.80 ({'met' if append_ratio >= 0.8 else '**not met**'}) |",
+          f"| AppendMessages (10) / bare tokio-postgres transaction (mean of before and after) | {append_ratio:.3f} | >= 0.80 ({'met' if append_ratio >= 0.8 else '**not met**'}) |",
           f"| CreateUser with a password / argon2id hashes alone | {hash_share:.2f} | (information: the rest is the hash) |"]
 replicas = [json.loads(l) for l in open(f"{out}/replicas.jsonl") if l.strip()]
 lines += ["", "Read replicas (`agentic load`, 32 in flight; the same build with and without "
