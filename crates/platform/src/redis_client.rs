@@ -16,3 +16,16 @@ pub fn open(url: &str) -> redis::RedisResult<redis::Client> {
         .set_tcp_settings(TcpSettings::default().set_nodelay(true));
     redis::Client::open(info)
 }
+
+/// A multiplexed connection to `client`'s server, each connect and each response bounded
+/// by `timeout`, with one retry: what every part of the platform shares its commands over.
+pub async fn manager(
+    client: &redis::Client,
+    timeout: std::time::Duration,
+) -> redis::RedisResult<redis::aio::ConnectionManager> {
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout))
+        .set_number_of_retries(1);
+    redis::aio::ConnectionManager::new_with_config(client.clone(), config).await
+}

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use redis::AsyncCommands;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 
 /// How long Redis is skipped after a failure.
 const BACKOFF: Duration = Duration::from_secs(1);
@@ -223,13 +223,9 @@ impl RedisL2 {
         if let Some(conn) = held.as_ref() {
             return Some(conn.clone());
         }
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout))
-            .set_number_of_retries(1);
         match tokio::time::timeout(
             self.timeout,
-            ConnectionManager::new_with_config(self.client.clone(), config),
+            crate::redis_client::manager(&self.client, self.timeout),
         )
         .await
         {

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 
 use super::local::Subject;
 use super::rules::{Key, Mode, Rule};
@@ -351,11 +351,7 @@ impl Store {
         if let Some(conn) = held.as_ref() {
             return Ok(conn.clone());
         }
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1);
-        let conn = ConnectionManager::new_with_config(client.clone(), config).await?;
+        let conn = crate::redis_client::manager(client, timeout).await?;
         *held = Some(conn.clone());
         Ok(conn)
     }

@@ -10,7 +10,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use uuid::Uuid;
 
 use super::lsn::Lsn;
@@ -106,13 +106,9 @@ impl LsnBoard {
         if let Some(conn) = held.as_ref() {
             return Some(conn.clone());
         }
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout))
-            .set_number_of_retries(1);
         let connected = tokio::time::timeout(
             self.timeout,
-            ConnectionManager::new_with_config(self.client.clone(), config),
+            crate::redis_client::manager(&self.client, self.timeout),
         )
         .await;
         match connected {
