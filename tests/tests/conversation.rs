@@ -754,3 +754,84 @@ async fn calls_are_balanced_per_request_over_every_address_of_a_dependency() {
         "spread per request over one client connection: {a} / {b}"
     );
 }
+
+/// Index entries an append of ten new messages reads, counted by PostgreSQL for this
+/// connection's transaction: the function run as the service runs it, on a generic plan.
+async fn index_entries_read_by_one_append(
+    conn: &mut diesel_async::AsyncPgConnection,
+    tenant: &str,
+    conversation: &str,
+) -> i64 {
+    use diesel::sql_types::BigInt;
+    use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
+
+    #[derive(diesel::QueryableByName)]
+    struct Read {
+        #[diesel(sql_type = BigInt)]
+        entries: i64,
+    }
+    conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+        conn.batch_execute(&format!(
+            "SELECT count(*) FROM conversations.append_new_messages(
+                 '{tenant}', '{conversation}',
+                 ARRAY(SELECT gen_random_uuid() FROM generate_series(1, 10)),
+                 array_fill('user'::text, ARRAY[10]), array_fill('x'::text, ARRAY[10]),
+                 array_fill(0, ARRAY[10]), array_fill(NULL::text, ARRAY[10]),
+                 array_fill(NULL::jsonb, ARRAY[10]), array_fill(NULL::text, ARRAY[10]),
+                 array_fill('{{}}'::jsonb, ARRAY[10]))"
+        ))
+        .await?;
+        let read: Read = diesel::sql_query(
+            "SELECT coalesce(sum(pg_stat_get_xact_tuples_returned(indexrelid)), 0)::bigint \
+             AS entries FROM pg_index WHERE indrelid = 'conversations.messages'::regclass",
+        )
+        .get_result(conn)
+        .await?;
+        Ok(read.entries)
+    })
+    .await
+    .expect("append in a transaction of the test's own")
+}
+
+#[tokio::test]
+async fn an_append_probes_its_ids_whatever_the_statistics_say() {
+    use diesel_async::{AsyncConnection, SimpleAsyncConnection};
+
+    let suite = Suite::start().await;
+    let mut tenant = suite.tenant(&slug("probes")).await;
+    let conversation = create_conversation(&mut tenant, "Long").await;
+    // 2,000 messages through the service.
+    for round in 0..20 {
+        let messages = (0..100)
+            .map(|i| user_message(&format!("{round}-{i}")))
+            .collect();
+        tenant
+            .conversations
+            .append_messages(append(&conversation.id, messages))
+            .await
+            .expect("append");
+    }
+
+    let mut conn = diesel_async::AsyncPgConnection::establish(&suite.conversation_db.url)
+        .await
+        .expect("connect");
+    // Statistics that call every conversation short (as they do after many short ones),
+    // and the generic plan a pooled connection settles on after a few calls.
+    conn.batch_execute(
+        "ALTER TABLE conversations.messages ALTER COLUMN conversation_id SET (n_distinct = -0.5);
+         ANALYZE conversations.messages;
+         SET plan_cache_mode = force_generic_plan;",
+    )
+    .await
+    .expect("statistics");
+    let tenant_id = tenant.id.to_string();
+    for _ in 0..3 {
+        let read = index_entries_read_by_one_append(&mut conn, &tenant_id, &conversation.id).await;
+        // Ten probes for the new ids and ten for the answer (each at most an entry or
+        // two), never the conversation's 2,000 entries.
+        assert!(
+            read <= 60,
+            "an append read {read} index entries of a 2,000-message conversation"
+        );
+    }
+}

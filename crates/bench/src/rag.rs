@@ -583,9 +583,29 @@ async fn ingest_throughput(client: &mut Client, tenant: Uuid) -> anyhow::Result<
     })
 }
 
+/// Connections the raw ingestion baseline writes on at once: the service's default
+/// `INGEST_WORKERS`.
+const RAW_INGEST_CONNECTIONS: usize = 2;
+
+/// `vector` with the last bit of its first component flipped: a different vector to the
+/// index, the same one to a search (a change of about one part in ten million).
+fn not_a_copy(vector: pgvector::Vector) -> pgvector::Vector {
+    let mut values = vector.to_vec();
+    if let Some(first) = values.first_mut() {
+        *first = f32::from_bits(first.to_bits() ^ 1);
+    }
+    pgvector::Vector::from(values)
+}
+
 /// The floor of ingestion: the chunks the service stored (their texts and vectors, read
 /// back), written again into the same table and HNSW index by multi-row INSERTs, one
-/// batch per service call, in chunks per second. No chunking, embedding or queue.
+/// batch per service call, in chunks per second. No chunking, embedding or queue. Each
+/// batch is split over [`RAW_INGEST_CONNECTIONS`] connections writing at once, as the
+/// service's workers (`INGEST_WORKERS`) split a call's documents.
+///
+/// Each vector's last bit is flipped ([`not_a_copy`]): pgvector adds a vector equal to
+/// one already in the index to that element (no graph search, no neighbours updated),
+/// so exact copies would measure a shortcut the service's new chunks never take.
 async fn raw_insert_throughput(url: &str, tenant: Uuid, ingested: &Ingested) -> anyhow::Result<()> {
     use agentic_rag::schema::chunks;
     use diesel::prelude::*;
@@ -624,18 +644,28 @@ async fn raw_insert_throughput(url: &str, tenant: Uuid, ingested: &Ingested) -> 
                 token_count,
                 metadata,
                 dimensions,
-                embedding,
+                embedding: not_a_copy(embedding),
             },
         )
         .collect();
+    let mut connections = vec![conn];
+    while connections.len() < RAW_INGEST_CONNECTIONS {
+        connections.push(AsyncPgConnection::establish(url).await?);
+    }
     let started = Instant::now();
     let mut rest = rows.as_slice();
     for &count in &ingested.chunks_per_call {
         let (batch, after) = rest.split_at(count.min(rest.len()));
-        conn.transaction::<_, agentic_platform::error::Error, _>(async |conn| {
-            store::insert_chunks(conn, batch).await
-        })
-        .await?;
+        let share = batch.len().div_ceil(RAW_INGEST_CONNECTIONS).max(1);
+        let writes = connections
+            .iter_mut()
+            .zip(batch.chunks(share))
+            .map(|(conn, part)| {
+                conn.transaction::<_, agentic_platform::error::Error, _>(async |conn| {
+                    store::insert_chunks(conn, part).await
+                })
+            });
+        futures::future::try_join_all(writes).await?;
         rest = after;
     }
     let elapsed = started.elapsed().as_secs_f64();

@@ -4,12 +4,18 @@
 //!
 //! - All of a claim's chunks are embedded together, so the provider sees full batches
 //!   whatever the documents' sizes.
+//! - Documents this process queued are shared among its idle workers: a call's twenty
+//!   documents go to both workers, ten each, so chunks are embedded and written to the
+//!   index on two connections at once instead of one after the other (the index's inserts
+//!   are most of the work). Documents only another replica queued are found by polling,
+//!   a full batch at a time.
 //! - A provider error fails the documents it concerns, with the reason and no chunk.
 //! - A process that dies mid-claim leaves no trace: its transaction rolls back and its
 //!   rows are free again. Every claim counts an attempt on a connection of its own, so
 //!   a document that keeps killing its worker fails after `INGEST_MAX_ATTEMPTS`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use agentic_platform::cache::{Cache, CacheKind, ScopedKey};
@@ -47,6 +53,12 @@ pub struct Ingestor {
     /// once interleave and split a batch between them; one at a time, the first worker
     /// takes the whole batch (up to `INGEST_BATCH_DOCUMENTS`) and the next finds the rest.
     claiming: tokio::sync::Mutex<()>,
+    /// Documents this process queued that no worker has claimed yet (a hint: other
+    /// replicas' workers may take some).
+    unclaimed: AtomicUsize,
+    /// Workers of this process, and how many of them are working through a claim.
+    workers: usize,
+    busy: AtomicUsize,
     batch_documents: i64,
     max_attempts: i32,
     poll_interval: Duration,
@@ -75,15 +87,45 @@ impl Ingestor {
             queued: Notify::new(),
             finished: Notify::new(),
             claiming: tokio::sync::Mutex::new(()),
+            unclaimed: AtomicUsize::new(0),
+            workers: args.ingest_workers.max(1),
+            busy: AtomicUsize::new(0),
             batch_documents: args.ingest_batch_documents.max(1) as i64,
             max_attempts: args.ingest_max_attempts.max(1) as i32,
             poll_interval: args.ingest_poll_interval,
         }
     }
 
-    /// Tells idle workers of this process that documents are waiting.
-    pub fn wake(&self) {
+    /// Tells idle workers of this process that `documents` more are waiting.
+    pub fn wake(&self, documents: usize) {
+        self.unclaimed.fetch_add(documents, Ordering::Relaxed);
         self.queued.notify_waiters();
+    }
+
+    /// How many documents the next claim takes: this process's unclaimed documents shared
+    /// evenly among its workers not already busy (the claiming one among them), at most a
+    /// batch; a batch when it queued none (another replica's documents, found by polling).
+    fn claim_size(&self) -> i64 {
+        claim_size(
+            self.unclaimed.load(Ordering::Relaxed),
+            self.workers
+                .saturating_sub(self.busy.load(Ordering::Relaxed))
+                .max(1),
+            self.batch_documents,
+        )
+    }
+
+    /// Counts a claim of `claimed` documents out of `asked` against the unclaimed ones; a
+    /// claim that found fewer than it asked for saw the queue empty, so none are left.
+    fn claimed(&self, asked: i64, claimed: usize) {
+        let left = if (claimed as i64) < asked {
+            0
+        } else {
+            self.unclaimed
+                .load(Ordering::Relaxed)
+                .saturating_sub(claimed)
+        };
+        self.unclaimed.store(left, Ordering::Relaxed);
     }
 
     /// Resolves when some claim finishes (or `timeout` passes), for pollers.
@@ -126,11 +168,18 @@ impl Ingestor {
                 .await?;
                 let claimed = {
                     let _one_claim_at_a_time = self.claiming.lock().await;
-                    store::claim(conn, self.batch_documents).await?
+                    let size = self.claim_size();
+                    let claimed = store::claim(conn, size).await?;
+                    self.claimed(size, claimed.len());
+                    if !claimed.is_empty() {
+                        self.busy.fetch_add(1, Ordering::Relaxed);
+                    }
+                    claimed
                 };
                 if claimed.is_empty() {
                     return Ok((Vec::new(), 0));
                 }
+                let _working = Busy(&self.busy);
                 let documents: Vec<(Uuid, Uuid, Uuid)> = claimed
                     .iter()
                     .map(|d| (d.tenant_id, d.collection_id, d.id))
@@ -280,6 +329,24 @@ impl Ingestor {
     }
 }
 
+/// `unclaimed` documents shared among `free` workers (at least one), at most `batch` each;
+/// a whole batch when none are known to wait.
+fn claim_size(unclaimed: usize, free: usize, batch: i64) -> i64 {
+    if unclaimed == 0 {
+        return batch;
+    }
+    (unclaimed.div_ceil(free.max(1)) as i64).clamp(1, batch)
+}
+
+/// A worker working through a claim; no longer when dropped (also when its claim fails).
+struct Busy<'a>(&'a AtomicUsize);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 fn failure_reason(error: &Error) -> String {
     format!("embedding failed: {error}")
 }
@@ -348,5 +415,25 @@ pub async fn report_queue_depth(pool: Pool, stop: CancellationToken) {
         {
             gauge.set(depth as f64);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::claim_size;
+
+    #[test]
+    fn a_call_s_documents_are_shared_among_free_workers() {
+        // Twenty documents, two free workers: ten each (the second then finds ten left
+        // and is the only free one).
+        assert_eq!(claim_size(20, 2, 32), 10);
+        assert_eq!(claim_size(10, 1, 32), 10);
+        // An odd count rounds up, so nothing is left for a third claim.
+        assert_eq!(claim_size(21, 2, 32), 11);
+        // Never more than a batch, never less than one.
+        assert_eq!(claim_size(100, 2, 32), 32);
+        assert_eq!(claim_size(1, 4, 32), 1);
+        // None known: a whole batch (documents another replica queued).
+        assert_eq!(claim_size(0, 2, 32), 32);
     }
 }

@@ -90,7 +90,7 @@ impl Model {
     fn embed_one(&self, text: &str) -> Result<Vec<f32>> {
         let encoding = self
             .tokenizer
-            .encode(text, false)
+            .encode_fast(text, false)
             .map_err(|e| Error::internal(format!("tokenizing failed: {e}")))?;
         let mut sum = vec![0f32; self.dimensions];
         let ids = encoding.get_ids();
@@ -127,7 +127,7 @@ impl Embedder for WordLlama {
     fn count_tokens(&self, text: &str) -> usize {
         self.inner
             .tokenizer
-            .encode(text, false)
+            .encode_fast(text, false)
             .map_or(0, |encoding| encoding.len())
     }
 

@@ -44,7 +44,7 @@ impl RagService {
                 store::insert_documents(conn, collection, &rows).await
             })
             .await?;
-        self.ingestor.wake();
+        self.ingestor.wake(stored.len());
         Ok(stored)
     }
 
@@ -115,7 +115,9 @@ pub(super) async fn ingest(
             },
         )
         .await?;
-    service.ingestor.wake();
+    // A retry wakes the workers for documents stored before: harmless, as a claim that
+    // finds fewer than it was counting on sets the count right.
+    service.ingestor.wake(rows.len());
     if !message.wait {
         return Ok(Response::new(response));
     }
