@@ -18,6 +18,7 @@ async fn service_on(
     server: &EmbeddingServer,
     db: &TestDatabase,
     retries: u32,
+    workers: usize,
 ) -> TestService<RagApp> {
     let options = Options {
         service_flags: vec![
@@ -31,6 +32,8 @@ async fn service_on(
             "256".into(),
             "--embedding-retries".into(),
             retries.to_string(),
+            "--ingest-workers".into(),
+            workers.to_string(),
         ],
         ..Options::default()
     };
@@ -63,13 +66,55 @@ fn documents(prefix: &str, count: usize, paragraphs: usize) -> Vec<pb::DocumentI
 /// Counts INSERT statements on rag.chunks in the test's database (a statement trigger).
 async fn count_chunk_inserts(db: &TestDatabase) {
     db.execute(
-        "CREATE TABLE public.chunk_inserts (at timestamptz NOT NULL DEFAULT now());
+        "CREATE TABLE public.chunk_inserts (at timestamptz NOT NULL DEFAULT now(),
+                                            backend integer NOT NULL DEFAULT pg_backend_pid());
          CREATE FUNCTION public.count_chunk_insert() RETURNS trigger LANGUAGE plpgsql AS
            $$ BEGIN INSERT INTO public.chunk_inserts DEFAULT VALUES; RETURN NULL; END $$;
          CREATE TRIGGER count_chunk_inserts AFTER INSERT ON rag.chunks
            FOR EACH STATEMENT EXECUTE FUNCTION public.count_chunk_insert();",
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_calls_documents_are_shared_by_the_idle_workers() {
+    let server = EmbeddingServer::start().await;
+    let db = TestDatabase::create(
+        "rag",
+        <RagApp as agentic_platform::service::ServiceType>::MIGRATIONS,
+    )
+    .await;
+    count_chunk_inserts(&db).await;
+    let service = service_on(&server, &db, 3, 2).await;
+    let mut client = admin(&service).await;
+    let collection = create_collection(&mut client, "shared", 32, 0).await;
+
+    let done = ingest_and_wait(&mut client, &collection.id, documents("shared", 10, 50)).await;
+    assert!(
+        done.iter()
+            .all(|d| d.status == pb::DocumentStatus::Ready as i32),
+        "{done:?}"
+    );
+    assert_eq!(db.count("SELECT count(*) AS n FROM rag.chunks").await, 500);
+    // Both workers wrote chunks, each in its own transaction on its own connection; one
+    // worker taking all ten documents would have written them on one.
+    assert_eq!(
+        db.count("SELECT count(DISTINCT backend) AS n FROM public.chunk_inserts")
+            .await,
+        2,
+        "chunks written by two workers"
+    );
+    // Each worker wrote a share in one statement (a worker that finished first may take
+    // what is left in a third claim), never a statement per document.
+    let inserts = db
+        .count("SELECT count(*) AS n FROM public.chunk_inserts")
+        .await;
+    assert!((2..=3).contains(&inserts), "{inserts} INSERT statements");
+    assert_eq!(
+        server.calls(),
+        10,
+        "every claim's chunks in full batches of 50"
+    );
 }
 
 #[tokio::test]
@@ -81,7 +126,8 @@ async fn five_hundred_chunks_take_ten_calls_three_at_most_in_flight_and_one_inse
     )
     .await;
     count_chunk_inserts(&db).await;
-    let service = service_on(&server, &db, 3).await;
+    // One worker: every call's documents are one claim.
+    let service = service_on(&server, &db, 3, 1).await;
     let mut client = admin(&service).await;
     let collection = create_collection(&mut client, "batched", 32, 0).await;
     assert_eq!(collection.embedding_model, "wordllama-over-http");
@@ -157,7 +203,7 @@ async fn provider_errors_fail_their_documents_with_the_reason_and_no_chunks() {
         <RagApp as agentic_platform::service::ServiceType>::MIGRATIONS,
     )
     .await;
-    let service = service_on(&server, &db, 1).await;
+    let service = service_on(&server, &db, 1, 2).await;
     let mut client = admin(&service).await;
     let collection = create_collection(&mut client, "errors", 64, 0).await;
 
