@@ -23,9 +23,10 @@ use smallvec::SmallVec;
 
 use super::{Decision, Report, Reported};
 
-/// Whole seconds, rounded up (a client that waits that long finds the limit free).
+/// Whole seconds, rounded up at millisecond precision (a client that waits that long finds
+/// the limit free). Runs several times a call: no 128-bit division.
 fn seconds(duration: Duration) -> u64 {
-    duration.as_millis().div_ceil(1000) as u64
+    duration.as_secs() + u64::from(duration.subsec_millis() > 0)
 }
 
 static POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
@@ -48,10 +49,8 @@ pub(crate) fn reported(remaining: u64) -> u64 {
     if remaining <= EXACT_UP_TO {
         return remaining;
     }
-    let mut step = 1;
-    while remaining / step >= 1000 {
-        step *= 10;
-    }
+    // Runs several times a call: one division, not one per digit.
+    let step = 10u64.pow(remaining.ilog10() - 2);
     remaining / step * step
 }
 
@@ -240,5 +239,21 @@ mod tests {
         assert_eq!(reported(123_456), 123_000);
         assert_eq!(reported(999_999_999_876), 999_000_000_000);
         assert_eq!(reported(u64::MAX), 18_400_000_000_000_000_000);
+        assert_eq!(reported(1_000_000), 1_000_000);
+        assert_eq!(reported(999_999), 999_000);
+    }
+
+    #[test]
+    fn seconds_round_up_at_millisecond_precision() {
+        assert_eq!(seconds(Duration::ZERO), 0);
+        assert_eq!(seconds(Duration::from_micros(999)), 0);
+        assert_eq!(seconds(Duration::from_millis(1)), 1);
+        assert_eq!(seconds(Duration::from_millis(1000)), 1);
+        assert_eq!(seconds(Duration::from_micros(1_000_999)), 1);
+        assert_eq!(seconds(Duration::from_millis(1001)), 2);
+        assert_eq!(
+            seconds(Duration::from_secs(59) + Duration::from_nanos(1_500_000)),
+            60
+        );
     }
 }
