@@ -7,7 +7,10 @@ use std::process::Stdio;
 
 use tonic_health::pb::health_check_response::ServingStatus;
 
-use super::service::{JWT_SECRET, free_addr, wait_for_health};
+use super::service::{JWT_SECRET, free_addr, reports_health_within};
+
+/// How long a service process may take to report Serving.
+const PROCESS_START: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A service binary running as a child process.
 pub struct ServiceProcess {
@@ -68,7 +71,15 @@ impl ServiceProcess {
             child,
             log,
         };
-        wait_for_health(addr, ServingStatus::Serving).await;
+        // A process (a debug build, its pools and connections) starts slower than a
+        // server in the test's own process, the more so while other tests load both cores.
+        if !reports_health_within(addr, ServingStatus::Serving, PROCESS_START).await {
+            let log = std::fs::read_to_string(&process.log).unwrap_or_default();
+            panic!(
+                "{binary} {args:?} at {addr} did not report Serving within {PROCESS_START:?}; \
+                 its output:\n{log}"
+            );
+        }
         process
     }
 

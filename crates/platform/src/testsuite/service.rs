@@ -92,13 +92,25 @@ pub async fn health(addr: SocketAddr, service: &str) -> Option<ServingStatus> {
 
 /// Waits (up to 10 s) for the server at `addr` to report `wanted` overall.
 pub async fn wait_for_health(addr: SocketAddr, wanted: ServingStatus) {
-    for _ in 0..200 {
+    if !reports_health_within(addr, wanted, Duration::from_secs(10)).await {
+        panic!("the server at {addr} never reported {wanted:?}");
+    }
+}
+
+/// Whether the server at `addr` reports `wanted` overall within `limit`.
+pub(crate) async fn reports_health_within(
+    addr: SocketAddr,
+    wanted: ServingStatus,
+    limit: Duration,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
         if health(addr, "").await == Some(wanted) {
-            return;
+            return true;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("the server at {addr} never reported {wanted:?}");
+    false
 }
 
 /// GET `path` on an admin port: the HTTP status code and the whole response.
