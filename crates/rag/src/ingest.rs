@@ -105,27 +105,31 @@ impl Ingestor {
     /// How many documents the next claim takes: this process's unclaimed documents shared
     /// evenly among its workers not already busy (the claiming one among them), at most a
     /// batch; a batch when it queued none (another replica's documents, found by polling).
-    fn claim_size(&self) -> i64 {
-        claim_size(
-            self.unclaimed.load(Ordering::Relaxed),
-            self.workers
-                .saturating_sub(self.busy.load(Ordering::Relaxed))
-                .max(1),
-            self.batch_documents,
-        )
+    /// Also returns the unclaimed count it was sized on, for [`Self::claimed`].
+    fn claim_size(&self) -> (i64, usize) {
+        let unclaimed = self.unclaimed.load(Ordering::Relaxed);
+        let free = self
+            .workers
+            .saturating_sub(self.busy.load(Ordering::Relaxed))
+            .max(1);
+        (claim_size(unclaimed, free, self.batch_documents), unclaimed)
     }
 
-    /// Counts a claim of `claimed` documents out of `asked` against the unclaimed ones; a
-    /// claim that found fewer than it asked for saw the queue empty, so none are left.
-    fn claimed(&self, asked: i64, claimed: usize) {
-        let left = if (claimed as i64) < asked {
-            0
+    /// Counts a claim of `claimed` documents out of `asked` (sized on `seen` unclaimed)
+    /// against the unclaimed ones; a claim that found fewer than it asked for saw the
+    /// queue empty, so all it had counted on are gone. Documents woken for meanwhile
+    /// stay counted: `wake` adds while this subtracts.
+    fn claimed(&self, asked: i64, seen: usize, claimed: usize) {
+        let gone = if (claimed as i64) < asked {
+            seen
         } else {
-            self.unclaimed
-                .load(Ordering::Relaxed)
-                .saturating_sub(claimed)
+            claimed
         };
-        self.unclaimed.store(left, Ordering::Relaxed);
+        let _ = self
+            .unclaimed
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_sub(gone))
+            });
     }
 
     /// Resolves when some claim finishes (or `timeout` passes), for pollers.
@@ -168,9 +172,9 @@ impl Ingestor {
                 .await?;
                 let claimed = {
                     let _one_claim_at_a_time = self.claiming.lock().await;
-                    let size = self.claim_size();
+                    let (size, seen) = self.claim_size();
                     let claimed = store::claim(conn, size).await?;
-                    self.claimed(size, claimed.len());
+                    self.claimed(size, seen, claimed.len());
                     if !claimed.is_empty() {
                         self.busy.fetch_add(1, Ordering::Relaxed);
                     }
