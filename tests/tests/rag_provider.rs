@@ -76,8 +76,18 @@ async fn count_chunk_inserts(db: &TestDatabase) {
     .await;
 }
 
-#[tokio::test]
-async fn a_calls_documents_are_shared_by_the_idle_workers() {
+/// A RAG service with `workers` ingestion workers over the fake provider (3 retries), its
+/// database counting chunk INSERTs, an admin client and a collection named `name` (chunks
+/// of 32 tokens, no overlap).
+struct Counting {
+    server: EmbeddingServer,
+    db: TestDatabase,
+    _service: TestService<RagApp>,
+    client: RagClient,
+    collection: pb::Collection,
+}
+
+async fn counting(workers: usize, name: &str) -> Counting {
     let server = EmbeddingServer::start().await;
     let db = TestDatabase::create(
         "rag",
@@ -85,9 +95,27 @@ async fn a_calls_documents_are_shared_by_the_idle_workers() {
     )
     .await;
     count_chunk_inserts(&db).await;
-    let service = service_on(&server, &db, 3, 2).await;
+    let service = service_on(&server, &db, 3, workers).await;
     let mut client = admin(&service).await;
-    let collection = create_collection(&mut client, "shared", 32, 0).await;
+    let collection = create_collection(&mut client, name, 32, 0).await;
+    Counting {
+        server,
+        db,
+        _service: service,
+        client,
+        collection,
+    }
+}
+
+#[tokio::test]
+async fn a_calls_documents_are_shared_by_the_idle_workers() {
+    let Counting {
+        server,
+        db,
+        _service,
+        mut client,
+        collection,
+    } = counting(2, "shared").await;
 
     let done = ingest_and_wait(&mut client, &collection.id, documents("shared", 10, 50)).await;
     assert!(
@@ -119,17 +147,14 @@ async fn a_calls_documents_are_shared_by_the_idle_workers() {
 
 #[tokio::test]
 async fn five_hundred_chunks_take_ten_calls_three_at_most_in_flight_and_one_insert() {
-    let server = EmbeddingServer::start().await;
-    let db = TestDatabase::create(
-        "rag",
-        <RagApp as agentic_platform::service::ServiceType>::MIGRATIONS,
-    )
-    .await;
-    count_chunk_inserts(&db).await;
     // One worker: every call's documents are one claim.
-    let service = service_on(&server, &db, 3, 1).await;
-    let mut client = admin(&service).await;
-    let collection = create_collection(&mut client, "batched", 32, 0).await;
+    let Counting {
+        server,
+        db,
+        _service,
+        mut client,
+        collection,
+    } = counting(1, "batched").await;
     assert_eq!(collection.embedding_model, "wordllama-over-http");
 
     // 10 documents × 50 paragraphs = 500 chunks, in one call (one claim).
