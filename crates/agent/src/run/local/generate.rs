@@ -4,14 +4,13 @@
 //! again within one token's time.
 
 use agentic_platform::error::{Error, Result};
-use candle_core::{Device, Tensor};
 use candle_transformers::generation::{LogitsProcessor, Sampling};
-use candle_transformers::models::quantized_llama::ModelWeights;
 use tokenizers::Tokenizer;
 use tokio::sync::mpsc;
 
 use super::decode::TextDecoder;
 use super::gguf::Loaded;
+use super::llama::Llama;
 use crate::run::chat::{Finish, Piece, Settings, Usage};
 use crate::run::stop::StopScanner;
 
@@ -21,9 +20,7 @@ const PREFILL_CHUNK: usize = 128;
 
 /// What every worker reads.
 pub(super) struct Shared {
-    /// Cloned per generation (its key-value cache is the generation's own); the
-    /// weights themselves are shared.
-    weights: ModelWeights,
+    weights: Llama,
     pub(super) tokenizer: Tokenizer,
     end_tokens: Vec<u32>,
     pub(super) context_window: usize,
@@ -75,20 +72,18 @@ impl Shared {
 
     fn run(&self, job: &Job) -> candle_core::Result<Result<(), Gone>> {
         let send = |piece: Piece| job.out.blocking_send(Ok(piece)).map_err(|_| Gone);
-        let mut model = self.weights.clone();
+
         let mut sampler =
             LogitsProcessor::from_sampling(rand::random(), sampling(job.settings.temperature));
         let room = self.context_window.saturating_sub(job.prompt.len());
         let max_tokens = (job.settings.max_tokens as usize).min(room);
-        let mut position = 0;
+        let mut cache = self.weights.cache(job.prompt.len() + max_tokens)?;
         let mut logits = None;
         for chunk in job.prompt.chunks(PREFILL_CHUNK) {
             if job.out.is_closed() {
                 return Ok(Err(Gone));
             }
-            let input = Tensor::new(chunk, &Device::Cpu)?.unsqueeze(0)?;
-            logits = Some(model.forward(&input, position)?);
-            position += chunk.len();
+            logits = Some(self.weights.forward(&mut cache, chunk)?);
         }
         let Some(mut logits) = logits else {
             candle_core::bail!("an empty prompt");
@@ -100,7 +95,7 @@ impl Shared {
             if produced as usize >= max_tokens {
                 break Finish::Length;
             }
-            let token = sampler.sample(&logits.squeeze(0)?)?;
+            let token = sampler.sample(&logits)?;
             if self.end_tokens.contains(&token) {
                 break Finish::Stop;
             }
@@ -119,9 +114,7 @@ impl Shared {
             if job.out.is_closed() {
                 return Ok(Err(Gone));
             }
-            let input = Tensor::new(&[token], &Device::Cpu)?.unsqueeze(0)?;
-            logits = model.forward(&input, position)?;
-            position += 1;
+            logits = self.weights.forward(&mut cache, &[token])?;
         };
         let rest = decoder.finish().map(|text| stops.push(&text));
         let mut tail = rest.as_ref().map(|s| s.text.clone()).unwrap_or_default();

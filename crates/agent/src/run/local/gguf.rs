@@ -1,14 +1,11 @@
-//! Reading the local model's GGUF file: its weights (re-quantised for the CPU's fast
-//! kernels), its tokenizer (built from the file's own vocabulary and merges) and its chat
+//! Reading the local model's GGUF file: its weights, its tokenizer (built from the file's own vocabulary and merges) and its chat
 //! template's special tokens.
 
 use std::io::Cursor;
 use std::path::Path;
 
 use agentic_platform::error::{Error, Result};
-use candle_core::Device;
-use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
-use candle_transformers::models::quantized_llama::{MAX_SEQ_LEN, ModelWeights};
+use candle_core::quantized::gguf_file;
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
 use tokenizers::models::bpe::{BPE, Vocab};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
@@ -16,12 +13,18 @@ use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::{AddedToken, PreTokenizerWrapper, Tokenizer};
 
+use super::llama::Llama;
+
+/// The most positions a generation runs, whatever the model was trained on: the rotary
+/// tables and a cache this long stay small.
+const MAX_POSITIONS: usize = 4096;
+
 /// GGUF token types that are control tokens (`<|im_start|>`), never split by the BPE.
 const CONTROL_TOKEN_TYPES: [i32; 2] = [3, 4];
 
 /// What a GGUF file holds that the model needs.
 pub(super) struct Loaded {
-    pub weights: ModelWeights,
+    pub weights: Llama,
     pub tokenizer: Tokenizer,
     /// Tokens that end an answer.
     pub end_tokens: Vec<u32>,
@@ -60,57 +63,20 @@ pub(super) fn load(path: &Path) -> Result<Loaded> {
         .metadata
         .get("llama.context_length")
         .and_then(|v| v.to_u32().ok())
-        .map_or(MAX_SEQ_LEN, |n| n as usize);
-    let requantised = requantise(&content, &mut reader).map_err(|e| failed(path, e))?;
-    let mut reader = Cursor::new(requantised);
-    let content = gguf_file::Content::read(&mut reader).map_err(|e| failed(path, e))?;
+        .map_or(MAX_POSITIONS, |n| n as usize);
+    let context_window = trained.min(MAX_POSITIONS);
     let weights =
-        ModelWeights::from_gguf(content, &mut reader, &Device::Cpu).map_err(|e| failed(path, e))?;
+        Llama::from_gguf(&content, &mut reader, context_window).map_err(|e| failed(path, e))?;
     Ok(Loaded {
         weights,
         tokenizer,
         end_tokens,
-        context_window: trained.min(MAX_SEQ_LEN),
+        context_window,
     })
 }
 
 fn metadata_string(content: &gguf_file::Content, key: &str) -> Option<String> {
     content.metadata.get(key)?.to_string().ok().cloned()
-}
-
-/// The file again, with its 4- and 5-bit matrices as 8-bit ones: candle has SIMD dot
-/// products for Q8_0 but not for Q4_1, and the model is small enough that twice the
-/// bytes cost less than scalar arithmetic.
-fn requantise(
-    content: &gguf_file::Content,
-    reader: &mut Cursor<Vec<u8>>,
-) -> candle_core::Result<Vec<u8>> {
-    let slow = [
-        GgmlDType::Q4_0,
-        GgmlDType::Q4_1,
-        GgmlDType::Q5_0,
-        GgmlDType::Q5_1,
-    ];
-    let mut tensors: Vec<(String, QTensor)> = Vec::with_capacity(content.tensor_infos.len());
-    for name in content.tensor_infos.keys() {
-        let tensor = content.tensor(reader, name, &Device::Cpu)?;
-        let row = tensor.shape().dims().last().copied().unwrap_or(0);
-        let tensor = if slow.contains(&tensor.dtype()) && row % GgmlDType::Q8_0.block_size() == 0 {
-            QTensor::quantize(&tensor.dequantize(&Device::Cpu)?, GgmlDType::Q8_0)?
-        } else {
-            tensor
-        };
-        tensors.push((name.clone(), tensor));
-    }
-    let metadata: Vec<(&str, &gguf_file::Value)> = content
-        .metadata
-        .iter()
-        .map(|(key, value)| (key.as_str(), value))
-        .collect();
-    let tensors: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    let mut out = Cursor::new(Vec::new());
-    gguf_file::write(&mut out, &metadata, &tensors)?;
-    Ok(out.into_inner())
 }
 
 /// The model's own byte-level BPE tokenizer, from the vocabulary, merges and token types

@@ -10,6 +10,8 @@
 mod decode;
 mod generate;
 mod gguf;
+mod linear;
+mod llama;
 mod threads;
 
 use std::path::Path;
