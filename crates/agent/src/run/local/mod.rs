@@ -7,6 +7,7 @@
 //! (`LOCAL_MODEL_QUEUE`) within their deadline, then get `RESOURCE_EXHAUSTED` with
 //! `RetryInfo`.
 
+mod attend;
 mod decode;
 mod generate;
 mod gguf;
