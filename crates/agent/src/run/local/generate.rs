@@ -72,7 +72,6 @@ impl Shared {
 
     fn run(&self, job: &Job) -> candle_core::Result<Result<(), Gone>> {
         let send = |piece: Piece| job.out.blocking_send(Ok(piece)).map_err(|_| Gone);
-
         let mut sampler =
             LogitsProcessor::from_sampling(rand::random(), sampling(job.settings.temperature));
         let room = self.context_window.saturating_sub(job.prompt.len());

@@ -1,5 +1,5 @@
-//! Reading the local model's GGUF file: its weights, its tokenizer (built from the file's own vocabulary and merges) and its chat
-//! template's special tokens.
+//! Reading the local model's GGUF file: its weights, its tokenizer (built from the file's
+//! own vocabulary and merges) and its chat template's special tokens.
 
 use std::io::Cursor;
 use std::path::Path;

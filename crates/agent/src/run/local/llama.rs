@@ -4,7 +4,7 @@
 //! matrix is kept both 8-bit (for decoding) and f32 (for prompts, see [`Linear`]), and the
 //! weights are shared between generations while each generation owns only its [`Cache`].
 
-use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor, gguf_file};
 use candle_core::{D, DType, Device, Module, Result, Tensor};
 use candle_nn::ops::{rms_norm, silu, softmax_last_dim};
 use candle_nn::rotary_emb::rope_i;
@@ -29,8 +29,8 @@ pub(super) struct Llama {
     layers: Vec<Layer>,
     norm: Tensor,
     /// `[vocab, hidden]`: the last position's logits (llama ties it to the embedding when
-    /// the file has no `output.weight`).
-    output: QMatMul8,
+    /// the file has no `output.weight`). One row at a time, so 8-bit only.
+    output: QMatMul,
     heads: usize,
     kv_heads: usize,
     head_dim: usize,
@@ -39,9 +39,6 @@ pub(super) struct Llama {
     cos: Tensor,
     sin: Tensor,
 }
-
-/// The output head: decoded one row at a time, so 8-bit only.
-type QMatMul8 = candle_core::quantized::QMatMul;
 
 struct Layer {
     attention_norm: Tensor,
@@ -126,7 +123,7 @@ impl Llama {
             embedding,
             layers,
             norm,
-            output: QMatMul8::from_qtensor(output)?,
+            output: QMatMul::from_qtensor(output)?,
             heads,
             kv_heads,
             head_dim: hidden / heads,
@@ -157,6 +154,7 @@ impl Llama {
         let rows = tokens.len();
         let ids = Tensor::new(tokens, &Device::Cpu)?;
         let mut x = self.embedding.index_select(&ids, 0)?;
+        // One row may look at every position before it: no mask, and one-row attention.
         let mask = match rows {
             1 => None,
             _ => Some(causal_mask(rows, position)?),
@@ -184,8 +182,9 @@ impl Llama {
     }
 
     /// Self-attention of `x` (`[rows, hidden]`) over the cached positions and its own.
-    /// The heads that share a key-value head are multiplied as one matrix with it, so the
-    /// keys and values are never copied per head.
+    /// Several rows (with their causal `mask`) go through the matrix multiply, the heads
+    /// that share a key-value head as one matrix with it, so the keys and values are never
+    /// copied per head; one row (no mask) takes [`attend_one`].
     fn attention(
         &self,
         layer: &Layer,
@@ -208,24 +207,20 @@ impl Llama {
         cache.keys.slice_set(&k.squeeze(0)?, 1, position)?;
         cache.values.slice_set(&v.squeeze(0)?, 1, position)?;
         let seen = position + rows;
-        if rows == 1 {
+        let Some(mask) = mask else {
             return layer
                 .o
                 .forward(&attend_one(&q, &cache.keys, &cache.values, seen)?);
-        }
+        };
         let keys = cache.keys.narrow(1, 0, seen)?;
         let values = cache.values.narrow(1, 0, seen)?;
 
         let group = self.heads / self.kv_heads;
         let q = q.reshape((self.kv_heads, group * rows, self.head_dim))?;
-        let scores = (q.matmul(&keys.t()?)? / (self.head_dim as f64).sqrt())?;
-        let scores = match mask {
-            None => scores,
-            Some(mask) => scores
-                .reshape((self.kv_heads, group, rows, seen))?
-                .broadcast_add(mask)?
-                .reshape((self.kv_heads, group * rows, seen))?,
-        };
+        let scores = (q.matmul(&keys.t()?)? / (self.head_dim as f64).sqrt())?
+            .reshape((self.kv_heads, group, rows, seen))?
+            .broadcast_add(mask)?
+            .reshape((self.kv_heads, group * rows, seen))?;
         let y = softmax_last_dim(&scores)?.matmul(&values)?;
         let y = y
             .reshape((self.heads, rows, self.head_dim))?
