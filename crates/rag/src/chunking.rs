@@ -106,6 +106,14 @@ impl Level {
 
 /// Appends the pieces of `range` (each fitting `size`, or a single character) with their
 /// token counts, splitting at `level` and finer where needed.
+///
+/// A paragraph is counted from its sentences (their sum is its count), not tokenized
+/// whole and then again sentence by sentence: every character of a document goes
+/// through the tokenizer once here. With SentencePiece-style tokenizers (WordLlama's
+/// among them) the sum errs high: cut after a sentence's trailing space, each sentence
+/// carries that space as a token of its own, and its first word takes the same prefix
+/// it has inside the whole. Only a piece that opens a paragraph (after a newline, not a
+/// space) can tokenize a little differently alone, so a chunk's count may be a token low.
 fn split(
     text: &str,
     range: Range<usize>,
@@ -117,6 +125,24 @@ fn split(
     for part in parts(text, range, level) {
         let piece = &text[part.clone()];
         if piece.trim().is_empty() {
+            continue;
+        }
+        if matches!(level, Level::Paragraph) {
+            let mut sentences = Vec::new();
+            split(
+                text,
+                part.clone(),
+                Level::Sentence,
+                size,
+                count,
+                &mut sentences,
+            );
+            let tokens: usize = sentences.iter().map(|(_, tokens)| tokens).sum();
+            if tokens <= size {
+                out.push((part, tokens));
+            } else {
+                out.append(&mut sentences);
+            }
             continue;
         }
         let tokens = count.tokens(piece);
@@ -245,6 +271,37 @@ mod tests {
         }
         let all: String = chunks.iter().map(|c| c.text).collect();
         assert!(all.contains('🙂'));
+    }
+
+    #[test]
+    fn every_character_is_tokenized_once_when_sentences_fit() {
+        let text = "One two three. Four five six. Seven eight.\n\nNine ten. Eleven twelve.";
+        let tokenized = std::cell::Cell::new(0);
+        let counting = |t: &str| {
+            tokenized.set(tokenized.get() + t.len());
+            words(t)
+        };
+        // Both paragraphs fit: each is one piece, counted from its sentences.
+        let chunks = chunk(text, 100, 0, &counting);
+        assert_eq!(chunks.len(), 1);
+        assert_eq!(chunks[0].tokens, words(text));
+        assert!(
+            tokenized.get() <= text.len(),
+            "{} > {}",
+            tokenized.get(),
+            text.len()
+        );
+        // Too long for one chunk: split at sentences, still each character once.
+        tokenized.set(0);
+        let chunks = chunk(text, 5, 0, &counting);
+        assert!(chunks.len() > 1);
+        assert!(chunks.iter().all(|c| c.tokens <= 5));
+        assert!(
+            tokenized.get() <= text.len(),
+            "{} > {}",
+            tokenized.get(),
+            text.len()
+        );
     }
 
     #[test]

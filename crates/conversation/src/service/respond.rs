@@ -94,11 +94,6 @@ pub(super) async fn respond(
             })
             .await?;
         if opened.claimed {
-            // Only the call that takes the lease can have appended (a fresh answer row
-            // is always claimable): the message count changed, or nothing did.
-            service
-                .forget_conversation(tenant, input.conversation)
-                .await;
             break opened;
         }
         if opened.answer.finish_reason.is_some() {
@@ -112,20 +107,22 @@ pub(super) async fn respond(
         }
         tokio::time::sleep(WAIT_STEP).await;
     };
-    let history = service
-        .pool
-        .run(async |conn| {
-            store::list_messages(
-                conn,
-                tenant,
-                input.conversation,
-                Direction::NewestFirst,
-                Some(opened.question.sequence - 1),
-                HISTORY_LIMIT,
-            )
-            .await
-        })
-        .await;
+    // Only the call that takes the lease can have appended (a fresh answer row is always
+    // claimable): the message count changed, or nothing did. The cache forgets the
+    // conversation while the history is read, not before: a trip less before the model.
+    let forget = service.forget_conversation(tenant, input.conversation);
+    let read = service.pool.run(async |conn| {
+        store::list_messages(
+            conn,
+            tenant,
+            input.conversation,
+            Direction::NewestFirst,
+            Some(opened.question.sequence - 1),
+            HISTORY_LIMIT,
+        )
+        .await
+    });
+    let ((), history) = tokio::join!(forget, read);
     let run = history.map(|rows| agent_pb::RunAgentRequest {
         agent_id: conversation.agent_id.clone(),
         history: rows.iter().rev().filter_map(turn).collect(),

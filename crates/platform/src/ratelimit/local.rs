@@ -142,11 +142,14 @@ impl Allotments {
     /// call that finds no token and no refill under way is the one to ask Redis.
     pub(crate) fn spend(&self, key: &LocalKey, now: Instant) -> Spend {
         let mut shard = lock(self.shard(key));
-        // The key is cloned only the first time it is seen.
-        if !shard.contains_key(key) {
-            shard.insert(key.clone(), Allotment::default());
+        // One look-up for a key seen before; the key is cloned only the first time.
+        if let Some(allotment) = shard.get_mut(key) {
+            return Self::spend_from(allotment, now);
         }
-        let allotment = shard.get_mut(key).expect("inserted above");
+        Self::spend_from(shard.entry(key.clone()).or_default(), now)
+    }
+
+    fn spend_from(allotment: &mut Allotment, now: Instant) -> Spend {
         let view = |allotment: &Allotment, extra: u64| -> Views {
             allotment
                 .windows

@@ -146,3 +146,55 @@ impl Embedder for WordLlama {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunking;
+
+    const MODELS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../.local/models");
+
+    /// Chunking counts a chunk as the sum of its pieces; with this tokenizer every chunk
+    /// must fit its size by its own text's count, and the sum may be low by one at most
+    /// (a piece that opens a paragraph loses its word prefix inside the whole).
+    #[test]
+    fn chunks_fit_their_size_by_the_real_tokenizer() {
+        let model = WordLlama::load(
+            &Path::new(MODELS).join("l2_supercat_256.safetensors"),
+            &Path::new(MODELS).join("l2_supercat_tokenizer_config.json"),
+            256,
+        )
+        .expect("the local model (make tools fetches it)");
+        let sentences = [
+            "The river flooded the old bridge.",
+            "Refunds take five days!",
+            "Is the router's firmware current?",
+            "Ünïcödé wörds, emoji 🙂 and 漢字 text.",
+            "Two  spaces here.",
+            "Numbers 3.14 and 1,000,000 stay whole.",
+            "supercalifragilisticexpialidocious antidisestablishmentarianism.",
+        ];
+        let mut text = String::new();
+        for (i, sentence) in sentences.iter().cycle().take(60).enumerate() {
+            text.push_str(sentence);
+            text.push_str(if i % 9 == 8 { "\n\n" } else { " " });
+        }
+        let count = |t: &str| model.count_tokens(t);
+        for (size, overlap) in [(16, 0), (32, 4), (64, 8), (256, 32)] {
+            let chunks = chunking::chunk(&text, size, overlap, &count);
+            assert!(
+                chunks.len() > 1,
+                "size {size}: the text needs several chunks"
+            );
+            for chunk in &chunks {
+                let own = model.count_tokens(chunk.text);
+                assert!(
+                    own <= size && own <= chunk.tokens + 1,
+                    "size {size}: counted {} for a chunk of {own} tokens: {:?}",
+                    chunk.tokens,
+                    chunk.text
+                );
+            }
+        }
+    }
+}
