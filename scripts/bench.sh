@@ -58,6 +58,9 @@ BASELINE="$ROOT/target/release/agentic-baseline"
 DEFAULT_POOL_SIZE=$("$BIN" serve user --help | awk '/--db-pool-size/ {f=1} f && /default:/ {gsub(/[^0-9]/, ""); print; exit}')
 DEFAULT_MAX_OVERFLOW=$("$BIN" serve user --help | awk '/--db-max-overflow/ {f=1} f && /default:/ {gsub(/[^0-9]/, ""); print; exit}')
 
+# A streaming replica left by an earlier run replays every write of this one on the same
+# cores: only the read-replica stage runs beside one.
+scripts/infra.sh replica down >/dev/null 2>&1 || true
 PSQL=("$PG_BIN/psql" -X -q -h 127.0.0.1 -p 55432 -U postgres)
 "${PSQL[@]}" -c "DROP DATABASE IF EXISTS agentic_bench WITH (FORCE)"
 "${PSQL[@]}" -c "CREATE DATABASE agentic_bench"
@@ -248,6 +251,8 @@ calls = max(c1 - c0, 1)
 r.update(method=sys.argv[8], primary_per_call=(p1 - p0) / calls, replica_per_call=(r1 - r0) / calls)
 print(json.dumps(r))' "$result" "$primary0" "$replica0" "$calls0" "$primary1" "$replica1" "$calls1" "$method" >>"$OUT/replicas.jsonl"
 done
+kill -TERM "$PID_user_replica" "$PID_agent_replica" 2>/dev/null || true
+scripts/infra.sh replica down >/dev/null 2>&1 || true
 
 echo "[bench] RAG: fixture, ingestion and Search rounds" >&2
 "$ROOT/target/release/agentic-rag-bench" --database-url "$BENCH_URL" \
