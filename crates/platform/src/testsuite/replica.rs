@@ -28,6 +28,9 @@ fn infra_script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/infra.sh")
 }
 
+/// Clusters tried on fresh ports before a port clash fails the test.
+const PORT_ATTEMPTS: usize = 3;
+
 /// A port nothing listens on now.
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -39,19 +42,40 @@ fn free_port() -> u16 {
 impl ReplicatedCluster {
     /// Creates and starts a fresh primary and a replica of it (a few seconds).
     pub async fn start() -> Self {
-        let cluster = Self {
+        // A port found free may be taken by another test before PostgreSQL binds it:
+        // then the cluster starts again on other ports.
+        for _ in 1..PORT_ATTEMPTS {
+            let cluster = Self::on_free_ports();
+            match cluster.try_script("up").await {
+                Ok(()) => return cluster,
+                Err(error) if error.contains("Address already in use") => continue,
+                Err(error) => panic!("scripts/infra.sh cluster up failed: {error}"),
+            }
+        }
+        let cluster = Self::on_free_ports();
+        cluster.script("up").await;
+        cluster
+    }
+
+    fn on_free_ports() -> Self {
+        Self {
             dir: std::env::temp_dir().join(format!(
                 "agentic-replicated-{}",
                 uuid::Uuid::new_v4().simple()
             )),
             primary_port: free_port(),
             replica_port: free_port(),
-        };
-        cluster.script("up").await;
-        cluster
+        }
     }
 
     async fn script(&self, action: &str) {
+        if let Err(error) = self.try_script(action).await {
+            panic!("scripts/infra.sh cluster {action} failed: {error}");
+        }
+    }
+
+    /// Runs `scripts/infra.sh cluster <action>`; its standard error if it fails.
+    async fn try_script(&self, action: &str) -> Result<(), String> {
         let output = tokio::process::Command::new("bash")
             .arg(infra_script())
             .args(["cluster", action])
@@ -61,11 +85,11 @@ impl ReplicatedCluster {
             .output()
             .await
             .expect("run scripts/infra.sh");
-        assert!(
-            output.status.success(),
-            "scripts/infra.sh cluster {action} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).into_owned())
+        }
     }
 
     /// The primary's admin database, for [`super::TestDatabase::create_on`].
