@@ -125,14 +125,20 @@ async fn a_killed_worker_loses_no_document_and_duplicates_no_chunk() {
         .expect("ingest");
     }
 
-    // Kill it once the workers are well under way, but not done.
+    // Kill it once the workers are well under way, but not done, and while a claim is
+    // in progress: its attempts are counted (committed apart) while its documents still
+    // read pending to others. Between claims a worker only drops cached entries, and a
+    // kill there would leave nothing to take again.
     let ready = "SELECT count(*) AS n FROM rag.documents WHERE status = 'ready'";
+    let in_progress = "SELECT count(*) AS n FROM rag.documents d \
+                       JOIN rag.document_attempts a ON a.document_id = d.id \
+                       WHERE d.status = 'pending'";
     let mut done = 0;
     // However slow the machine (a busy CI runner), the workers get a minute to start.
     let give_up = std::time::Instant::now() + Duration::from_secs(60);
     while std::time::Instant::now() < give_up {
         done = db.count(ready).await;
-        if done >= 8 {
+        if done >= 8 && db.count(in_progress).await > 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
