@@ -118,6 +118,45 @@ fn chunks_fit_the_models_token_budget() {
     }
 }
 
+/// Chunking counts a chunk as the sum of its pieces; with this tokenizer every chunk
+/// must fit its size by its own text's count, and the sum may be low by one at most
+/// (a piece that opens a paragraph loses its word prefix inside the whole).
+#[test]
+fn chunks_fit_their_size_by_the_real_tokenizer() {
+    let model = model(256);
+    let sentences = [
+        "The river flooded the old bridge.",
+        "Refunds take five days!",
+        "Is the router's firmware current?",
+        "Ünïcödé wörds, emoji 🙂 and 漢字 text.",
+        "Two  spaces here.",
+        "Numbers 3.14 and 1,000,000 stay whole.",
+        "supercalifragilisticexpialidocious antidisestablishmentarianism.",
+    ];
+    let mut text = String::new();
+    for (i, sentence) in sentences.iter().cycle().take(60).enumerate() {
+        text.push_str(sentence);
+        text.push_str(if i % 9 == 8 { "\n\n" } else { " " });
+    }
+    let count = |t: &str| model.count_tokens(t);
+    for (size, overlap) in [(16, 0), (32, 4), (64, 8), (256, 32)] {
+        let chunks = chunk(&text, size, overlap, &count);
+        assert!(
+            chunks.len() > 1,
+            "size {size}: the text needs several chunks"
+        );
+        for c in &chunks {
+            let own = model.count_tokens(c.text);
+            assert!(
+                own <= size && own <= c.tokens + 1,
+                "size {size}: counted {} for a chunk of {own} tokens: {:?}",
+                c.tokens,
+                c.text
+            );
+        }
+    }
+}
+
 /// 50 varied sentences (several languages, code, numbers, a single letter) embedded by the
 /// `wordllama` Python package itself: `tests/data/wordllama_reference.py` wrote the file.
 #[tokio::test]

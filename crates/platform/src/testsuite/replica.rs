@@ -44,17 +44,19 @@ impl ReplicatedCluster {
     pub async fn start() -> Self {
         // A port found free may be taken by another test before PostgreSQL binds it:
         // then the cluster starts again on other ports.
-        for _ in 1..PORT_ATTEMPTS {
+        let mut attempt = 1;
+        loop {
             let cluster = Self::on_free_ports();
             match cluster.try_script("up").await {
                 Ok(()) => return cluster,
-                Err(error) if error.contains("Address already in use") => continue,
+                Err(error)
+                    if attempt < PORT_ATTEMPTS && error.contains("Address already in use") =>
+                {
+                    attempt += 1;
+                }
                 Err(error) => panic!("scripts/infra.sh cluster up failed: {error}"),
             }
         }
-        let cluster = Self::on_free_ports();
-        cluster.script("up").await;
-        cluster
     }
 
     fn on_free_ports() -> Self {
